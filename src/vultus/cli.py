@@ -1,0 +1,336 @@
+"""The `vultus` command: parse, call the engine, render. No logic of its own.
+
+Library errors become ``click.ClickException`` here, so a user sees one clear message
+and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .config import DEFAULT_DATA_DIR, Settings
+from .errors import VultusError
+from .policy import LegalBasis
+
+BASIS_CHOICES = [b.value for b in LegalBasis]
+
+
+def _engine(ctx: click.Context):
+    """The engine for this invocation, opened on first use and closed at exit."""
+    obj = ctx.find_root().obj
+    if obj.get("engine") is None:
+        from .engine import Engine
+
+        obj["engine"] = ctx.with_resource(Engine(obj["settings"]))
+    return obj["engine"]
+
+
+def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn Vultus errors into click errors: a message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VultusError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VultusError as exc:  # raised while opening the engine
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="VULTUS_DATA",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    help="Data directory holding the database, photo copies and index (env VULTUS_DATA).",
+)
+@click.option(
+    "--detector",
+    envvar="VULTUS_DETECTOR",
+    default="hog",
+    show_default=True,
+    help="Face detector: hog (fast, frontal faces) or cnn (dlib MMOD: more faces, slower). Env VULTUS_DETECTOR.",
+)
+@click.version_option(package_name="vultus")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, detector: str) -> None:
+    """Vultus: find every photo of a person in a collection you lawfully hold, from one photo.
+
+    Local files only, no crawler; every face has a registered source with a legal basis.
+    Start with `vultus source add`, then `vultus ingest`, then `vultus search`.
+    """
+    try:
+        settings = Settings.from_env(data_dir=data_dir, detector=detector)
+    except VultusError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx.obj = {"settings": settings, "engine": None}
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+@cli.group()
+def source() -> None:
+    """Register and list sources: where photos come from and why they may be processed."""
+
+
+@source.command("add")
+@click.argument("name")
+@click.option(
+    "--basis",
+    required=True,
+    type=click.Choice(BASIS_CHOICES, case_sensitive=False),
+    help="GDPR Art. 6(1) legal basis for processing this source's photos.",
+)
+@click.option("--purpose", required=True, help="Why these photos are processed (the declared purpose).")
+@click.option(
+    "--retention",
+    required=True,
+    help="How long photos are kept after ingest: a number and d, w, m or y (e.g. 365d; at most 3y).",
+)
+@click.option("--controller", help="The organisation responsible for the data (the controller).")
+@click.option("--consent-ref", help="Where the consents are recorded, for basis 'consent'.")
+@_json_option
+@click.pass_context
+@_friendly
+def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retention: str,
+               controller: str | None, consent_ref: str | None, as_json: bool) -> None:
+    """Register source NAME with its legal basis, purpose and retention."""
+    record = _engine(ctx).add_source(
+        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
+    )
+    if as_json:
+        click.echo(json.dumps(_source_dict(record), indent=2))
+    else:
+        click.echo(
+            f"Registered source {record.name!r}: basis {record.legal_basis}, purpose {record.purpose!r}, "
+            f"retention {record.retention_days} days, controller {record.controller!r}."
+        )
+
+
+@source.command("list")
+@_json_option
+@click.pass_context
+@_friendly
+def source_list(ctx: click.Context, as_json: bool) -> None:
+    """List registered sources with their provenance and counts."""
+    records = _engine(ctx).sources()
+    if as_json:
+        click.echo(json.dumps([_source_dict(r) for r in records], indent=2))
+        return
+    if not records:
+        click.echo("No sources yet. Register one with `vultus source add NAME --basis ... --purpose ... --retention ...`.")
+        return
+    rows = [
+        [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count), r.controller, r.purpose]
+        for r in records
+    ]
+    click.echo(_table(["name", "basis", "retention", "images", "faces", "controller", "purpose"], rows))
+
+
+def _source_dict(record: Any) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "controller": record.controller,
+        "legal_basis": record.legal_basis,
+        "purpose": record.purpose,
+        "retention_days": record.retention_days,
+        "consent_ref": record.consent_ref,
+        "created_at": record.created_at,
+        "images": record.image_count,
+        "faces": record.face_count,
+    }
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--source", "source_name", required=True, help="Registered source the photos belong to.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default: one per CPU core; 1 runs in this process).")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when on a terminal).")
+@_json_option
+@click.pass_context
+@_friendly
+def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers: int | None,
+           progress: bool | None, as_json: bool) -> None:
+    """Index the photos in PATHS: files, folders (recursively), zip and tar archives.
+
+    Photos already indexed (same sha256) are skipped, so running the same command again
+    after an interruption finishes the job. Files that cannot be read are listed with the
+    reason and the batch goes on. Local paths only: there is no crawler.
+    """
+    from tqdm import tqdm
+
+    engine = _engine(ctx)
+    bar = tqdm(total=0, unit="img", desc="Ingesting", file=sys.stderr, disable=(not progress) if progress is not None else None)
+
+    def on_progress(done: int, total: int, faces: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+        bar.set_postfix(faces=faces, refresh=False)
+
+    try:
+        summary = engine.ingest(paths, source=source_name, workers=workers or None, progress=on_progress)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    click.echo(
+        f"Indexed {summary.images} photo{'s' if summary.images != 1 else ''} with {summary.faces} "
+        f"face{'s' if summary.faces != 1 else ''} into source {summary.source!r} in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.2f} photos/s)."
+    )
+    click.echo(f"No face found: {summary.no_face}. Already indexed (skipped): {summary.duplicates}.")
+    if summary.ignored:
+        click.echo(f"Ignored {len(summary.ignored)} file(s) that are not photos, e.g. {summary.ignored[0]}.")
+    if summary.refused:
+        click.echo(f"Refused {len(summary.refused)} file(s):")
+        for path, reason in summary.refused:
+            click.echo(f"  {path}: {reason}" if not reason.startswith(path) else f"  {reason}")
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--purpose", required=True, help="Why you are searching (recorded with the search).")
+@click.option("--case", "case_ref", required=True, help="Case or file reference the search is for.")
+@click.option("--top", type=click.IntRange(min=1, max=1000), default=None, help="Most candidates to return [default: 10].")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Minimum similarity (0-1, higher is closer) [default: 0.70, dlib's distance 0.6].")
+@click.option("--face", "face_number", type=click.IntRange(min=1), default=None,
+              help="Which face of the probe to search with, 1 = largest [default: the largest].")
+@_json_option
+@click.pass_context
+@_friendly
+def search(ctx: click.Context, photo: Path, purpose: str, case_ref: str, top: int | None,
+           threshold: float | None, face_number: int | None, as_json: bool) -> None:
+    """Find candidate photos of the person in PHOTO, best first.
+
+    Results are candidates for a person to review, never identifications. The probe photo
+    is used in memory and not stored.
+    """
+    result = _engine(ctx).search(
+        photo, purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number
+    )
+    note = None
+    if result.probe_faces > 1:
+        note = (
+            f"The probe has {result.probe_faces} faces; searched with face {result.face_used} "
+            f"({'the largest' if result.face_used == 1 else 'as asked'}, box {result.face_box}). "
+            "Use --face N to pick another (1 = largest)."
+        )
+    if as_json:
+        if note:
+            click.echo(note, err=True)
+        click.echo(json.dumps([c.as_dict() for c in result.candidates], indent=2))
+        return
+    if note:
+        click.echo(note)
+    if not result.candidates:
+        click.echo(
+            f"No candidate at similarity >= {result.threshold:.2f} among {result.gallery_faces} indexed faces."
+        )
+        return
+    click.echo(
+        f"{len(result.candidates)} candidate(s) at similarity >= {result.threshold:.2f} among "
+        f"{result.gallery_faces} indexed faces. These are leads for a person to check, not identifications."
+    )
+    rows = [
+        [str(c.rank), f"{c.similarity:.3f}", c.source, c.legal_basis, c.ingested_at[:10],
+         "[{},{},{},{}]".format(*c.box), c.path]
+        for c in result.candidates
+    ]
+    click.echo(_table(["#", "similarity", "source", "basis", "ingested", "box", "path"], rows))
+
+
+# -- maintenance --------------------------------------------------------------------------
+
+
+@cli.command()
+@_json_option
+@click.pass_context
+@_friendly
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Show sources, images, faces, index size and disk use."""
+    s = _engine(ctx).stats()
+    if as_json:
+        click.echo(json.dumps(s.__dict__, indent=2))
+        return
+    rows = [
+        ["data directory", s.data_dir],
+        ["sources", str(s.sources)],
+        ["images", f"{s.images} ({s.images_with_faces} with faces)"],
+        ["faces", str(s.faces)],
+        ["index", f"{s.index_vectors} vectors, {_size(s.index_bytes)}"],
+        ["disk use", _size(s.disk_bytes)],
+        ["models", f"detector {s.detector}, embedder {s.embedder}"],
+    ]
+    click.echo(_table(["", ""], rows, header=False))
+
+
+@cli.command()
+@click.pass_context
+@_friendly
+def reindex(ctx: click.Context) -> None:
+    """Rebuild the vector index from the store (after a corrupt or deleted index file)."""
+    count = _engine(ctx).reindex()
+    click.echo(f"Rebuilt the index from the store: {count} face templates.")
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def _table(headers: list[str], rows: list[list[str]], *, header: bool = True) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = []
+    if header:
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def main() -> None:
+    """Entry point of the `vultus` console script."""
+    cli(prog_name="vultus")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Typed settings for one Vultus deployment, read from arguments and ``VULTUS_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import SettingsError
+
+__all__ = ["Settings", "DEFAULT_DATA_DIR"]
+
+DEFAULT_DATA_DIR = Path("vultus-data")
+ENV_PREFIX = "VULTUS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be tuned, with the defaults a newcomer should get.
+
+    Each field can be set from the environment as ``VULTUS_<FIELD NAME IN CAPITALS>``;
+    explicit keyword arguments to :meth:`from_env` win over the environment.
+    """
+
+    #: Folder holding the database, the blob copies and the vector index.
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: Registered detector name (``hog`` or ``cnn``).
+    detector: str = "hog"
+    #: Registered embedder name.
+    embedder: str = "dlib-resnet-v1"
+    #: Ingest worker processes; 0 means one per CPU core.
+    workers: int = 0
+    #: Images with more pixels than this are refused (decompression-bomb guard).
+    max_pixels: int = 120_000_000
+    #: Long side, in pixels, that photos are scaled to (down or up) before detection.
+    detect_size: int = 1600
+    #: Candidates returned by a search unless ``--top`` says otherwise.
+    top: int = 10
+    #: Minimum similarity for a search candidate; None means the embedder's own default.
+    threshold: float | None = field(default=None)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        """Build settings from ``VULTUS_*`` variables, then apply non-None ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: object) -> "Settings":
+        """Return a copy with some fields changed and validated."""
+        settings = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` for values that cannot work."""
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.workers < 0:
+            raise SettingsError(f"workers must be 0 (one per core) or more, not {self.workers}.")
+        if self.max_pixels < 1:
+            raise SettingsError("max_pixels must be a positive number of pixels.")
+        if not 160 <= self.detect_size <= 8000:
+            raise SettingsError(
+                f"detect_size must be between 160 and 8000 pixels, not {self.detect_size}."
+            )
+        if self.top < 1:
+            raise SettingsError(f"top must be at least 1, not {self.top}.")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise SettingsError(
+                f"threshold is a similarity between 0 and 1, not {self.threshold}."
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """The number of ingest processes to start (resolves 0 to the core count)."""
+        return self.workers or os.cpu_count() or 1
+
+
+def _parse(name: str, kind: object, raw: str) -> object:
+    """Convert one environment string to the field's type, with a clear error."""
+    text = str(kind)
+    try:
+        if "Path" in text:
+            return Path(raw)
+        if "float" in text:
+            return float(raw)
+        if "int" in text:
+            return int(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text.split(' ')[0]}; "
+            "fix or unset the variable."
+        ) from None
+    return raw

@@ -1,0 +1,292 @@
+"""The engine: one facade that wires store, blobs, index and face models for the use cases."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .config import Settings
+from .errors import DataDirError, DataDirLockedError, IndexCorruptError, InputPathError, InvalidSourceError
+from .faces import FaceAnalyzer, create_embedder
+from .index import VectorIndex, create_index
+from .ingest import IngestSummary, Ingestor
+from .policy import LegalBasis, parse_retention, refuse_remote, validate_source_name
+from .search import SearchResult, search_photo
+from .store import BlobStore, SourceRecord, Store
+
+__all__ = ["Engine", "Stats", "open"]
+
+DB_NAME = "vultus.db"
+INDEX_PATH = Path("index") / "faces.faiss"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Sizes of a deployment, for `vultus stats`."""
+
+    data_dir: str
+    sources: int
+    images: int
+    images_with_faces: int
+    faces: int
+    index_vectors: int
+    index_bytes: int
+    disk_bytes: int
+    embedder: str
+    detector: str
+    gallery_models: list[str]
+
+
+class Engine:
+    """Everything Vultus does, on one data directory. Use :func:`vultus.open` to get one.
+
+    The store is the source of truth; the vector index is a cache of it that is reconciled
+    on first use (templates missing from it are added, stray entries removed) and that
+    :meth:`reindex` rebuilds. Models load on first use, so opening is cheap.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"Cannot create the data directory {self.data_dir}: {exc.strerror}.") from exc
+        if not os.access(self.data_dir, os.W_OK):
+            raise DataDirError(f"The data directory {self.data_dir} is not writable; check its permissions.")
+        self.store = Store(self.data_dir / DB_NAME)
+        self.blobs = BlobStore(self.data_dir / "blobs")
+        self._embedder = create_embedder(settings.embedder)
+        self._analyzer: FaceAnalyzer | None = None
+        self._index: VectorIndex | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database and the writer lock."""
+        self._release_lock()
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def add_source(
+        self,
+        name: str,
+        *,
+        basis: str,
+        purpose: str,
+        retention: str,
+        controller: str | None = None,
+        consent_ref: str | None = None,
+    ) -> SourceRecord:
+        """Register a source of photos with its controller, legal basis, purpose and retention."""
+        validate_source_name(name)
+        legal_basis = LegalBasis.parse(basis)
+        days = parse_retention(retention)
+        purpose = (purpose or "").strip()
+        if not purpose:
+            raise InvalidSourceError("A source needs a --purpose saying why its photos are processed.")
+        return self.store.add_source(
+            name=name,
+            controller=(controller or "").strip() or "the operator of this deployment",
+            legal_basis=legal_basis.value,
+            purpose=purpose,
+            retention_days=days,
+            consent_ref=(consent_ref or "").strip() or None,
+        )
+
+    def sources(self) -> list[SourceRecord]:
+        """Every registered source, with its image and face counts."""
+        return self.store.list_sources()
+
+    # -- ingest and search -----------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        source: str,
+        workers: int | None = None,
+        progress: Callable[[int, int, int], None] | None = None,
+    ) -> IngestSummary:
+        """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``."""
+        with self._writing():
+            ingestor = Ingestor(
+                store=self.store,
+                blobs=self.blobs,
+                index=self._open_index(writable=True),
+                analyzer=lambda: self.analyzer,
+                detector=self.settings.detector,
+                embedder=self.settings.embedder,
+                model_id=self._embedder.model_id,
+                detect_size=self.settings.detect_size,
+                max_pixels=self.settings.max_pixels,
+            )
+            count = self.settings.worker_count if workers is None else max(1, workers)
+            return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress)
+
+    def search(
+        self,
+        photo: bytes | str | os.PathLike[str],
+        *,
+        purpose: str | None,
+        case: str | None,
+        top: int | None = None,
+        threshold: float | None = None,
+        face: int | None = None,
+    ) -> SearchResult:
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes)."""
+        if isinstance(photo, (bytes, bytearray)):
+            data, name = bytes(photo), "probe"
+        else:
+            data, name = _read_probe(Path(photo)), str(photo)
+        return search_photo(
+            data,
+            analyzer=self.analyzer,
+            store=self.store,
+            index=self._open_index(writable=False),
+            purpose=purpose,
+            case=case,
+            top=top or self.settings.top,
+            threshold=self.settings.threshold if threshold is None else threshold,
+            face=face,
+            name=name,
+            max_pixels=self.settings.max_pixels,
+        )
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def reindex(self) -> int:
+        """Rebuild the vector index from the store; return the number of templates in it."""
+        with self._writing():
+            path = self.data_dir / INDEX_PATH
+            fresh = create_index("faiss", path.with_name(path.name + ".rebuild"), self._embedder.spec.dim)
+            for ids, vectors in self.store.face_vectors():
+                fresh.add(ids, vectors)
+            fresh.save()
+            os.replace(path.with_name(path.name + ".rebuild"), path)
+            self._index = create_index("faiss", path, self._embedder.spec.dim)
+            return len(self._index)
+
+    def stats(self) -> Stats:
+        """Counts and sizes of this deployment."""
+        counts = self.store.counts()
+        index = self._open_index(writable=False)
+        return Stats(
+            data_dir=str(self.data_dir.resolve()),
+            sources=counts["sources"],
+            images=counts["images"],
+            images_with_faces=counts["images_with_faces"],
+            faces=counts["faces"],
+            index_vectors=len(index),
+            index_bytes=index.file_size(),
+            disk_bytes=_disk_usage(self.data_dir),
+            embedder=self._embedder.model_id,
+            detector=self.settings.detector,
+            gallery_models=sorted(self.store.model_ids()),
+        )
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        """The face pipeline; its weights load on first use."""
+        if self._analyzer is None:
+            self._analyzer = FaceAnalyzer.from_names(
+                self.settings.detector, self.settings.embedder, detect_size=self.settings.detect_size
+            )
+        return self._analyzer
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _open_index(self, *, writable: bool) -> VectorIndex:
+        """The index, reconciled with the store; saved only by a writer holding the lock."""
+        if self._index is None:
+            path = self.data_dir / INDEX_PATH
+            try:
+                self._index = create_index("faiss", path, self._embedder.spec.dim)
+            except IndexCorruptError:
+                if not writable:
+                    raise
+                path.unlink()
+                self._index = create_index("faiss", path, self._embedder.spec.dim)
+            changed = _reconcile(self._index, self.store)
+            if changed and writable:
+                self._index.save()
+        return self._index
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the data directory's writer lock (one writing process at a time)."""
+        if self._lock_fd is not None:
+            yield
+            return
+        fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirLockedError(
+                f"Another Vultus process is writing to {self.data_dir} (an ingest or reindex). "
+                "Wait for it to finish, then run this again."
+            ) from None
+        self._lock_fd = fd
+        # A reader's copy may be stale; a writer starts from what is on disk.
+        self._index = None
+        try:
+            yield
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _reconcile(index: VectorIndex, store: Store) -> bool:
+    """Make the index hold exactly the store's faces; return whether it changed."""
+    in_store = store.face_ids()
+    in_index = index.ids()
+    stray = np.setdiff1d(in_index, in_store, assume_unique=True)
+    missing = np.setdiff1d(in_store, in_index, assume_unique=True)
+    if len(stray):
+        index.remove(stray)
+    for ids, vectors in store.face_vectors(missing.tolist()) if len(missing) else ():
+        index.add(ids, vectors)
+    return bool(len(stray) or len(missing))
+
+
+def _read_probe(path: Path) -> bytes:
+    refuse_remote([str(path)])
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputPathError(f"The probe photo {path} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise InputPathError(f"{path} is a folder; search takes one photo.") from None
+
+
+def _disk_usage(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def open(data_dir: str | os.PathLike[str] | None = None, **settings: object) -> Engine:  # noqa: A001
+    """Open (creating if needed) the Vultus deployment in ``data_dir``.
+
+    Other keyword arguments override :class:`~vultus.config.Settings` fields, which
+    otherwise come from ``VULTUS_*`` environment variables and the defaults.
+    """
+    return Engine(Settings.from_env(data_dir=Path(data_dir) if data_dir is not None else None, **settings))

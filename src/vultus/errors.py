@@ -1,0 +1,163 @@
+"""Every error a user of Vultus can cause, each with a message that says what to do.
+
+The hierarchy::
+
+    VultusError
+    ├── SettingsError              a setting or option has a value Vultus cannot use
+    ├── DataDirError               the data directory cannot be used
+    │   └── DataDirLockedError     another process is writing to it
+    ├── MediaError                 a file could not be turned into pixels
+    │   ├── EmptyFileError
+    │   ├── NotAnImageError
+    │   ├── CorruptImageError
+    │   ├── TruncatedImageError
+    │   └── ImageTooLargeError
+    ├── FaceError
+    │   ├── NoFaceError            the probe photo has no face
+    │   └── FaceChoiceError        --face N names a face the probe does not have
+    ├── ModelError
+    │   ├── UnknownModelError
+    │   ├── ModelFilesMissingError
+    │   └── ModelMismatchError     the gallery was built with another embedder
+    ├── PolicyError
+    │   ├── RemoteSourceRefused    an http(s) address: there is no crawler
+    │   ├── UnknownSourceError
+    │   ├── SourceExistsError
+    │   ├── InvalidSourceError     bad name, legal basis or retention
+    │   ├── MissingPurposeError
+    │   └── InputPathError         an ingest path that does not exist
+    └── IndexCorruptError          the vector index file cannot be read
+
+Library code raises these; the CLI turns them into ``click.ClickException`` at
+the edge, so the message is all a user sees.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VultusError",
+    "SettingsError",
+    "DataDirError",
+    "DataDirLockedError",
+    "MediaError",
+    "EmptyFileError",
+    "NotAnImageError",
+    "CorruptImageError",
+    "TruncatedImageError",
+    "ImageTooLargeError",
+    "FaceError",
+    "NoFaceError",
+    "FaceChoiceError",
+    "ModelError",
+    "UnknownModelError",
+    "ModelFilesMissingError",
+    "ModelMismatchError",
+    "PolicyError",
+    "RemoteSourceRefused",
+    "UnknownSourceError",
+    "SourceExistsError",
+    "InvalidSourceError",
+    "MissingPurposeError",
+    "InputPathError",
+    "IndexCorruptError",
+]
+
+
+class VultusError(Exception):
+    """Base of every error Vultus raises on purpose."""
+
+
+class SettingsError(VultusError):
+    """A setting, option or environment variable has an unusable value."""
+
+
+class DataDirError(VultusError):
+    """The data directory cannot be created, read or written."""
+
+
+class DataDirLockedError(DataDirError):
+    """Another process holds the data directory's writer lock."""
+
+
+class MediaError(VultusError):
+    """A file could not be decoded into an image."""
+
+
+class EmptyFileError(MediaError):
+    """The file has no bytes."""
+
+
+class NotAnImageError(MediaError):
+    """The file's content is not in any supported image format."""
+
+
+class CorruptImageError(MediaError):
+    """The file claims an image format but its data cannot be decoded."""
+
+
+class TruncatedImageError(MediaError):
+    """The image data stops before the end of the picture."""
+
+
+class ImageTooLargeError(MediaError):
+    """The image has more pixels than the configured limit (decompression-bomb guard)."""
+
+
+class FaceError(VultusError):
+    """A problem with the faces found in a probe photo."""
+
+
+class NoFaceError(FaceError):
+    """No face was found where one is needed."""
+
+
+class FaceChoiceError(FaceError):
+    """The chosen face number does not exist in the probe."""
+
+
+class ModelError(VultusError):
+    """A face model cannot be used."""
+
+
+class UnknownModelError(ModelError):
+    """No detector or embedder is registered under that name."""
+
+
+class ModelFilesMissingError(ModelError):
+    """The model's weight files are not installed."""
+
+
+class ModelMismatchError(ModelError):
+    """The gallery's templates were made by a different embedder."""
+
+
+class PolicyError(VultusError):
+    """A request that the rules of lawful processing refuse."""
+
+
+class RemoteSourceRefused(PolicyError):
+    """An http(s) address was given where only local files are accepted."""
+
+
+class UnknownSourceError(PolicyError):
+    """No source is registered under that name."""
+
+
+class SourceExistsError(PolicyError):
+    """A source with that name is already registered."""
+
+
+class InvalidSourceError(PolicyError):
+    """A source's name, legal basis, retention or other field is not acceptable."""
+
+
+class MissingPurposeError(PolicyError):
+    """A search was asked for without a purpose or case reference."""
+
+
+class InputPathError(PolicyError):
+    """An ingest path does not exist or cannot be read."""
+
+
+class IndexCorruptError(VultusError):
+    """The vector index file cannot be read; `vultus reindex` rebuilds it."""

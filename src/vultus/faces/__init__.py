@@ -1,0 +1,39 @@
+"""Face models behind small seams: detectors, aligners, embedders and their registry."""
+
+from .base import (
+    Aligner,
+    Box,
+    Detection,
+    Detector,
+    Embedder,
+    Face,
+    ModelSpec,
+    create_aligner,
+    create_detector,
+    create_embedder,
+    detector_names,
+    embedder_names,
+    register_aligner,
+    register_detector,
+    register_embedder,
+)
+from .pipeline import FaceAnalyzer
+
+__all__ = [
+    "Aligner",
+    "Box",
+    "Detection",
+    "Detector",
+    "Embedder",
+    "Face",
+    "FaceAnalyzer",
+    "ModelSpec",
+    "create_aligner",
+    "create_detector",
+    "create_embedder",
+    "detector_names",
+    "embedder_names",
+    "register_aligner",
+    "register_detector",
+    "register_embedder",
+]

@@ -1,0 +1,223 @@
+"""The face-model seams: what a detector, an aligner and an embedder promise, and their registry.
+
+A backend is a class that satisfies one of the protocols below and registers a factory
+under a name (``register_detector("hog", HogDetector)``). Built-in backends register the
+same way a third-party one would. Factories must not load weights: models load lazily on
+first use, so that creating one is cheap and importing Vultus loads nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..errors import UnknownModelError
+
+__all__ = [
+    "Box",
+    "Detection",
+    "Face",
+    "ModelSpec",
+    "Detector",
+    "Aligner",
+    "Embedder",
+    "register_detector",
+    "register_aligner",
+    "register_embedder",
+    "create_detector",
+    "create_aligner",
+    "create_embedder",
+    "detector_names",
+    "embedder_names",
+]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face rectangle in pixel coordinates of the upright original image (right/bottom exclusive)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> int:
+        return max(0, self.width) * max(0, self.height)
+
+    def scaled(self, factor: float) -> "Box":
+        """The same box in an image scaled by ``1 / factor`` (``factor`` maps back to original)."""
+        return Box(
+            round(self.left * factor),
+            round(self.top * factor),
+            round(self.right * factor),
+            round(self.bottom * factor),
+        )
+
+    def clipped(self, width: int, height: int) -> "Box":
+        """The box limited to an image of the given size."""
+        return Box(
+            max(0, self.left), max(0, self.top), min(width, self.right), min(height, self.bottom)
+        )
+
+    def as_list(self) -> list[int]:
+        return [self.left, self.top, self.right, self.bottom]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found by a detector: its box and the detector's confidence score."""
+
+    box: Box
+    score: float
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected, aligned and embedded face ready to be stored or searched."""
+
+    box: Box
+    score: float
+    landmarks: tuple[tuple[float, float], ...]
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model described as data: where its weights are and how its output is read."""
+
+    model_id: str
+    path: str
+    input_size: int
+    dim: int
+    licence: str
+    #: Distance at which two faces are taken to be the same person (dlib: 0.6).
+    match_distance: float
+
+    def similarity(self, distance: float) -> float:
+        """Similarity shown to people: ``1 - distance / 2``, clipped to [0, 1], higher is closer.
+
+        A monotone map of the model's Euclidean distance, so ranking is unchanged; it is
+        not a probability. With dlib, distance 0.6 (the usual operating point) is 0.70.
+        """
+        return float(min(1.0, max(0.0, 1.0 - distance / 2.0)))
+
+    def distance(self, similarity: float) -> float:
+        """The distance that :meth:`similarity` maps to ``similarity``."""
+        return 2.0 * (1.0 - similarity)
+
+    @property
+    def default_threshold(self) -> float:
+        """The similarity at the model's usual operating point."""
+        return self.similarity(self.match_distance)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces in an RGB image (height x width x 3, uint8)."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Return faces in ``rgb``'s own coordinates, best first."""
+        ...
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """Locates landmarks and cuts out normalised face chips for an embedder."""
+
+    name: str
+
+    def align(
+        self, rgb: np.ndarray, boxes: Sequence[Box], *, size: int
+    ) -> tuple[list[tuple[tuple[float, float], ...]], list[np.ndarray]]:
+        """Return the landmarks and a ``size`` x ``size`` RGB chip for each box."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps a batch of aligned face chips to fixed-length templates."""
+
+    spec: ModelSpec
+    aligner: str
+
+    @property
+    def model_id(self) -> str: ...
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """Return a float32 array of shape (len(chips), spec.dim)."""
+        ...
+
+
+_DETECTORS: dict[str, Callable[[], Detector]] = {}
+_ALIGNERS: dict[str, Callable[[], Aligner]] = {}
+_EMBEDDERS: dict[str, Callable[[], Embedder]] = {}
+
+
+def register_detector(name: str, factory: Callable[[], Detector]) -> None:
+    """Make a detector available under ``name``."""
+    _DETECTORS[name] = factory
+
+
+def register_aligner(name: str, factory: Callable[[], Aligner]) -> None:
+    """Make an aligner available under ``name``."""
+    _ALIGNERS[name] = factory
+
+
+def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
+    """Make an embedder available under ``name``."""
+    _EMBEDDERS[name] = factory
+
+
+def _create(kind: str, registry: dict[str, Callable[[], object]], name: str) -> object:
+    _ensure_builtins()
+    try:
+        factory = registry[name]
+    except KeyError:
+        known = ", ".join(sorted(registry)) or "none"
+        raise UnknownModelError(f"No {kind} is named {name!r}; choose one of: {known}.") from None
+    return factory()
+
+
+def create_detector(name: str) -> Detector:
+    """Create the detector registered under ``name`` (weights load on first use)."""
+    return _create("detector", _DETECTORS, name)  # type: ignore[return-value]
+
+
+def create_aligner(name: str) -> Aligner:
+    """Create the aligner registered under ``name``."""
+    return _create("aligner", _ALIGNERS, name)  # type: ignore[return-value]
+
+
+def create_embedder(name: str) -> Embedder:
+    """Create the embedder registered under ``name``."""
+    return _create("embedder", _EMBEDDERS, name)  # type: ignore[return-value]
+
+
+def detector_names() -> list[str]:
+    """Names of every registered detector."""
+    _ensure_builtins()
+    return sorted(_DETECTORS)
+
+
+def embedder_names() -> list[str]:
+    """Names of every registered embedder."""
+    _ensure_builtins()
+    return sorted(_EMBEDDERS)
+
+
+def _ensure_builtins() -> None:
+    # Registering the built-ins imports only their module; dlib itself loads on first use.
+    from . import dlib_models  # noqa: F401

@@ -1,0 +1,186 @@
+"""dlib's face models: HOG and CNN (MMOD) detectors, 5-point alignment, the ResNet embedder.
+
+The weights come from the PyPI package ``face_recognition_models``; nothing is downloaded.
+Each class loads its weights once, on first use, so creating one costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ModelFilesMissingError
+from .base import (
+    Box,
+    Detection,
+    ModelSpec,
+    register_aligner,
+    register_detector,
+    register_embedder,
+)
+
+__all__ = [
+    "HogDetector",
+    "CnnDetector",
+    "DlibFivePointAligner",
+    "DlibResNetEmbedder",
+    "model_file",
+    "RESNET_SPEC",
+]
+
+_INSTALL_HINT = "Install them with: pip install dlib-bin face_recognition_models"
+
+
+def _import_dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - dlib-bin is a hard dependency
+        raise ModelFilesMissingError(f"dlib is not installed. {_INSTALL_HINT}") from exc
+    return dlib
+
+
+def model_file(filename: str) -> str:
+    """Absolute path of one of ``face_recognition_models``' weight files.
+
+    The package's own helpers import ``pkg_resources``; finding its folder through
+    importlib avoids that dependency and does not import it at all.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFilesMissingError(f"The face model weights are not installed. {_INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
+    if not path.is_file():
+        raise ModelFilesMissingError(f"Model file {path} is missing. {_INSTALL_HINT}")
+    return str(path)
+
+
+RESNET_SPEC = ModelSpec(
+    model_id="dlib-resnet-v1",
+    path="face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    input_size=150,
+    dim=128,
+    licence="Boost Software License 1.0 (dlib); weights CC0 (Davis King)",
+    match_distance=0.6,
+)
+
+
+class _Lazy:
+    """Holds one lazily built model object, built once even across threads."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, build: Any) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = build()
+        return self._model
+
+
+class HogDetector:
+    """dlib's frontal-face HOG + linear SVM detector: fast on CPU, frontal faces >= ~80 px."""
+
+    name = "hog"
+
+    def __init__(self) -> None:
+        self._lazy = _Lazy()
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        detector = self._lazy.get(lambda: _import_dlib().get_frontal_face_detector())
+        rects, scores, _ = detector.run(rgb, 0, 0.0)
+        found = [
+            Detection(Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s))
+            for r, s in zip(rects, scores)
+        ]
+        return sorted(found, key=lambda d: -d.score)
+
+
+class CnnDetector:
+    """dlib's MMOD CNN detector: finds more turned and small faces, much slower on CPU."""
+
+    name = "cnn"
+
+    def __init__(self) -> None:
+        self._lazy = _Lazy()
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        detector = self._lazy.get(
+            lambda: _import_dlib().cnn_face_detection_model_v1(
+                model_file("mmod_human_face_detector.dat")
+            )
+        )
+        found = [
+            Detection(
+                Box(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1),
+                float(d.confidence),
+            )
+            for d in detector(rgb, 0)
+        ]
+        return sorted(found, key=lambda d: -d.score)
+
+
+class DlibFivePointAligner:
+    """Eye-corner and nose landmarks (dlib's 5-point model) and dlib's face-chip alignment."""
+
+    name = "dlib-5pt"
+    #: Border around the face in a chip, as dlib's ResNet was trained with.
+    padding = 0.25
+
+    def __init__(self) -> None:
+        self._lazy = _Lazy()
+
+    def align(
+        self, rgb: np.ndarray, boxes: Sequence[Box], *, size: int
+    ) -> tuple[list[tuple[tuple[float, float], ...]], list[np.ndarray]]:
+        if not boxes:
+            return [], []
+        dlib = _import_dlib()
+        predictor = self._lazy.get(
+            lambda: dlib.shape_predictor(model_file("shape_predictor_5_face_landmarks.dat"))
+        )
+        shapes = dlib.full_object_detections()
+        landmarks = []
+        for box in boxes:
+            shape = predictor(rgb, dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1))
+            shapes.append(shape)
+            landmarks.append(tuple((float(p.x), float(p.y)) for p in shape.parts()))
+        chips = dlib.get_face_chips(rgb, shapes, size=size, padding=self.padding)
+        return landmarks, [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
+
+
+class DlibResNetEmbedder:
+    """dlib's ResNet-34-style network: 128-d templates, same person below distance 0.6."""
+
+    spec = RESNET_SPEC
+    aligner = "dlib-5pt"
+
+    def __init__(self) -> None:
+        self._lazy = _Lazy()
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        if len(chips) == 0:
+            return np.zeros((0, self.spec.dim), dtype=np.float32)
+        net = self._lazy.get(
+            lambda: _import_dlib().face_recognition_model_v1(
+                model_file("dlib_face_recognition_resnet_model_v1.dat")
+            )
+        )
+        # One call for the whole batch: dlib runs the chips through the network together.
+        vectors = net.compute_face_descriptor(list(chips))
+        return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+
+
+register_detector("hog", HogDetector)
+register_detector("cnn", CnnDetector)
+register_aligner("dlib-5pt", DlibFivePointAligner)
+register_embedder("dlib-resnet-v1", DlibResNetEmbedder)

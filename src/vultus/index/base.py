@@ -1,0 +1,77 @@
+"""The vector-index seam: a derived, rebuildable cache of the store's face templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import UnknownModelError
+
+__all__ = ["VectorIndex", "register_index", "create_index", "index_names"]
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Exact or approximate nearest-neighbour search over int64-keyed float32 vectors.
+
+    Distances are Euclidean (not squared). ``save`` must be atomic: after a crash the file
+    on disk is either the previous or the new version.
+    """
+
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under the given ids (ids must not be present yet)."""
+        ...
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Physically remove the given ids; return how many were present."""
+        ...
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each query, the ``k`` nearest (distances, ids), nearest first; id -1 pads."""
+        ...
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index."""
+        ...
+
+    def save(self) -> None:
+        """Persist atomically to the index's path."""
+        ...
+
+    def file_size(self) -> int:
+        """Bytes on disk (0 when never saved)."""
+        ...
+
+
+IndexFactory = Callable[[Path, int], VectorIndex]
+_INDEXES: dict[str, IndexFactory] = {}
+
+
+def register_index(name: str, factory: IndexFactory) -> None:
+    """Make an index backend available under ``name``; ``factory(path, dim)`` opens or creates it."""
+    _INDEXES[name] = factory
+
+
+def create_index(name: str, path: Path, dim: int) -> VectorIndex:
+    """Open (or create empty) the index backend ``name`` stored at ``path``."""
+    from . import faiss_index  # noqa: F401 - registers the built-in backend
+
+    try:
+        factory = _INDEXES[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"No vector index is named {name!r}; choose one of: {', '.join(sorted(_INDEXES))}."
+        ) from None
+    return factory(path, dim)
+
+
+def index_names() -> list[str]:
+    from . import faiss_index  # noqa: F401
+
+    return sorted(_INDEXES)

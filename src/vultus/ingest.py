@@ -1,0 +1,305 @@
+"""Ingest: index the photos of a registered source, in parallel, idempotently and crash-safely.
+
+The order of writes is what makes a crash harmless. For each photo: its blob copy and
+crops are written first (content-addressed, atomically), then its image and face rows
+commit in one transaction, then its templates go into the in-memory index, which is saved
+every few hundred photos and at the end. A kill at any point leaves either a stored photo
+(whose templates the next open re-adds to the index from the store) or no row at all
+(whose blob the re-run overwrites in place). A re-run skips every sha256 already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import MediaError
+from .faces import FaceAnalyzer
+from .index import VectorIndex
+from .media import Item, collect, decode_image, face_crop_jpeg
+from .policy import check_gallery_model, refuse_remote
+from .store import BlobStore, NewFace, SourceRecord, Store, iso, utcnow
+
+__all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis"]
+
+#: Save the index after this many stored photos (and at the end), bounding re-adds after a crash.
+SAVE_EVERY = 200
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did, for the summary printed at its end."""
+
+    source: str
+    images: int = 0
+    faces: int = 0
+    no_face: int = 0
+    duplicates: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.images + self.no_face
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "images": self.images,
+            "faces": self.faces,
+            "no_face": self.no_face,
+            "duplicates": self.duplicates,
+            "refused": [{"path": p, "reason": r} for p, r in self.refused],
+            "ignored": self.ignored,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """One face as a worker returns it: plain data, cheap to pickle."""
+
+    box: tuple[int, int, int, int]
+    landmarks: tuple[tuple[float, float], ...]
+    score: float
+    embedding: np.ndarray
+    crop: bytes
+
+
+@dataclass(frozen=True)
+class PhotoAnalysis:
+    """A decoded photo's size and format and the faces found in it."""
+
+    width: int
+    height: int
+    format: str
+    faces: tuple[FoundFace, ...]
+
+
+def analyze_photo(analyzer: FaceAnalyzer, data: bytes, *, name: str, max_pixels: int) -> PhotoAnalysis:
+    """Decode one photo and find, align and embed its faces (raises MediaError)."""
+    image = decode_image(data, name=name, max_pixels=max_pixels)
+    found = tuple(
+        FoundFace(
+            box=tuple(face.box.as_list()),  # type: ignore[arg-type]
+            landmarks=face.landmarks,
+            score=face.score,
+            embedding=np.asarray(face.embedding, dtype=np.float32),
+            crop=face_crop_jpeg(image.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
+        )
+        for face in analyzer.analyze(image.rgb)
+    )
+    return PhotoAnalysis(image.width, image.height, image.format, found)
+
+
+# -- worker process side ------------------------------------------------------------------
+
+_WORKER_ANALYZER: FaceAnalyzer | None = None
+_WORKER_MAX_PIXELS = 0
+
+
+def _init_worker(detector: str, embedder: str, detect_size: int, max_pixels: int) -> None:
+    global _WORKER_ANALYZER, _WORKER_MAX_PIXELS
+    _WORKER_ANALYZER = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
+    _WORKER_MAX_PIXELS = max_pixels
+
+
+def _work(data: bytes, name: str) -> PhotoAnalysis | str:
+    """Analyze in a worker; a media problem comes back as its message, not an exception."""
+    assert _WORKER_ANALYZER is not None
+    try:
+        return analyze_photo(_WORKER_ANALYZER, data, name=name, max_pixels=_WORKER_MAX_PIXELS)
+    except MediaError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a batch
+        return f"{name}: could not be processed ({type(exc).__name__}: {exc})"
+
+
+# -- main process side --------------------------------------------------------------------
+
+
+class Ingestor:
+    """Runs one ingest into a store, a blob folder and an index."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        blobs: BlobStore,
+        index: VectorIndex,
+        analyzer: Callable[[], FaceAnalyzer],
+        detector: str,
+        embedder: str,
+        model_id: str,
+        detect_size: int,
+        max_pixels: int,
+    ):
+        self.store = store
+        self.blobs = blobs
+        self.index = index
+        self._analyzer = analyzer
+        self._names = (detector, embedder, detect_size, max_pixels)
+        self.model_id = model_id
+        self.max_pixels = max_pixels
+
+    def run(
+        self,
+        paths: Iterable[str],
+        *,
+        source: str,
+        workers: int,
+        progress: Callable[[int, int, int], None] | None = None,
+    ) -> IngestSummary:
+        """Ingest every photo under ``paths`` into ``source``.
+
+        ``progress(done, total, faces)`` is called after each photo. Every check that can
+        refuse the whole request runs before anything is stored.
+        """
+        paths = [str(p) for p in paths]
+        refuse_remote(paths)
+        src = self.store.get_source(source)
+        check_gallery_model(self.store.model_ids(), self.model_id)
+        found = collect(paths)
+        summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
+        started = time.monotonic()
+        state = _RunState(total=len(found.items), progress=progress)
+        try:
+            if workers <= 1:
+                self._run_inline(found.items, src, summary, state)
+            else:
+                self._run_pool(found.items, src, summary, state, workers)
+        finally:
+            self.index.save()
+            summary.seconds = time.monotonic() - started
+        return summary
+
+    def _candidates(self, items: list[Item], summary: IngestSummary, state: "_RunState"):
+        """Yield (item, bytes, sha256) for photos not stored yet; count the rest."""
+        seen: set[str] = set()
+        for item in items:
+            try:
+                data = item.read()
+            except Exception as exc:  # noqa: BLE001 - unreadable file or archive member
+                summary.refused.append((item.display, f"cannot be read ({exc})"))
+                state.tick(summary)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen or self.store.known_sha256([digest]):
+                summary.duplicates += 1
+                state.tick(summary)
+                continue
+            seen.add(digest)
+            yield item, data, digest
+
+    def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
+        analyzer = self._analyzer()
+        for item, data, digest in self._candidates(items, summary, state):
+            try:
+                result: PhotoAnalysis | str = analyze_photo(
+                    analyzer, data, name=item.display, max_pixels=self.max_pixels
+                )
+            except MediaError as exc:
+                result = str(exc)
+            self._store_one(item, data, digest, result, src, summary, state)
+
+    def _run_pool(
+        self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState", workers: int
+    ) -> None:
+        # spawn, not fork: the parent holds SQLite connections and library threads that a
+        # forked child must not inherit.
+        context = multiprocessing.get_context("spawn")
+        pending: dict[Future, tuple[Item, bytes, str]] = {}
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=self._names) as pool:
+            for item, data, digest in self._candidates(items, summary, state):
+                pending[pool.submit(_work, data, item.display)] = (item, data, digest)
+                # A bounded window keeps memory flat however many photos there are.
+                if len(pending) >= workers * 3:
+                    self._drain(pending, src, summary, state, block_until=workers * 2)
+            self._drain(pending, src, summary, state, block_until=0)
+
+    def _drain(self, pending: dict, src: SourceRecord, summary: IngestSummary, state: "_RunState", *, block_until: int) -> None:
+        while len(pending) > block_until:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                item, data, digest = pending.pop(future)
+                self._store_one(item, data, digest, future.result(), src, summary, state)
+
+    def _store_one(
+        self,
+        item: Item,
+        data: bytes,
+        digest: str,
+        result: PhotoAnalysis | str,
+        src: SourceRecord,
+        summary: IngestSummary,
+        state: "_RunState",
+    ) -> None:
+        if isinstance(result, str):
+            summary.refused.append((item.display, result))
+            state.tick(summary)
+            return
+        now = utcnow()
+        blob_key = None
+        new_faces = []
+        if result.faces:
+            # Keep a copy only of photos with faces: a photo with none is not needed to search.
+            blob_key = self.blobs.image_key(digest, _extension(result.format))
+            self.blobs.put(blob_key, data)
+            for number, face in enumerate(result.faces):
+                crop_key = self.blobs.crop_key(digest, number)
+                self.blobs.put(crop_key, face.crop)
+                new_faces.append(
+                    NewFace(face.box, face.landmarks, face.score, face.embedding, self.model_id, crop_key)
+                )
+        face_ids = self.store.add_image(
+            source_id=src.id,
+            sha256=digest,
+            original_path=item.display,
+            size_bytes=len(data),
+            width=result.width,
+            height=result.height,
+            format=result.format,
+            ingested_at=iso(now),
+            expires_at=iso(now + timedelta(days=src.retention_days)),
+            blob_key=blob_key,
+            new_faces=new_faces,
+        )
+        if face_ids is None:  # another process stored the same photo meanwhile
+            summary.duplicates += 1
+        elif face_ids:
+            self.index.add(np.asarray(face_ids, dtype=np.int64), np.stack([f.embedding for f in new_faces]))
+            summary.images += 1
+            summary.faces += len(face_ids)
+            state.stored += 1
+            if state.stored % SAVE_EVERY == 0:
+                self.index.save()
+        else:
+            summary.no_face += 1
+        state.tick(summary)
+
+
+@dataclass
+class _RunState:
+    total: int
+    progress: Callable[[int, int, int], None] | None
+    done: int = 0
+    stored: int = 0
+
+    def tick(self, summary: IngestSummary) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, summary.faces)
+
+
+def _extension(fmt: str) -> str:
+    return {"JPEG": "jpg", "TIFF": "tif"}.get(fmt, fmt.lower())
+

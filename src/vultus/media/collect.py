@@ -1,0 +1,133 @@
+"""Find the photos to ingest in local files, folders (recursively) and zip or tar archives."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputPathError
+
+__all__ = ["Item", "Collection", "collect", "PHOTO_SUFFIXES", "MAX_MEMBER_BYTES"]
+
+#: File name endings taken as photos when walking a folder or an archive.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+_ZIP_SUFFIXES = (".zip",)
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+#: An archive member larger than this is refused unread (a guard against archive bombs).
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Item:
+    """One photo to read: a plain file, or a member of a zip or tar archive."""
+
+    display: str
+    container: str
+    member: str | None = None
+    archive: str | None = None  # "zip" or "tar"
+
+    def read(self) -> bytes:
+        """The photo's bytes; raises OSError (or an archive error) when it cannot be read."""
+        if self.archive is None:
+            return Path(self.container).read_bytes()
+        if self.archive == "zip":
+            with zipfile.ZipFile(self.container) as archive:
+                return archive.read(self.member)  # type: ignore[arg-type]
+        with tarfile.open(self.container) as archive:
+            handle = archive.extractfile(self.member)  # type: ignore[arg-type]
+            if handle is None:
+                raise OSError(f"{self.member} is not a regular file in the archive")
+            return handle.read()
+
+
+@dataclass
+class Collection:
+    """What :func:`collect` found: photos to read, files refused, files ignored."""
+
+    items: list[Item] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def collect(paths: Iterable[str | os.PathLike[str]]) -> Collection:
+    """List the photos under ``paths``, in a stable order.
+
+    A file named on the command line is always tried, whatever its name; inside folders
+    and archives only names ending in a photo suffix are taken, and other files are
+    listed as ignored (a ``labels.csv`` beside the photos is not an error).
+    Raises :class:`InputPathError` if a named path does not exist, before anything is read.
+    """
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InputPathError(
+            f"Not found: {', '.join(missing)}. Check the path; nothing was ingested."
+        )
+    found = Collection()
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    _add_file(found, Path(root) / name, explicit=False)
+        else:
+            _add_file(found, path, explicit=True)
+    return found
+
+
+def _add_file(found: Collection, path: Path, *, explicit: bool) -> None:
+    lower = path.name.lower()
+    display = os.path.abspath(path)
+    if lower.endswith(_ZIP_SUFFIXES):
+        _add_zip(found, display)
+    elif lower.endswith(_TAR_SUFFIXES):
+        _add_tar(found, display)
+    elif explicit or lower.endswith(PHOTO_SUFFIXES):
+        found.items.append(Item(display=display, container=display))
+    else:
+        found.ignored.append(display)
+
+
+def _add_zip(found: Collection, archive_path: str) -> None:
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                if info.is_dir():
+                    continue
+                display = f"{archive_path}!/{info.filename}"
+                if not info.filename.lower().endswith(PHOTO_SUFFIXES):
+                    found.ignored.append(display)
+                elif info.file_size > MAX_MEMBER_BYTES:
+                    found.refused.append((display, _too_big(info.file_size)))
+                else:
+                    found.items.append(Item(display, archive_path, info.filename, "zip"))
+    except (zipfile.BadZipFile, OSError) as exc:
+        found.refused.append((archive_path, f"the zip archive cannot be read ({exc})"))
+
+
+def _add_tar(found: Collection, archive_path: str) -> None:
+    try:
+        with tarfile.open(archive_path) as archive:
+            for info in sorted(archive.getmembers(), key=lambda i: i.name):
+                if not info.isfile():
+                    continue
+                display = f"{archive_path}!/{info.name}"
+                if not info.name.lower().endswith(PHOTO_SUFFIXES):
+                    found.ignored.append(display)
+                elif info.size > MAX_MEMBER_BYTES:
+                    found.refused.append((display, _too_big(info.size)))
+                else:
+                    found.items.append(Item(display, archive_path, info.name, "tar"))
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        found.refused.append((archive_path, f"the tar archive cannot be read ({exc})"))
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"the archive member is {size:,} bytes, over the {MAX_MEMBER_BYTES:,}-byte limit for a "
+        "photo; extract and check it by hand"
+    )

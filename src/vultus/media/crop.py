@@ -1,0 +1,24 @@
+"""Small JPEG face crops for showing candidates to a person."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["face_crop_jpeg"]
+
+
+def face_crop_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], *, size: int = 160, margin: float = 0.25) -> bytes:
+    """A JPEG of the face in ``box`` with a ``margin`` around it, at most ``size`` px a side."""
+    height, width = rgb.shape[:2]
+    left, top, right, bottom = box
+    pad_x = round((right - left) * margin)
+    pad_y = round((bottom - top) * margin)
+    region = rgb[max(0, top - pad_y) : min(height, bottom + pad_y), max(0, left - pad_x) : min(width, right + pad_x)]
+    image = Image.fromarray(np.ascontiguousarray(region))
+    image.thumbnail((size, size), Image.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()

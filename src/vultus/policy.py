@@ -1,0 +1,141 @@
+"""The rules of lawful processing: legal bases, retention, local-only ingest, purpose, models.
+
+Pure functions and enums; nothing here touches storage. Use cases call these before they
+store or search anything, so a refused request leaves no trace in the data directory.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Iterable
+
+from .errors import (
+    InvalidSourceError,
+    MissingPurposeError,
+    ModelMismatchError,
+    RemoteSourceRefused,
+)
+
+__all__ = [
+    "LegalBasis",
+    "parse_retention",
+    "format_retention",
+    "validate_source_name",
+    "refuse_remote",
+    "require_purpose",
+    "check_gallery_model",
+]
+
+
+class LegalBasis(StrEnum):
+    """Grounds of GDPR Art. 6(1) under which a source's photos are processed.
+
+    Biometric templates are special-category data (Art. 9): for ``consent`` the source
+    should carry a consent reference; for the others the controller documents the Art. 9(2)
+    condition relied on (for example substantial public interest) in its records.
+    """
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal-obligation"
+    VITAL_INTERESTS = "vital-interests"
+    PUBLIC_TASK = "public-task"
+    LEGITIMATE_INTERESTS = "legitimate-interests"
+
+    @classmethod
+    def parse(cls, text: str) -> "LegalBasis":
+        """The basis named by ``text`` (case and ``_`` or ``-`` do not matter)."""
+        key = text.strip().lower().replace("_", "-")
+        try:
+            return cls(key)
+        except ValueError:
+            choices = ", ".join(b.value for b in cls)
+            raise InvalidSourceError(
+                f"{text!r} is not a legal basis Vultus knows; use one of: {choices}."
+            ) from None
+
+
+_UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
+#: BIPA 15(a): biometric identifiers are destroyed within 3 years at the latest.
+MAX_RETENTION_DAYS = 3 * 365
+
+
+def parse_retention(text: str) -> int:
+    """Days in a retention like ``365d``, ``12w``, ``6m`` or ``3y`` (at most 3 years)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dwmy])\s*", text.lower())
+    if not match:
+        raise InvalidSourceError(
+            f"Retention {text!r} is not a duration; write a number and a unit: "
+            "d (days), w (weeks), m (30-day months) or y (365-day years), e.g. 365d."
+        )
+    days = int(match.group(1)) * _UNITS[match.group(2)]
+    if days < 1:
+        raise InvalidSourceError("Retention must be at least one day.")
+    if days > MAX_RETENTION_DAYS:
+        raise InvalidSourceError(
+            f"Retention {text} is {days} days; biometric data may be kept at most 3 years "
+            f"({MAX_RETENTION_DAYS} days). Choose a shorter period."
+        )
+    return days
+
+
+def format_retention(days: int) -> str:
+    """The canonical text for a retention in days (``365d``)."""
+    return f"{days}d"
+
+
+def validate_source_name(name: str) -> str:
+    """Return ``name`` if it is a usable source name, else raise."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name or ""):
+        raise InvalidSourceError(
+            f"Source name {name!r} is not allowed; use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+_REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def refuse_remote(paths: Iterable[str]) -> None:
+    """Refuse any path that is a URL: Vultus ingests only files the operator holds.
+
+    EU AI Act Art. 5(1)(e) forbids building face databases by untargeted scraping of the
+    internet; Vultus has no crawler and makes no network connection to fetch photos.
+    """
+    for path in paths:
+        if _REMOTE.match(str(path)):
+            raise RemoteSourceRefused(
+                f"{path} is a network address. Vultus has no crawler by design: building a "
+                "face database by scraping the internet is forbidden (EU AI Act Art. 5(1)(e)). "
+                "Ingest only photos your organisation lawfully holds: download them through your "
+                "own lawful process, then ingest the local files or folder. Nothing was stored."
+            )
+
+
+def require_purpose(purpose: str | None, case: str | None) -> tuple[str, str]:
+    """Both a purpose and a case reference, stripped; every search must be accountable."""
+    purpose = (purpose or "").strip()
+    case = (case or "").strip()
+    if not purpose or not case:
+        missing = " and ".join(
+            label for label, value in (("--purpose", purpose), ("--case", case)) if not value
+        )
+        raise MissingPurposeError(
+            f"A search needs {missing}: say why you are searching and for which case, so the "
+            "search can be accounted for."
+        )
+    return purpose, case
+
+
+def check_gallery_model(gallery_models: Iterable[str], model_id: str) -> None:
+    """Refuse to compare templates made by different embedders: the distances mean nothing."""
+    others = sorted(set(gallery_models) - {model_id})
+    if others:
+        raise ModelMismatchError(
+            f"This gallery's faces were embedded with {', '.join(others)}, but the current "
+            f"embedder is {model_id}. Templates of different models cannot be compared: use the "
+            "embedder the gallery was built with (VULTUS_EMBEDDER), or build a separate data "
+            "directory with the new one."
+        )

@@ -1,0 +1,136 @@
+"""Search: find the stored faces closest to the face in a probe photo, as ranked candidates.
+
+Results are candidates for a person to review, never identifications: each carries its
+similarity and the provenance of the photo it comes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import FaceChoiceError, NoFaceError
+from .faces import Face, FaceAnalyzer
+from .index import VectorIndex
+from .media import decode_image
+from .policy import check_gallery_model, require_purpose
+from .store import Store
+
+__all__ = ["Candidate", "SearchResult", "search_photo", "pick_face"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stored face that may be the probe's person; for a human to check."""
+
+    rank: int
+    similarity: float
+    distance: float
+    path: str
+    box: list[int]
+    source: str
+    legal_basis: str
+    ingested_at: str
+    face_id: int
+    image_sha256: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Candidates for one probe face, and what was searched."""
+
+    candidates: list[Candidate]
+    probe_sha256: str
+    probe_faces: int
+    face_used: int
+    face_box: list[int]
+    threshold: float
+    model_id: str
+    gallery_faces: int
+    purpose: str
+    case: str
+
+
+def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int, Face]:
+    """The face to search with: ``number`` (1-based, largest first) or the largest."""
+    if not faces:
+        raise NoFaceError(
+            f"{name}: no face was found in the probe photo. Use a photo in which the face is "
+            "turned towards the camera and at least about 80 pixels wide."
+        )
+    if number is None:
+        return 1, faces[0]
+    if not 1 <= number <= len(faces):
+        raise FaceChoiceError(
+            f"{name} has {len(faces)} face{'s' if len(faces) != 1 else ''} (numbered 1 to "
+            f"{len(faces)}, largest first); --face {number} is not one of them."
+        )
+    return number, faces[number - 1]
+
+
+def search_photo(
+    data: bytes,
+    *,
+    analyzer: FaceAnalyzer,
+    store: Store,
+    index: VectorIndex,
+    purpose: str | None,
+    case: str | None,
+    top: int,
+    threshold: float | None,
+    face: int | None = None,
+    name: str = "probe",
+    max_pixels: int = 120_000_000,
+) -> SearchResult:
+    """Search the gallery with the face in the probe photo ``data``.
+
+    The probe is used in memory only. Candidates are at most ``top`` faces with similarity
+    at or above ``threshold`` (the embedder's operating point when None), best first.
+    """
+    purpose, case = require_purpose(purpose, case)
+    spec = analyzer.embedder.spec
+    check_gallery_model(store.model_ids(), analyzer.model_id)
+    image = decode_image(data, name=name, max_pixels=max_pixels)
+    faces = analyzer.analyze(image.rgb)
+    number, chosen = pick_face(faces, face, name=name)
+    limit = spec.default_threshold if threshold is None else threshold
+    distances, ids = index.search(np.asarray([chosen.embedding], dtype=np.float32), top)
+    pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
+    pairs = [(d, i) for d, i in pairs if spec.similarity(d) >= limit]
+    hits = store.hydrate([i for _, i in pairs])
+    candidates = []
+    for distance, face_id in pairs:
+        hit = hits.get(face_id)
+        if hit is None:  # index entry without a row: reconciliation will drop it
+            continue
+        candidates.append(
+            Candidate(
+                rank=len(candidates) + 1,
+                similarity=round(spec.similarity(distance), 4),
+                distance=round(distance, 4),
+                path=hit.original_path,
+                box=list(hit.box),
+                source=hit.source,
+                legal_basis=hit.legal_basis,
+                ingested_at=hit.ingested_at,
+                face_id=hit.face_id,
+                image_sha256=hit.sha256,
+            )
+        )
+    return SearchResult(
+        candidates=candidates,
+        probe_sha256=hashlib.sha256(data).hexdigest(),
+        probe_faces=len(faces),
+        face_used=number,
+        face_box=chosen.box.as_list(),
+        threshold=limit,
+        model_id=analyzer.model_id,
+        gallery_faces=len(index),
+        purpose=purpose,
+        case=case,
+    )

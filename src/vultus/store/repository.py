@@ -1,0 +1,352 @@
+"""Reads and writes of sources, images and faces in SQLite (WAL), one transaction per change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ..errors import DataDirError, SourceExistsError, UnknownSourceError
+from .schema import SCHEMA_VERSION, faces, images, meta, metadata, sources
+
+__all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "utcnow", "iso"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with a Z: sortable as text, unambiguous to read."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A registered source and its provenance."""
+
+    id: int
+    name: str
+    controller: str
+    legal_basis: str
+    purpose: str
+    retention_days: int
+    consent_ref: str | None
+    created_at: str
+    image_count: int = 0
+    face_count: int = 0
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to be stored with its image."""
+
+    box: tuple[int, int, int, int]
+    landmarks: Sequence[tuple[float, float]]
+    det_score: float
+    embedding: np.ndarray
+    model_id: str
+    crop_key: str | None
+
+
+@dataclass(frozen=True)
+class FaceHit:
+    """A stored face with the provenance of its image, for showing as a search candidate."""
+
+    face_id: int
+    image_id: int
+    sha256: str
+    original_path: str
+    box: tuple[int, int, int, int]
+    source: str
+    legal_basis: str
+    ingested_at: str
+    expires_at: str
+    crop_key: str | None
+
+
+class Store:
+    """The metadata store: one SQLite file, written in short transactions."""
+
+    def __init__(self, db_path: Path):
+        self.path = Path(db_path)
+        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        event.listen(self.engine, "connect", _on_connect)
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+                if found is None:
+                    conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
+                elif found != SCHEMA_VERSION:
+                    raise DataDirError(
+                        f"{self.path} has schema version {found}; this Vultus expects "
+                        f"{SCHEMA_VERSION}. Use the Vultus version that created it."
+                    )
+        except OperationalError as exc:
+            raise DataDirError(f"Cannot open the database {self.path}: {exc.orig}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def add_source(
+        self,
+        *,
+        name: str,
+        controller: str,
+        legal_basis: str,
+        purpose: str,
+        retention_days: int,
+        consent_ref: str | None,
+    ) -> SourceRecord:
+        created = iso(utcnow())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sources.insert().values(
+                        name=name,
+                        controller=controller,
+                        legal_basis=legal_basis,
+                        purpose=purpose,
+                        retention_days=retention_days,
+                        consent_ref=consent_ref,
+                        created_at=created,
+                    )
+                )
+        except IntegrityError:
+            raise SourceExistsError(
+                f"A source named {name!r} already exists; pick another name, or ingest into it "
+                f"with --source {name}."
+            ) from None
+        return self.get_source(name)
+
+    def get_source(self, name: str) -> SourceRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sources).where(sources.c.name == name)).mappings().first()
+        if row is None:
+            known = ", ".join(s.name for s in self.list_sources()) or "none yet"
+            raise UnknownSourceError(
+                f"No source is named {name!r} (registered: {known}). Register it first with "
+                f"`vultus source add {name} --basis ... --purpose ... --retention ...`; "
+                "nothing was stored."
+            )
+        return SourceRecord(**row)
+
+    def list_sources(self) -> list[SourceRecord]:
+        image_counts = (
+            select(images.c.source_id, func.count().label("n"), func.sum(images.c.face_count).label("f"))
+            .group_by(images.c.source_id)
+            .subquery()
+        )
+        query = (
+            select(sources, image_counts.c.n, image_counts.c.f)
+            .outerjoin(image_counts, image_counts.c.source_id == sources.c.id)
+            .order_by(sources.c.name)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            SourceRecord(
+                **{k: row[k] for k in sources.c.keys()},
+                image_count=row["n"] or 0,
+                face_count=row["f"] or 0,
+            )
+            for row in rows
+        ]
+
+    # -- images and faces ------------------------------------------------------------------
+
+    def known_sha256(self, digests: Iterable[str]) -> set[str]:
+        """Which of ``digests`` are already stored."""
+        wanted = list(digests)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found.update(conn.execute(select(images.c.sha256).where(images.c.sha256.in_(chunk))).scalars())
+        return found
+
+    def add_image(
+        self,
+        *,
+        source_id: int,
+        sha256: str,
+        original_path: str,
+        size_bytes: int,
+        width: int,
+        height: int,
+        format: str,
+        ingested_at: str,
+        expires_at: str,
+        blob_key: str | None,
+        new_faces: Sequence[NewFace],
+    ) -> list[int] | None:
+        """Store one image and its faces in one transaction; return the new face ids.
+
+        Returns None, storing nothing, when an image with that sha256 already exists.
+        """
+        try:
+            with self.engine.begin() as conn:
+                image_id = conn.execute(
+                    images.insert().values(
+                        sha256=sha256,
+                        source_id=source_id,
+                        original_path=original_path,
+                        size_bytes=size_bytes,
+                        width=width,
+                        height=height,
+                        format=format,
+                        ingested_at=ingested_at,
+                        expires_at=expires_at,
+                        face_count=len(new_faces),
+                        blob_key=blob_key,
+                    )
+                ).inserted_primary_key[0]
+                face_ids = []
+                for face in new_faces:
+                    face_ids.append(
+                        conn.execute(
+                            faces.insert().values(
+                                image_id=image_id,
+                                box_left=face.box[0],
+                                box_top=face.box[1],
+                                box_right=face.box[2],
+                                box_bottom=face.box[3],
+                                landmarks=json.dumps([[round(x, 1), round(y, 1)] for x, y in face.landmarks]),
+                                det_score=float(face.det_score),
+                                embedding=np.asarray(face.embedding, dtype="<f4").tobytes(),
+                                model_id=face.model_id,
+                                crop_key=face.crop_key,
+                            )
+                        ).inserted_primary_key[0]
+                    )
+        except IntegrityError:
+            return None
+        return face_ids
+
+    def face_ids(self) -> np.ndarray:
+        """Ids of every stored face, as int64."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(faces.c.id)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def face_vectors(self, ids: Iterable[int] | None = None, *, chunk: int = 5000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) in chunks, for all faces or for the given ids."""
+        wanted = None if ids is None else [int(i) for i in ids]
+        with self.engine.connect() as conn:
+            if wanted is None:
+                result = conn.execution_options(yield_per=chunk).execute(
+                    select(faces.c.id, faces.c.embedding).order_by(faces.c.id)
+                )
+                for part in result.partitions(chunk):
+                    yield _unpack(part)
+                return
+            for start in range(0, len(wanted), chunk):
+                rows = conn.execute(
+                    select(faces.c.id, faces.c.embedding).where(faces.c.id.in_(wanted[start : start + chunk]))
+                ).all()
+                if rows:
+                    yield _unpack(rows)
+
+    def model_ids(self) -> set[str]:
+        """The embedders whose templates the gallery holds."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(faces.c.model_id).distinct()).scalars())
+
+    def hydrate(self, face_ids: Sequence[int]) -> dict[int, FaceHit]:
+        """Stored faces with their image's provenance, by face id."""
+        if not face_ids:
+            return {}
+        query = (
+            select(
+                faces.c.id,
+                faces.c.image_id,
+                faces.c.box_left,
+                faces.c.box_top,
+                faces.c.box_right,
+                faces.c.box_bottom,
+                faces.c.crop_key,
+                images.c.sha256,
+                images.c.original_path,
+                images.c.ingested_at,
+                images.c.expires_at,
+                sources.c.name,
+                sources.c.legal_basis,
+            )
+            .join(images, images.c.id == faces.c.image_id)
+            .join(sources, sources.c.id == images.c.source_id)
+            .where(faces.c.id.in_([int(i) for i in face_ids]))
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {
+            row.id: FaceHit(
+                face_id=row.id,
+                image_id=row.image_id,
+                sha256=row.sha256,
+                original_path=row.original_path,
+                box=(row.box_left, row.box_top, row.box_right, row.box_bottom),
+                source=row.name,
+                legal_basis=row.legal_basis,
+                ingested_at=row.ingested_at,
+                expires_at=row.expires_at,
+                crop_key=row.crop_key,
+            )
+            for row in rows
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of sources, images, images with faces and faces."""
+        with self.engine.connect() as conn:
+            return {
+                "sources": conn.execute(select(func.count()).select_from(sources)).scalar_one(),
+                "images": conn.execute(select(func.count()).select_from(images)).scalar_one(),
+                "images_with_faces": conn.execute(
+                    select(func.count()).select_from(images).where(images.c.face_count > 0)
+                ).scalar_one(),
+                "faces": conn.execute(select(func.count()).select_from(faces)).scalar_one(),
+            }
+
+    def blob_keys(self) -> set[str]:
+        """Every blob key the store refers to (image copies and crops)."""
+        with self.engine.connect() as conn:
+            keys = set(conn.execute(select(images.c.blob_key).where(images.c.blob_key.is_not(None))).scalars())
+            keys.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.is_not(None))).scalars())
+        return keys
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount
+            if not done:
+                conn.execute(meta.insert().values(key=key, value=value))
+
+
+def _unpack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
+    return ids, vectors
+
+
+def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+    cursor = dbapi_connection.cursor()
+    # WAL lets searches read while an ingest writes; NORMAL sync is crash-safe in WAL mode.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted biometric data is overwritten, not left in free pages (GDPR Art. 17).
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
