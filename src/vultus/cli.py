@@ -171,7 +171,7 @@ def _source_dict(record: Any) -> dict[str, Any]:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--source", "source_name", required=True, help="Registered source the photos belong to.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: one per CPU core; 1 runs in this process).")
+              help="Worker processes (default or 0: one per CPU core; 1 runs in this process).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when on a terminal).")
 @_json_option
 @click.pass_context
@@ -221,7 +221,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
 
 @cli.command()
 @click.argument("photo", type=click.Path(path_type=Path))
-@click.option("--purpose", required=True, help="Why you are searching (recorded with the search).")
+@click.option("--purpose", required=True, help="Why you are searching (required: every search states its purpose).")
 @click.option("--case", "case_ref", required=True, help="Case or file reference the search is for.")
 @click.option("--top", type=click.IntRange(min=1, max=1000), default=None, help="Most candidates to return [default: 10].")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,

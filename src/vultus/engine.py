@@ -24,6 +24,8 @@ __all__ = ["Engine", "Stats", "open"]
 
 DB_NAME = "vultus.db"
 INDEX_PATH = Path("index") / "faces.faiss"
+#: Present while a writer works; found at the next writer's start, it means a crash.
+DIRTY_MARKER = ".writing"
 
 
 @dataclass(frozen=True)
@@ -244,10 +246,30 @@ class Engine:
         self._lock_fd = fd
         # A reader's copy may be stale; a writer starts from what is on disk.
         self._index = None
+        marker = self.data_dir / DIRTY_MARKER
         try:
+            if marker.exists():
+                self._sweep_after_crash()
+            marker.touch()
             yield
+            marker.unlink()
         finally:
             self._release_lock()
+
+    def _sweep_after_crash(self) -> None:
+        """Remove what an interrupted writer left: temporary files and unreferenced blobs.
+
+        A writer puts blobs on disk before their rows commit, so a kill in between leaves
+        a photo copy that nothing refers to; it must not outlive its (never stored) row.
+        """
+        for folder in (self.blobs.root, self.data_dir / INDEX_PATH.parent):
+            if folder.is_dir():
+                for tmp in folder.rglob(".tmp-*"):
+                    tmp.unlink(missing_ok=True)
+        referenced = self.store.blob_keys()
+        for key in self.blobs.keys():
+            if key not in referenced:
+                self.blobs.delete(key)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

@@ -71,7 +71,7 @@ def parse_retention(text: str) -> int:
         )
     days = int(match.group(1)) * _UNITS[match.group(2)]
     if days < 1:
-        raise InvalidSourceError("Retention must be at least one day.")
+        raise InvalidSourceError(f"Retention {text!r} is zero; it must be at least 1 day (e.g. 30d).")
     if days > MAX_RETENTION_DAYS:
         raise InvalidSourceError(
             f"Retention {text} is {days} days; biometric data may be kept at most 3 years "

@@ -1,0 +1,103 @@
+"""Measure search accuracy on a labelled folder tree: leave-one-out rank-1 and recall@k.
+
+The layout is ``ROOT/<identity>/<photo>``: every folder is one person. Each photo of an
+identity with two or more photos is used as a probe against a gallery holding all of them;
+the probe's own image is left out of its results. Used by ``bench/accuracy.py`` and the
+test suite, so the figures in a closing note and the asserted ones come from one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NoFaceError
+from .media import decode_image
+
+__all__ = ["LeaveOneOut", "identity_photos", "leave_one_out", "group_counts"]
+
+
+@dataclass
+class LeaveOneOut:
+    """Outcome of a leave-one-out run."""
+
+    identities: int = 0
+    probes: int = 0
+    probes_with_face: int = 0
+    rank1_hits: int = 0
+    recall_at_k: float = 0.0
+    k: int = 10
+    misses: list[tuple[str, str]] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+
+    @property
+    def rank1(self) -> float:
+        return self.rank1_hits / self.probes_with_face if self.probes_with_face else 0.0
+
+
+def identity_photos(root: Path) -> dict[str, list[Path]]:
+    """Photos per identity folder under ``root`` (folders starting with ``_`` are skipped)."""
+    found: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("_")):
+        photos = sorted(p for p in folder.iterdir() if p.is_file())
+        if photos:
+            found[folder.name] = photos
+    return found
+
+
+def leave_one_out(engine, root: Path, *, source: str, k: int = 10) -> LeaveOneOut:  # noqa: ANN001 - Engine
+    """Search with every photo of every identity with 2+ photos; score against folder labels.
+
+    Only candidates from ``source`` (the source the identity folders were ingested into)
+    are ranked, so unlabelled photos elsewhere in the gallery neither help nor hurt.
+    """
+    photos = identity_photos(root)
+    # Photos are matched by content, not path, so links and relative paths cannot confuse it.
+    identity_of = {_sha256(p): name for name, files in photos.items() for p in files}
+    result = LeaveOneOut(k=k)
+    recalls = []
+    for name, files in photos.items():
+        if len(files) < 2:
+            continue
+        result.identities += 1
+        for probe in files:
+            result.probes += 1
+            try:
+                found = engine.search(probe, purpose="evaluation", case="leave-one-out", top=k + 20, threshold=0.0)
+            except NoFaceError:
+                result.no_face.append(str(probe))
+                continue
+            result.probes_with_face += 1
+            ranked = [
+                identity_of.get(c.image_sha256)
+                for c in found.candidates
+                if c.source == source and c.image_sha256 != found.probe_sha256
+            ][:k]
+            if ranked and ranked[0] == name:
+                result.rank1_hits += 1
+            else:
+                result.misses.append((str(probe), ranked[0] if ranked else "nothing"))
+            others = len(files) - 1
+            recalls.append(min(1.0, sum(1 for r in ranked if r == name) / others))
+    result.recall_at_k = sum(recalls) / len(recalls) if recalls else 0.0
+    return result
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def group_counts(engine, labels_csv: Path, folder: str = "_group/") -> list[tuple[str, int, int]]:  # noqa: ANN001
+    """(file, expected faces, faces found) for each labelled group photo."""
+    rows = []
+    root = Path(labels_csv).parent
+    with open(labels_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["file"].startswith(folder) and row["expected_faces"]:
+                image = decode_image((root / row["file"]).read_bytes(), name=row["file"])
+                found = len(engine.analyzer.detect(image.rgb))
+                rows.append((row["file"], int(row["expected_faces"]), found))
+    return rows
+

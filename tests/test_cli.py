@@ -1,0 +1,173 @@
+"""The command line, end to end on real photos, in process with click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vultus.cli import cli
+
+
+@pytest.fixture
+def run(data_dir: Path):
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(cli, ["--data", str(data_dir), *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+        return result
+
+    return invoke
+
+
+def _add_source(run, name: str = "news") -> None:
+    run("source", "add", name, "--basis", "legitimate-interests", "--purpose", "archive research",
+        "--retention", "365d", "--controller", "Example News Ltd")
+
+
+def test_source_add_and_list(run):
+    _add_source(run)
+    listed = json.loads(run("source", "list", "--json").stdout)
+    assert listed[0]["name"] == "news" and listed[0]["legal_basis"] == "legitimate-interests"
+    assert listed[0]["retention_days"] == 365 and listed[0]["controller"] == "Example News Ltd"
+    assert "news" in run("source", "list").output
+    bad = run("source", "add", "x", "--basis", "because", "--purpose", "p", "--retention", "1d", ok=False)
+    assert "legitimate-interests" in bad.output
+    dup = run("source", "add", "news", "--basis", "consent", "--purpose", "p", "--retention", "1d", ok=False)
+    assert "already exists" in dup.output
+
+
+def test_ingest_reports_faces_no_faces_and_refusals(run, faces_root: Path):
+    _add_source(run)
+    out = run("ingest", str(faces_root / "_formats"), str(faces_root / "_invalid"),
+              str(faces_root / "_noface"), "--source", "news", "--workers", "1", "--json").stdout
+    summary = json.loads(out)
+    assert summary["images"] == 6 and summary["faces"] == 6
+    assert summary["no_face"] == 2 and summary["duplicates"] == 0
+    reasons = {Path(r["path"]).name: r["reason"] for r in summary["refused"]}
+    assert set(reasons) == {"empty.png", "corrupted.png", "truncated.jpg"}
+    assert "plain text" in reasons["empty.png"]
+    assert "damaged" in reasons["corrupted.png"]
+    assert "truncated" in reasons["truncated.jpg"]
+    # Running it again finds everything already indexed and stores nothing new.
+    again = json.loads(run("ingest", str(faces_root / "_formats"), "--source", "news", "--workers", "1", "--json").stdout)
+    assert again["images"] == 0 and again["duplicates"] == 6
+    stats = json.loads(run("stats", "--json").stdout)
+    assert stats["faces"] == 6 and stats["index_vectors"] == 6 and stats["images"] == 8
+
+
+def test_ingest_and_search_with_worker_processes(run, faces_root: Path):
+    _add_source(run)
+    out = run("ingest", str(faces_root / "facerec_obama"), str(faces_root / "facerec_biden"),
+              "--source", "news", "--workers", "2").output
+    assert "Indexed 6 photos with 6 faces" in out
+    found = json.loads(run("search", str(faces_root / "_variants" / "facerec_obama_small.jpg"),
+                           "--purpose", "verification", "--case", "CASE-1", "--json").output)
+    assert found, "the small Obama photo should find the indexed Obama photos"
+    assert {"path", "similarity", "source", "box"} <= set(found[0])
+    assert all("facerec_obama" in c["path"] for c in found)
+    assert len(found) == 4
+    assert found == sorted(found, key=lambda c: -c["similarity"])
+    text = run("search", str(faces_root / "facerec_biden" / "1.jpg"), "--purpose", "p", "--case", "c").output
+    assert "not identifications" in text and "facerec_biden/2.jpg" in text
+
+
+def test_search_with_several_faces_uses_the_largest_and_says_so(run, faces_root: Path):
+    _add_source(run)
+    run("ingest", str(faces_root / "facerec_obama"), str(faces_root / "facerec_biden"), "--source", "news", "--workers", "1")
+    group = str(faces_root / "_group" / "facerec_two_people.jpg")
+    first = run("search", group, "--purpose", "p", "--case", "c").output
+    assert "The probe has 2 faces; searched with face 1" in first
+    by_face = {}
+    for n in (1, 2):
+        found = json.loads(run("search", group, "--purpose", "p", "--case", "c", "--face", str(n), "--json").stdout)
+        by_face[n] = {Path(c["path"]).parent.name for c in found}
+    assert by_face[1] != by_face[2] and by_face[1] | by_face[2] == {"facerec_obama", "facerec_biden"}
+    bad = run("search", group, "--purpose", "p", "--case", "c", "--face", "3", ok=False)
+    assert "has 2 faces" in bad.output
+
+
+def test_search_errors_are_clear(run, faces_root: Path):
+    _add_source(run)
+    noface = run("search", str(faces_root / "_noface" / "017_0.jpg"), "--purpose", "p", "--case", "c", ok=False)
+    assert "no face was found" in noface.output
+    invalid = run("search", str(faces_root / "_invalid" / "truncated.jpg"), "--purpose", "p", "--case", "c", ok=False)
+    assert "truncated" in invalid.output
+    missing = run("search", "/no/such/photo.jpg", "--purpose", "p", "--case", "c", ok=False)
+    assert "does not exist" in missing.output
+    blank = run("search", str(faces_root / "_formats" / "einstein.png"), "--purpose", " ", "--case", "c", ok=False)
+    assert "--purpose" in blank.output
+    no_purpose = run("search", str(faces_root / "_formats" / "einstein.png"), ok=False)
+    assert "--purpose" in no_purpose.output
+
+
+def test_urls_are_refused_without_any_connection(run, monkeypatch, data_dir: Path):
+    _add_source(run)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("Vultus tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    out = run("ingest", "https://example.org/people/", "--source", "news", ok=False).output
+    assert "no crawler" in out and "EU AI Act" in out
+    assert json.loads(run("stats", "--json").stdout)["images"] == 0
+
+
+def test_ingest_without_a_registered_source_stores_nothing(run, faces_root: Path, data_dir: Path):
+    out = run("ingest", str(faces_root / "_formats"), "--source", "nobody", "--workers", "1", ok=False).output
+    assert "No source is named 'nobody'" in out and "vultus source add" in out
+    stats = json.loads(run("stats", "--json").stdout)
+    assert stats["images"] == 0 and stats["faces"] == 0
+    assert not (data_dir / "blobs").exists()
+
+
+def test_missing_paths_are_refused_before_anything_is_stored(run, faces_root: Path):
+    _add_source(run)
+    out = run("ingest", str(faces_root / "_formats"), "/no/such/folder", "--source", "news", ok=False).output
+    assert "Not found: /no/such/folder" in out
+    assert json.loads(run("stats", "--json").stdout)["images"] == 0
+
+
+def test_searching_with_another_model_is_refused(run, faces_root: Path, data_dir: Path):
+    _add_source(run)
+    run("ingest", str(faces_root / "_formats" / "einstein.png"), "--source", "news", "--workers", "1")
+    # Pretend the gallery was built by another embedder.
+    conn = sqlite3.connect(data_dir / "vultus.db")
+    conn.execute("UPDATE faces SET model_id = 'other-model-v9'")
+    conn.commit()
+    conn.close()
+    out = run("search", str(faces_root / "_formats" / "einstein.jpeg"), "--purpose", "p", "--case", "c", ok=False).output
+    assert "other-model-v9" in out and "dlib-resnet-v1" in out
+    out = run("ingest", str(faces_root / "_formats" / "einstein.jpeg"), "--source", "news", ok=False).output
+    assert "cannot be compared" in out
+
+
+def test_reindex_rebuilds_a_deleted_or_corrupt_index(run, faces_root: Path, data_dir: Path):
+    _add_source(run)
+    run("ingest", str(faces_root / "facerec_obama"), "--source", "news", "--workers", "1")
+    index_file = data_dir / "index" / "faces.faiss"
+    index_file.write_bytes(b"broken")
+    out = run("search", str(faces_root / "facerec_obama" / "1.jpg"), "--purpose", "p", "--case", "c", ok=False).output
+    assert "vultus reindex" in out
+    assert "4 face templates" in run("reindex").output
+    found = json.loads(run("search", str(faces_root / "facerec_obama" / "1.jpg"), "--purpose", "p", "--case", "c", "--json").stdout)
+    assert len(found) == 4
+    index_file.unlink()
+    # A missing index is rebuilt from the store on open: the store is the source of truth.
+    found = json.loads(run("search", str(faces_root / "facerec_obama" / "2.jpg"), "--purpose", "p", "--case", "c", "--json").stdout)
+    assert len(found) == 4
+
+
+def test_help_lists_every_command(run):
+    out = run("--help").output
+    for command in ("source", "ingest", "search", "stats", "reindex"):
+        assert command in out

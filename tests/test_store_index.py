@@ -1,0 +1,123 @@
+"""Store and index parts: transactions, idempotency, atomic saves, reconciliation."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vultus.engine import _reconcile
+from vultus.errors import IndexCorruptError, SourceExistsError, UnknownSourceError
+from vultus.index import create_index
+from vultus.store import BlobStore, NewFace, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "v.db")
+    yield s
+    s.close()
+
+
+def _source(store: Store):
+    return store.add_source(
+        name="s", controller="c", legal_basis="consent", purpose="p", retention_days=10, consent_ref=None
+    )
+
+
+def _face(seed: int) -> NewFace:
+    vec = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return NewFace((1, 2, 30, 40), [(1.0, 2.0)] * 5, 0.5, vec, "m1", None)
+
+
+def _add(store: Store, source_id: int, sha: str, faces: list[NewFace]):
+    return store.add_image(
+        source_id=source_id, sha256=sha, original_path=f"/x/{sha[:4]}.jpg", size_bytes=10, width=100,
+        height=100, format="JPEG", ingested_at="2026-01-01T00:00:00Z", expires_at="2026-01-11T00:00:00Z",
+        blob_key=None, new_faces=faces,
+    )
+
+
+def test_sources_are_unique_and_looked_up_by_name(store: Store):
+    src = _source(store)
+    assert store.get_source("s").id == src.id
+    with pytest.raises(SourceExistsError):
+        _source(store)
+    with pytest.raises(UnknownSourceError, match="vultus source add"):
+        store.get_source("missing")
+
+
+def test_an_image_and_its_faces_are_stored_once(store: Store):
+    src = _source(store)
+    ids = _add(store, src.id, "a" * 64, [_face(1), _face(2)])
+    assert len(ids) == 2
+    assert _add(store, src.id, "a" * 64, [_face(3)]) is None  # same sha256: nothing stored
+    assert store.counts()["faces"] == 2
+    got = dict(zip(*next(store.face_vectors())))
+    assert np.allclose(got[ids[0]], _face(1).embedding)
+    hit = store.hydrate(ids)[ids[1]]
+    assert hit.source == "s" and hit.legal_basis == "consent" and hit.box == (1, 2, 30, 40)
+    assert store.model_ids() == {"m1"}
+
+
+def test_sqlite_runs_in_wal_with_secure_delete(store: Store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_blob_keys_are_validated_and_writes_atomic(tmp_path: Path):
+    blobs = BlobStore(tmp_path / "blobs")
+    key = blobs.image_key("ab" * 32, "jpg")
+    blobs.put(key, b"one")
+    blobs.put(key, b"two")
+    assert blobs.get(key) == b"two" and blobs.keys() == [key]
+    with pytest.raises(ValueError):
+        blobs.path("../../etc/passwd")
+
+
+def test_index_adds_searches_removes_and_persists(tmp_path: Path):
+    path = tmp_path / "i.faiss"
+    index = create_index("faiss", path, 4)
+    vectors = np.eye(4, dtype=np.float32)
+    index.add(np.array([10, 11, 12, 13]), vectors)
+    distances, ids = index.search(vectors[:1], 2)
+    assert ids[0][0] == 10 and distances[0][0] == pytest.approx(0.0)
+    assert distances[0][1] == pytest.approx(np.sqrt(2.0), rel=1e-5)  # Euclidean, not squared
+    assert index.remove(np.array([10, 99])) == 1
+    index.save()
+    again = create_index("faiss", path, 4)
+    assert sorted(again.ids().tolist()) == [11, 12, 13]
+    assert again.search(vectors[:1], 1)[1][0][0] != 10
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_corrupt_index_file_says_how_to_rebuild(tmp_path: Path):
+    path = tmp_path / "i.faiss"
+    path.write_bytes(b"garbage")
+    with pytest.raises(IndexCorruptError, match="vultus reindex"):
+        create_index("faiss", path, 4)
+
+
+def test_reconcile_makes_the_index_match_the_store(store: Store, tmp_path: Path):
+    src = _source(store)
+    ids = _add(store, src.id, "b" * 64, [_face(1), _face(2)])
+    index = create_index("faiss", tmp_path / "i.faiss", 128)
+    index.add(np.array([999]), np.zeros((1, 128), np.float32))  # stray entry
+    assert _reconcile(index, store) is True
+    assert sorted(index.ids().tolist()) == sorted(ids)
+    assert _reconcile(index, store) is False
+
+
+def test_deleting_an_image_cascades_to_its_faces(store: Store):
+    src = _source(store)
+    _add(store, src.id, "c" * 64, [_face(1)])
+    conn = sqlite3.connect(store.path)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("DELETE FROM images")
+    conn.commit()
+    conn.close()
+    assert store.counts()["faces"] == 0
