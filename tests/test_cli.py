@@ -171,3 +171,22 @@ def test_help_lists_every_command(run):
     out = run("--help").output
     for command in ("source", "ingest", "search", "stats", "reindex"):
         assert command in out
+
+
+def test_stored_copies_carry_no_location(run, faces_root: Path, data_dir: Path, tmp_path: Path):
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 39.0)}
+    photo = tmp_path / "geotagged.jpg"
+    Image.open(faces_root / "_formats" / "einstein.png").convert("RGB").save(photo, "JPEG", exif=exif.tobytes())
+    assert Image.open(photo).getexif().get_ifd(0x8825)
+    _add_source(run)
+    run("ingest", str(photo), "--source", "news", "--workers", "1")
+    copies = list((data_dir / "blobs" / "images").rglob("*.jpg"))
+    assert len(copies) == 1
+    stored = copies[0].read_bytes()
+    assert Image.open(io.BytesIO(stored)).getexif().get_ifd(0x8825) == {}
+    assert stored != photo.read_bytes()

@@ -117,3 +117,68 @@ def test_collect_walks_folders_and_archives(tmp_path: Path, faces_root: Path):
     assert all(item.read() == einstein for item in found.items)
     assert any(p.endswith("notes.txt") for p in found.ignored)
     assert any(p.endswith("readme.md") for p in found.ignored)
+
+
+def _with_gps(image: Image.Image, fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    exif[0x010F] = "CameraMaker"
+    exif[0x8825] = {1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 39.0)}
+    exif[0x8769] = {0x9003: "2024:01:01 10:00:00"}
+    return _encode(image, fmt, exif=exif.tobytes())
+
+
+def _gps(data: bytes) -> dict:
+    return dict(Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825))
+
+
+def test_location_is_stripped_from_jpeg_losslessly(faces_root: Path):
+    from vultus.media import strip_location
+
+    photo = Image.open(faces_root / "_formats" / "einstein.png").convert("RGB")
+    data = _with_gps(photo, "JPEG")
+    assert _gps(data), "the test photo must carry GPS tags"
+    clean, fmt = strip_location(data, "JPEG")
+    assert fmt == "JPEG" and _gps(clean) == {}
+    exif = Image.open(io.BytesIO(clean)).getexif()
+    assert exif[0x010F] == "CameraMaker"  # other tags are kept
+    assert exif.get_ifd(0x8769)[0x9003] == "2024:01:01 10:00:00"
+    # The compressed image data is untouched, so the pixels are identical.
+    assert np.array_equal(decode_image(clean).rgb, decode_image(data).rgb)
+    assert clean.endswith(data[data.index(b"\xff\xda"):])
+
+
+def test_location_is_stripped_from_other_formats_and_xmp():
+    from vultus.media import strip_location
+
+    image = Image.new("RGB", (32, 32), (90, 30, 200))
+    clean, fmt = strip_location(_with_gps(image, "PNG"), "PNG")
+    assert fmt == "PNG" and _gps(clean) == {}
+    assert np.array_equal(decode_image(clean).rgb, np.asarray(image))
+    plain = _encode(image, "JPEG")
+    assert strip_location(plain, "JPEG") == (plain, "JPEG")  # nothing to strip: same bytes
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><exif:GPSLatitude>51,30N</exif:GPSLatitude></x:xmpmeta>"
+    segment = b"\xff\xe1" + (len(xmp) + 2).to_bytes(2, "big") + xmp
+    with_xmp = plain[:2] + segment + plain[2:]
+    clean, _ = strip_location(with_xmp, "JPEG")
+    assert b"GPSLatitude" not in clean and clean == plain
+
+
+def test_read_items_reads_each_archive_once_in_order(tmp_path: Path):
+    import tarfile
+
+    from vultus.media import read_items
+
+    members = {f"p{i}.jpg": bytes([i]) * (i + 1) for i in range(5)}
+    with tarfile.open(tmp_path / "a.tar.gz", "w:gz") as archive:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    found = collect([tmp_path / "a.tar.gz"])
+    got = {item.member: data for item, data in read_items(found.items)}
+    assert got == members
+    # A damaged archive gives each of its photos an error instead of stopping the batch.
+    (tmp_path / "a.tar.gz").write_bytes((tmp_path / "a.tar.gz").read_bytes()[:40])
+    results = list(read_items(found.items))
+    assert len(results) == 5 and all(isinstance(data, Exception) for _, data in results)

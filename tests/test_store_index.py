@@ -121,3 +121,16 @@ def test_deleting_an_image_cascades_to_its_faces(store: Store):
     conn.commit()
     conn.close()
     assert store.counts()["faces"] == 0
+
+
+def test_one_writer_at_a_time(tmp_path: Path, faces_root: Path):
+    import vultus
+    from vultus.errors import DataDirLockedError
+
+    with vultus.open(tmp_path / "d") as first, vultus.open(tmp_path / "d") as second:
+        first.add_source("s", basis="consent", purpose="p", retention="1d")
+        with first._writing():
+            with pytest.raises(DataDirLockedError, match="Wait for it to finish"):
+                second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)
+        summary = second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)
+        assert summary.images == 1

@@ -12,7 +12,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .config import Settings
-from .errors import DataDirError, DataDirLockedError, IndexCorruptError, InputPathError, InvalidSourceError
+from .errors import (
+    DataDirError,
+    DataDirLockedError,
+    IndexCorruptError,
+    InputPathError,
+    InvalidSourceError,
+    ModelError,
+    PolicyError,
+)
 from .faces import FaceAnalyzer, create_embedder
 from .index import VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor
@@ -251,7 +259,11 @@ class Engine:
             if marker.exists():
                 self._sweep_after_crash()
             marker.touch()
-            yield
+            try:
+                yield
+            except (PolicyError, ModelError):
+                marker.unlink()  # refused by a check that runs before anything is written
+                raise
             marker.unlink()
         finally:
             self._release_lock()

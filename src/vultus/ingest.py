@@ -23,7 +23,7 @@ import numpy as np
 from .errors import MediaError
 from .faces import FaceAnalyzer
 from .index import VectorIndex
-from .media import Item, collect, decode_image, face_crop_jpeg
+from .media import Item, collect, decode_image, face_crop_jpeg, read_items, strip_location
 from .policy import check_gallery_model, refuse_remote
 from .store import BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 
@@ -77,12 +77,18 @@ class FoundFace:
 
 @dataclass(frozen=True)
 class PhotoAnalysis:
-    """A decoded photo's size and format and the faces found in it."""
+    """A decoded photo's size and format, the faces found in it, and the copy to keep.
+
+    ``copy`` is the photo without location tags when they had to be removed (in
+    ``copy_format``), or None when the original bytes can be kept as they are.
+    """
 
     width: int
     height: int
     format: str
     faces: tuple[FoundFace, ...]
+    copy: bytes | None = None
+    copy_format: str = ""
 
 
 def analyze_photo(analyzer: FaceAnalyzer, data: bytes, *, name: str, max_pixels: int) -> PhotoAnalysis:
@@ -98,7 +104,12 @@ def analyze_photo(analyzer: FaceAnalyzer, data: bytes, *, name: str, max_pixels:
         )
         for face in analyzer.analyze(image.rgb)
     )
-    return PhotoAnalysis(image.width, image.height, image.format, found)
+    copy, copy_format = (data, image.format)
+    if found:  # only photos with faces are kept, so only they need cleaning
+        copy, copy_format = strip_location(data, image.format)
+    return PhotoAnalysis(
+        image.width, image.height, image.format, found, None if copy is data else copy, copy_format
+    )
 
 
 # -- worker process side ------------------------------------------------------------------
@@ -185,11 +196,9 @@ class Ingestor:
     def _candidates(self, items: list[Item], summary: IngestSummary, state: "_RunState"):
         """Yield (item, bytes, sha256) for photos not stored yet; count the rest."""
         seen: set[str] = set()
-        for item in items:
-            try:
-                data = item.read()
-            except Exception as exc:  # noqa: BLE001 - unreadable file or archive member
-                summary.refused.append((item.display, f"cannot be read ({exc})"))
+        for item, data in read_items(items):
+            if isinstance(data, Exception):
+                summary.refused.append((item.display, f"cannot be read ({data})"))
                 state.tick(summary)
                 continue
             digest = hashlib.sha256(data).hexdigest()
@@ -252,8 +261,8 @@ class Ingestor:
         new_faces = []
         if result.faces:
             # Keep a copy only of photos with faces: a photo with none is not needed to search.
-            blob_key = self.blobs.image_key(digest, _extension(result.format))
-            self.blobs.put(blob_key, data)
+            blob_key = self.blobs.image_key(digest, _extension(result.copy_format or result.format))
+            self.blobs.put(blob_key, result.copy if result.copy is not None else data)
             for number, face in enumerate(result.faces):
                 crop_key = self.blobs.crop_key(digest, number)
                 self.blobs.put(crop_key, face.crop)

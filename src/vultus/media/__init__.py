@@ -1,8 +1,9 @@
-"""Media: finding photos, decoding them into pixels, and cutting face crops."""
+"""Media: finding photos, decoding them into pixels, cleaning stored copies, cutting crops."""
 
-from .collect import Collection, Item, collect
+from .collect import Collection, Item, collect, read_items
 from .crop import face_crop_jpeg
 from .decode import SUPPORTED_FORMATS, DecodedImage, decode_image, sniff_format
+from .location import strip_location
 
 __all__ = [
     "Collection",
@@ -12,5 +13,7 @@ __all__ = [
     "collect",
     "decode_image",
     "face_crop_jpeg",
+    "read_items",
+    "strip_location",
     "sniff_format",
 ]

@@ -7,11 +7,11 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..errors import InputPathError
 
-__all__ = ["Item", "Collection", "collect", "PHOTO_SUFFIXES", "MAX_MEMBER_BYTES"]
+__all__ = ["Item", "Collection", "collect", "read_items", "PHOTO_SUFFIXES", "MAX_MEMBER_BYTES"]
 
 #: File name endings taken as photos when walking a folder or an archive.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -31,17 +31,12 @@ class Item:
     archive: str | None = None  # "zip" or "tar"
 
     def read(self) -> bytes:
-        """The photo's bytes; raises OSError (or an archive error) when it cannot be read."""
-        if self.archive is None:
-            return Path(self.container).read_bytes()
-        if self.archive == "zip":
-            with zipfile.ZipFile(self.container) as archive:
-                return archive.read(self.member)  # type: ignore[arg-type]
-        with tarfile.open(self.container) as archive:
-            handle = archive.extractfile(self.member)  # type: ignore[arg-type]
-            if handle is None:
-                raise OSError(f"{self.member} is not a regular file in the archive")
-            return handle.read()
+        """The photo's bytes; raises OSError (or an archive error) when it cannot be read.
+
+        Reading many members of one archive this way reopens it each time; use
+        :func:`read_items`, which reads each archive once, in its own order.
+        """
+        return next(read_items([self]))[1]  # type: ignore[return-value]
 
 
 @dataclass
@@ -79,6 +74,70 @@ def collect(paths: Iterable[str | os.PathLike[str]]) -> Collection:
     return found
 
 
+def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
+    """Yield each item with its bytes, or with the exception that stopped its reading.
+
+    Consecutive members of one archive are read in a single pass over it: a compressed
+    tar cannot seek, so opening it once per member would cost quadratic time.
+    """
+    pending = list(items)
+    position = 0
+    while position < len(pending):
+        item = pending[position]
+        end = position + 1
+        while end < len(pending) and item.archive and pending[end].container == item.container:
+            end += 1
+        group = pending[position:end]
+        position = end
+        if item.archive is None:
+            try:
+                yield item, Path(item.container).read_bytes()
+            except OSError as exc:
+                yield item, exc
+        elif item.archive == "zip":
+            yield from _read_zip(group)
+        else:
+            yield from _read_tar(group)
+
+
+def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
+    try:
+        archive = zipfile.ZipFile(group[0].container)
+    except (zipfile.BadZipFile, OSError) as exc:
+        for item in group:
+            yield item, exc
+        return
+    with archive:
+        for item in group:
+            try:
+                yield item, archive.read(item.member)  # type: ignore[arg-type]
+            except (zipfile.BadZipFile, OSError, KeyError, RuntimeError) as exc:
+                yield item, exc
+
+
+def _read_tar(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
+    wanted = {item.member: item for item in group}
+    try:
+        with tarfile.open(group[0].container) as archive:
+            for info in archive:
+                item = wanted.pop(info.name, None)
+                if item is None:
+                    continue
+                handle = archive.extractfile(info)
+                if handle is None:
+                    yield item, OSError(f"{info.name} is not a regular file in the archive")
+                else:
+                    yield item, handle.read()
+                if not wanted:
+                    return
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        for item in wanted.values():
+            yield item, exc
+        return
+    for item in wanted.values():
+        yield item, OSError("the member disappeared from the archive")
+
+
 def _add_file(found: Collection, path: Path, *, explicit: bool) -> None:
     lower = path.name.lower()
     display = os.path.abspath(path)
@@ -112,7 +171,8 @@ def _add_zip(found: Collection, archive_path: str) -> None:
 def _add_tar(found: Collection, archive_path: str) -> None:
     try:
         with tarfile.open(archive_path) as archive:
-            for info in sorted(archive.getmembers(), key=lambda i: i.name):
+            # Archive order, not name order: members are then read in one forward pass.
+            for info in archive.getmembers():
                 if not info.isfile():
                     continue
                 display = f"{archive_path}!/{info.name}"
