@@ -32,8 +32,9 @@ class Settings:
     workers: int = 0
     #: Images with more pixels than this are refused (decompression-bomb guard).
     max_pixels: int = 120_000_000
-    #: Long side, in pixels, that photos are scaled to (down or up) before detection.
-    detect_size: int = 1600
+    #: Long side, in pixels, that photos are scaled to (down or up) before detection;
+    #: None means the detector's own choice (HOG 1600, CNN 800).
+    detect_size: int | None = None
     #: Candidates returned by a search unless ``--top`` says otherwise.
     top: int = 10
     #: Minimum similarity for a search candidate; None means the embedder's own default.
@@ -67,7 +68,7 @@ class Settings:
             raise SettingsError(f"workers must be 0 (one per core) or more, not {self.workers}.")
         if self.max_pixels < 1:
             raise SettingsError("max_pixels must be a positive number of pixels.")
-        if not 160 <= self.detect_size <= 8000:
+        if self.detect_size is not None and not 160 <= self.detect_size <= 8000:
             raise SettingsError(
                 f"detect_size must be between 160 and 8000 pixels, not {self.detect_size}."
             )

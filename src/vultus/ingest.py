@@ -118,7 +118,7 @@ _WORKER_ANALYZER: FaceAnalyzer | None = None
 _WORKER_MAX_PIXELS = 0
 
 
-def _init_worker(detector: str, embedder: str, detect_size: int, max_pixels: int) -> None:
+def _init_worker(detector: str, embedder: str, detect_size: int | None, max_pixels: int) -> None:
     global _WORKER_ANALYZER, _WORKER_MAX_PIXELS
     _WORKER_ANALYZER = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
     _WORKER_MAX_PIXELS = max_pixels
@@ -151,7 +151,7 @@ class Ingestor:
         detector: str,
         embedder: str,
         model_id: str,
-        detect_size: int,
+        detect_size: int | None,
         max_pixels: int,
     ):
         self.store = store

@@ -127,6 +127,8 @@ class Detector(Protocol):
     """Finds faces in an RGB image (height x width x 3, uint8)."""
 
     name: str
+    #: Long side (px) that images are best scaled to for this detector: its cost/recall balance.
+    default_size: int
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Return faces in ``rgb``'s own coordinates, best first."""

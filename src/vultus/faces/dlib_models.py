@@ -87,6 +87,8 @@ class HogDetector:
     """dlib's frontal-face HOG + linear SVM detector: fast on CPU, frontal faces >= ~80 px."""
 
     name = "hog"
+    # HOG's window is 80 px: at 1600 px faces down to ~5% of the photo's long side are found.
+    default_size = 1600
 
     def __init__(self) -> None:
         self._lazy = _Lazy()
@@ -105,6 +107,8 @@ class CnnDetector:
     """dlib's MMOD CNN detector: finds more turned and small faces, much slower on CPU."""
 
     name = "cnn"
+    # MMOD's window is ~40 px, and each pixel costs far more than HOG's on CPU (~4 s at 800).
+    default_size = 800
 
     def __init__(self) -> None:
         self._lazy = _Lazy()

@@ -16,20 +16,21 @@ MIN_FACE_PIXELS = 20
 class FaceAnalyzer:
     """Runs a detector, an aligner and an embedder over one image.
 
-    Detection runs on a copy scaled so that its long side is ``detect_size`` pixels:
+    Detection runs on a copy scaled so that its long side is ``detect_size`` pixels (by
+    default the detector's own ``default_size``):
     large photos are scaled down (HOG's cost grows with the pixel count) and small ones
     up (HOG misses faces under ~80 px). Landmarks and chips are taken from the original,
     so boxes and templates are in original coordinates and at full quality.
     """
 
-    def __init__(self, detector: Detector, aligner: Aligner, embedder: Embedder, *, detect_size: int = 1600):
+    def __init__(self, detector: Detector, aligner: Aligner, embedder: Embedder, *, detect_size: int | None = None):
         self.detector = detector
         self.aligner = aligner
         self.embedder = embedder
-        self.detect_size = detect_size
+        self.detect_size = detect_size or detector.default_size
 
     @classmethod
-    def from_names(cls, detector: str, embedder: str, *, detect_size: int = 1600) -> "FaceAnalyzer":
+    def from_names(cls, detector: str, embedder: str, *, detect_size: int | None = None) -> "FaceAnalyzer":
         """Build an analyzer from registered model names (weights load on first use)."""
         emb = create_embedder(embedder)
         return cls(create_detector(detector), create_aligner(emb.aligner), emb, detect_size=detect_size)
