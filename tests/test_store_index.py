@@ -134,3 +134,16 @@ def test_one_writer_at_a_time(tmp_path: Path, faces_root: Path):
                 second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)
         summary = second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)
         assert summary.images == 1
+
+
+def test_a_long_lived_engine_sees_what_another_one_ingested(tmp_path: Path, faces_root: Path):
+    import vultus
+
+    probe = faces_root / "facerec_obama" / "1.jpg"
+    with vultus.open(tmp_path / "d") as reader, vultus.open(tmp_path / "d") as writer:
+        writer.add_source("s", basis="consent", purpose="p", retention="1d")
+        writer.ingest([faces_root / "facerec_obama" / "2.jpg"], source="s", workers=1)
+        assert len(reader.search(probe, purpose="p", case="c").candidates) == 1
+        writer.ingest([faces_root / "facerec_obama" / "3.jpg"], source="s", workers=1)
+        assert len(reader.search(probe, purpose="p", case="c").candidates) == 2
+        assert reader.stats().index_vectors == 2

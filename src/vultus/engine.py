@@ -17,14 +17,13 @@ from .errors import (
     DataDirLockedError,
     IndexCorruptError,
     InputPathError,
-    InvalidSourceError,
     ModelError,
     PolicyError,
 )
 from .faces import FaceAnalyzer, create_embedder
 from .index import VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor
-from .policy import LegalBasis, parse_retention, refuse_remote, validate_source_name
+from .policy import refuse_remote, source_fields
 from .search import SearchResult, search_photo
 from .store import BlobStore, SourceRecord, Store
 
@@ -75,6 +74,7 @@ class Engine:
         self._embedder = create_embedder(settings.embedder)
         self._analyzer: FaceAnalyzer | None = None
         self._index: VectorIndex | None = None
+        self._index_signature: tuple[int, int] | None = None
         self._lock_fd: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -103,19 +103,10 @@ class Engine:
         consent_ref: str | None = None,
     ) -> SourceRecord:
         """Register a source of photos with its controller, legal basis, purpose and retention."""
-        validate_source_name(name)
-        legal_basis = LegalBasis.parse(basis)
-        days = parse_retention(retention)
-        purpose = (purpose or "").strip()
-        if not purpose:
-            raise InvalidSourceError("A source needs a --purpose saying why its photos are processed.")
         return self.store.add_source(
-            name=name,
-            controller=(controller or "").strip() or "the operator of this deployment",
-            legal_basis=legal_basis.value,
-            purpose=purpose,
-            retention_days=days,
-            consent_ref=(consent_ref or "").strip() or None,
+            **source_fields(
+                name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
+            )
         )
 
     def sources(self) -> list[SourceRecord]:
@@ -182,14 +173,10 @@ class Engine:
     def reindex(self) -> int:
         """Rebuild the vector index from the store; return the number of templates in it."""
         with self._writing():
-            path = self.data_dir / INDEX_PATH
-            fresh = create_index("faiss", path.with_name(path.name + ".rebuild"), self._embedder.spec.dim)
-            for ids, vectors in self.store.face_vectors():
-                fresh.add(ids, vectors)
-            fresh.save()
-            os.replace(path.with_name(path.name + ".rebuild"), path)
-            self._index = create_index("faiss", path, self._embedder.spec.dim)
-            return len(self._index)
+            # Without a file, opening rebuilds the index from the store and saves it.
+            (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
+            self._index = None
+            return len(self._open_index(writable=True))
 
     def stats(self) -> Stats:
         """Counts and sizes of this deployment."""
@@ -221,7 +208,15 @@ class Engine:
     # -- internals -------------------------------------------------------------------------
 
     def _open_index(self, *, writable: bool) -> VectorIndex:
-        """The index, reconciled with the store; saved only by a writer holding the lock."""
+        """The index, reconciled with the store; saved only by a writer holding the lock.
+
+        A cheap signature of the faces table (count and highest id, ids never reused)
+        tells when another process or call has changed the store since the last
+        reconciliation, so a long-lived engine never searches a stale index.
+        """
+        signature = self.store.face_signature()
+        if self._index is not None and signature == self._index_signature:
+            return self._index
         if self._index is None:
             path = self.data_dir / INDEX_PATH
             try:
@@ -231,9 +226,9 @@ class Engine:
                     raise
                 path.unlink()
                 self._index = create_index("faiss", path, self._embedder.spec.dim)
-            changed = _reconcile(self._index, self.store)
-            if changed and writable:
-                self._index.save()
+        if _reconcile(self._index, self.store) and writable:
+            self._index.save()
+        self._index_signature = signature
         return self._index
 
     @contextmanager

@@ -22,6 +22,7 @@ __all__ = [
     "parse_retention",
     "format_retention",
     "validate_source_name",
+    "source_fields",
     "refuse_remote",
     "require_purpose",
     "check_gallery_model",
@@ -93,6 +94,29 @@ def validate_source_name(name: str) -> str:
             "starting with a letter or digit."
         )
     return name
+
+
+def source_fields(
+    name: str,
+    *,
+    basis: str,
+    purpose: str,
+    retention: str,
+    controller: str | None = None,
+    consent_ref: str | None = None,
+) -> dict[str, object]:
+    """The checked, normalised fields of a new source, ready to store; raises on bad input."""
+    purpose = (purpose or "").strip()
+    if not purpose:
+        raise InvalidSourceError("A source needs a --purpose saying why its photos are processed.")
+    return {
+        "name": validate_source_name(name),
+        "legal_basis": LegalBasis.parse(basis).value,
+        "purpose": purpose,
+        "retention_days": parse_retention(retention),
+        "controller": (controller or "").strip() or "the operator of this deployment",
+        "consent_ref": (consent_ref or "").strip() or None,
+    }
 
 
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)

@@ -257,6 +257,12 @@ class Store:
                 if rows:
                     yield _unpack(rows)
 
+    def face_signature(self) -> tuple[int, int]:
+        """(number of faces, highest face id): changes whenever a face is added or removed."""
+        with self.engine.connect() as conn:
+            count, top = conn.execute(select(func.count(), func.max(faces.c.id))).one()
+        return int(count), int(top or 0)
+
     def model_ids(self) -> set[str]:
         """The embedders whose templates the gallery holds."""
         with self.engine.connect() as conn:

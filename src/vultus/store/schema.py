@@ -60,6 +60,8 @@ images = Table(
     Column("expires_at", String(32), nullable=False, index=True),
     Column("face_count", Integer, nullable=False),
     Column("blob_key", Text),
+    # Ids are never reused: a stale index entry must not come to mean another photo.
+    sqlite_autoincrement=True,
 )
 
 #: One face in an image: where it is, how sure the detector was, and its template.
@@ -77,4 +79,5 @@ faces = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("model_id", String(64), nullable=False, index=True),
     Column("crop_key", Text),
+    sqlite_autoincrement=True,
 )
