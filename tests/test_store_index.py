@@ -147,3 +147,27 @@ def test_a_long_lived_engine_sees_what_another_one_ingested(tmp_path: Path, face
         writer.ingest([faces_root / "facerec_obama" / "3.jpg"], source="s", workers=1)
         assert len(reader.search(probe, purpose="p", case="c").candidates) == 2
         assert reader.stats().index_vectors == 2
+
+
+def test_a_dead_worker_stops_the_ingest_with_advice_and_keeps_what_was_stored(tmp_path: Path, faces_root: Path):
+    import multiprocessing
+    import os
+    import signal
+
+    import vultus
+    from vultus.errors import WorkerCrashedError
+
+    def kill_a_worker(done: int, total: int, faces: int) -> None:
+        if done == 2:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+
+    with vultus.open(tmp_path / "d") as engine:
+        engine.add_source("s", basis="consent", purpose="p", retention="1d")
+        with pytest.raises(WorkerCrashedError, match="run the same command again"):
+            engine.ingest([faces_root / "deepface_angelina"], source="s", workers=2, progress=kill_a_worker)
+    with vultus.open(tmp_path / "d") as engine:
+        summary = engine.ingest([faces_root / "deepface_angelina"], source="s", workers=1)
+        stats = engine.stats()
+        assert summary.duplicates >= 1 and stats.images == 8
+        assert stats.faces == stats.index_vectors

@@ -26,6 +26,7 @@ The hierarchy::
     │   ├── InvalidSourceError     bad name, legal basis or retention
     │   ├── MissingPurposeError
     │   └── InputPathError         an ingest path that does not exist
+    ├── WorkerCrashedError         an ingest worker process died
     └── IndexCorruptError          the vector index file cannot be read
 
 Library code raises these; the CLI turns them into ``click.ClickException`` at
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidSourceError",
     "MissingPurposeError",
     "InputPathError",
+    "WorkerCrashedError",
     "IndexCorruptError",
 ]
 
@@ -157,6 +159,10 @@ class MissingPurposeError(PolicyError):
 
 class InputPathError(PolicyError):
     """An ingest path does not exist or cannot be read."""
+
+
+class WorkerCrashedError(VultusError):
+    """An ingest worker process died; what was stored before it is kept."""
 
 
 class IndexCorruptError(VultusError):

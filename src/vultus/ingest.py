@@ -14,13 +14,14 @@ import hashlib
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import MediaError
+from .errors import MediaError, WorkerCrashedError
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import Item, collect, decode_image, face_crop_jpeg, read_items, strip_location
@@ -125,10 +126,14 @@ def _init_worker(detector: str, embedder: str, detect_size: int | None, max_pixe
 
 
 def _work(data: bytes, name: str) -> PhotoAnalysis | str:
-    """Analyze in a worker; a media problem comes back as its message, not an exception."""
     assert _WORKER_ANALYZER is not None
+    return _analyze_or_reason(_WORKER_ANALYZER, data, name, _WORKER_MAX_PIXELS)
+
+
+def _analyze_or_reason(analyzer: FaceAnalyzer, data: bytes, name: str, max_pixels: int) -> PhotoAnalysis | str:
+    """Analyze one photo; a problem with it comes back as its message, not an exception."""
     try:
-        return analyze_photo(_WORKER_ANALYZER, data, name=name, max_pixels=_WORKER_MAX_PIXELS)
+        return analyze_photo(analyzer, data, name=name, max_pixels=max_pixels)
     except MediaError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a batch
@@ -212,12 +217,7 @@ class Ingestor:
     def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
         analyzer = self._analyzer()
         for item, data, digest in self._candidates(items, summary, state):
-            try:
-                result: PhotoAnalysis | str = analyze_photo(
-                    analyzer, data, name=item.display, max_pixels=self.max_pixels
-                )
-            except MediaError as exc:
-                result = str(exc)
+            result = _analyze_or_reason(analyzer, data, item.display, self.max_pixels)
             self._store_one(item, data, digest, result, src, summary, state)
 
     def _run_pool(
@@ -240,7 +240,15 @@ class Ingestor:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
                 item, data, digest = pending.pop(future)
-                self._store_one(item, data, digest, future.result(), src, summary, state)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    raise WorkerCrashedError(
+                        f"A worker process died while processing {item.display} (out of memory, "
+                        "or killed). Everything stored so far is kept: run the same command again "
+                        "to finish, with --workers 1 if it happens again."
+                    ) from exc
+                self._store_one(item, data, digest, result, src, summary, state)
 
     def _store_one(
         self,
