@@ -4,13 +4,15 @@ Usage: python bench/accuracy.py [--data-root ../shared/data] [--detector hog] [-
 
 Ingests every identity folder of DATA_ROOT/faces into a temporary data directory, searches
 with each photo of every identity that has two or more, and prints a table. Also prints the
-faces found in each _group/ photo against labels.csv, and ingest throughput.
+faces found in each _group/ photo against labels.csv, ingest throughput, search latency
+and peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -53,6 +55,9 @@ def main() -> int:
         ("gallery photos / faces", f"{summary.images} / {summary.faces} (+{summary.no_face} with no face)"),
         ("ingest", f"{ingest_s:.1f} s, {(summary.images + summary.no_face) / ingest_s:.2f} photos/s"),
         ("search latency (mean, incl. probe detection)", f"{search_s / max(1, loo.probes) * 1000:.0f} ms"),
+        # ru_maxrss is in KiB on Linux; children are the ingest worker processes.
+        ("peak memory, this process", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"),
+        ("peak memory, largest worker", f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

@@ -20,7 +20,12 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $PYTHON ..." >&2
-  "$PYTHON" -m venv .venv
+  if ! "$PYTHON" -m venv .venv; then
+    rm -rf .venv
+    echo "Could not create a virtual environment. On Debian or Ubuntu install the venv module" >&2
+    echo "(apt-get install python3-venv) and run this again." >&2
+    exit 1
+  fi
 fi
 
 stamp=.venv/.vultus-installed

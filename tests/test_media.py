@@ -182,3 +182,10 @@ def test_read_items_reads_each_archive_once_in_order(tmp_path: Path):
     (tmp_path / "a.tar.gz").write_bytes((tmp_path / "a.tar.gz").read_bytes()[:40])
     results = list(read_items(found.items))
     assert len(results) == 5 and all(isinstance(data, Exception) for _, data in results)
+
+
+def test_videos_and_heic_are_named_as_such():
+    with pytest.raises(NotAnImageError, match="video"):
+        decode_image(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 40, name="clip.mp4")
+    with pytest.raises(NotAnImageError, match="HEIC"):
+        decode_image(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 40, name="IMG_0001.HEIC")

@@ -258,6 +258,7 @@ def search(ctx: click.Context, photo: Path, purpose: str, case_ref: str, top: in
     if not result.candidates:
         click.echo(
             f"No candidate at similarity >= {result.threshold:.2f} among {result.gallery_faces} indexed faces."
+            + (" The gallery is empty: index photos first with `vultus ingest`." if not result.gallery_faces else "")
         )
         return
     click.echo(

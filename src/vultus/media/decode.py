@@ -152,6 +152,11 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
 
 def _describe_content(data: bytes) -> str:
     head = data[:64]
+    if head[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos or MP4/MOV video
+        brand = head[8:12].decode("ascii", "replace")
+        if brand in ("heic", "heix", "mif1", "msf1", "avif"):
+            return f"a {brand.upper()} photo, which Vultus cannot read yet; convert it to JPEG or PNG"
+        return "a video file; Vultus indexes photos only, so extract still frames first"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f"{len(data)} bytes of plain text"
     return f"{len(data)} bytes in no format Vultus recognises"
