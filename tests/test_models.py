@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vultus.errors import UnknownModelError
 from vultus.faces import FaceAnalyzer, create_detector, create_embedder, detector_names, embedder_names
@@ -101,8 +102,18 @@ def test_group_photo_face_counts_are_close_to_labels(analyzer: FaceAnalyzer, fac
     assert found >= 0.8 * expected
 
 
-def test_cnn_detector_finds_a_face(faces_root: Path):
-    # A small detection size keeps the CNN quick on CPU.
-    cnn = FaceAnalyzer.from_names("cnn", "dlib-resnet-v1", detect_size=400)
-    faces = cnn.analyze(_rgb(faces_root / "_formats" / "einstein.png"))
+@pytest.mark.parametrize("name", detector_names())
+def test_every_detector_keeps_the_contract(name: str, faces_root: Path):
+    """Each registered detector finds the face, best first, inside the image it was given."""
+    detector = create_detector(name)
+    assert detector.name == name and detector.default_size >= 160
+    # A small image keeps the CNN quick on CPU.
+    rgb = np.asarray(Image.fromarray(_rgb(faces_root / "_formats" / "einstein.png")).resize((400, 400)))
+    found = detector.detect(rgb)
+    assert len(found) == 1
+    assert found == sorted(found, key=lambda d: -d.score)
+    box = found[0].box
+    assert 0 <= box.left < box.right <= 400 and 0 <= box.top < box.bottom <= 400
+    analyzer = FaceAnalyzer.from_names(name, "dlib-resnet-v1", detect_size=400)
+    faces = analyzer.analyze(_rgb(faces_root / "_formats" / "einstein.png"))
     assert len(faces) == 1 and faces[0].embedding.shape == (128,)

@@ -10,7 +10,7 @@ import pytest
 
 from vultus.engine import _reconcile
 from vultus.errors import IndexCorruptError, SourceExistsError, UnknownSourceError
-from vultus.index import create_index
+from vultus.index import create_index, index_names
 from vultus.store import BlobStore, NewFace, Store
 
 
@@ -79,9 +79,11 @@ def test_blob_keys_are_validated_and_writes_atomic(tmp_path: Path):
         blobs.path("../../etc/passwd")
 
 
-def test_index_adds_searches_removes_and_persists(tmp_path: Path):
-    path = tmp_path / "i.faiss"
-    index = create_index("faiss", path, 4)
+@pytest.mark.parametrize("backend", index_names())
+def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str):
+    """The contract every vector index backend must keep."""
+    path = tmp_path / "i.idx"
+    index = create_index(backend, path, 4)
     vectors = np.eye(4, dtype=np.float32)
     index.add(np.array([10, 11, 12, 13]), vectors)
     distances, ids = index.search(vectors[:1], 2)
@@ -89,17 +91,18 @@ def test_index_adds_searches_removes_and_persists(tmp_path: Path):
     assert distances[0][1] == pytest.approx(np.sqrt(2.0), rel=1e-5)  # Euclidean, not squared
     assert index.remove(np.array([10, 99])) == 1
     index.save()
-    again = create_index("faiss", path, 4)
+    again = create_index(backend, path, 4)
     assert sorted(again.ids().tolist()) == [11, 12, 13]
     assert again.search(vectors[:1], 1)[1][0][0] != 10
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_a_corrupt_index_file_says_how_to_rebuild(tmp_path: Path):
-    path = tmp_path / "i.faiss"
+@pytest.mark.parametrize("backend", index_names())
+def test_a_corrupt_index_file_says_how_to_rebuild(tmp_path: Path, backend: str):
+    path = tmp_path / "i.idx"
     path.write_bytes(b"garbage")
     with pytest.raises(IndexCorruptError, match="vultus reindex"):
-        create_index("faiss", path, 4)
+        create_index(backend, path, 4)
 
 
 def test_reconcile_makes_the_index_match_the_store(store: Store, tmp_path: Path):
