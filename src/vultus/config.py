@@ -18,8 +18,9 @@ ENV_PREFIX = "VULTUS_"
 class Settings:
     """Everything that can be tuned, with the defaults a newcomer should get.
 
-    Each field can be set from the environment as ``VULTUS_<FIELD NAME IN CAPITALS>``;
-    explicit keyword arguments to :meth:`from_env` win over the environment.
+    Each field can be set from the environment as ``VULTUS_<FIELD NAME IN CAPITALS>``
+    (the data directory as ``VULTUS_DATA``, as on the command line); explicit keyword
+    arguments to :meth:`from_env` win over the environment.
     """
 
     #: Folder holding the database, the blob copies and the vector index.
@@ -46,7 +47,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = env.get(env_name(f.name))
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -85,6 +86,11 @@ class Settings:
         return self.workers or os.cpu_count() or 1
 
 
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field (``data_dir`` is ``VULTUS_DATA``)."""
+    return ENV_PREFIX + ("DATA" if field_name == "data_dir" else field_name.upper())
+
+
 def _parse(name: str, kind: object, raw: str) -> object:
     """Convert one environment string to the field's type, with a clear error."""
     text = str(kind)
@@ -97,7 +103,7 @@ def _parse(name: str, kind: object, raw: str) -> object:
             return int(raw)
     except ValueError:
         raise SettingsError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text.split(' ')[0]}; "
+            f"{env_name(name)}={raw!r} is not a valid {text.split(' ')[0]}; "
             "fix or unset the variable."
         ) from None
     return raw
