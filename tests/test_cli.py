@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import vultus
 from vultus.cli import cli
 
 
@@ -187,6 +188,7 @@ def test_stored_copies_carry_no_location(run, faces_root: Path, data_dir: Path, 
     run("ingest", str(photo), "--source", "news", "--workers", "1")
     copies = list((data_dir / "blobs" / "images").rglob("*.jpg"))
     assert len(copies) == 1
-    stored = copies[0].read_bytes()
+    with vultus.open(data_dir) as engine:
+        stored = engine.blobs.get(str(copies[0].relative_to(data_dir / "blobs")))
     assert Image.open(io.BytesIO(stored)).getexif().get_ifd(0x8825) == {}
     assert stored != photo.read_bytes()

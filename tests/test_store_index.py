@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vultus.crypto import Keyring
 from vultus.engine import _reconcile
 from vultus.errors import IndexCorruptError, SourceExistsError, UnknownSourceError
 from vultus.index import create_index, index_names
@@ -15,8 +16,13 @@ from vultus.store import BlobStore, NewFace, Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "v.db")
+def keys(tmp_path: Path) -> Keyring:
+    return Keyring.open(tmp_path / "keys.json")
+
+
+@pytest.fixture
+def store(tmp_path: Path, keys: Keyring) -> Store:
+    s = Store(tmp_path / "v.db", keys)
     yield s
     s.close()
 
@@ -69,21 +75,24 @@ def test_sqlite_runs_in_wal_with_secure_delete(store: Store):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_blob_keys_are_validated_and_writes_atomic(tmp_path: Path):
-    blobs = BlobStore(tmp_path / "blobs")
+def test_blob_keys_are_validated_and_writes_atomic(tmp_path: Path, keys: Keyring):
+    blobs = BlobStore(tmp_path / "blobs", keys)
     key = blobs.image_key("ab" * 32, "jpg")
     blobs.put(key, b"one")
     blobs.put(key, b"two")
     assert blobs.get(key) == b"two" and blobs.keys() == [key]
+    assert b"two" not in blobs.raw(key)  # sealed on disk
     with pytest.raises(ValueError):
         blobs.path("../../etc/passwd")
 
 
+@pytest.mark.parametrize("encrypted", [True, False])
 @pytest.mark.parametrize("backend", index_names())
-def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str):
+def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str, encrypted: bool, keys: Keyring):
     """The contract every vector index backend must keep."""
     path = tmp_path / "i.idx"
-    index = create_index(backend, path, 4)
+    cipher = keys if encrypted else None
+    index = create_index(backend, path, 4, cipher)
     vectors = np.eye(4, dtype=np.float32)
     index.add(np.array([10, 11, 12, 13]), vectors)
     distances, ids = index.search(vectors[:1], 2)
@@ -91,7 +100,7 @@ def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str):
     assert distances[0][1] == pytest.approx(np.sqrt(2.0), rel=1e-5)  # Euclidean, not squared
     assert index.remove(np.array([10, 99])) == 1
     index.save()
-    again = create_index(backend, path, 4)
+    again = create_index(backend, path, 4, cipher)
     assert sorted(again.ids().tolist()) == [11, 12, 13]
     assert again.search(vectors[:1], 1)[1][0][0] != 10
     assert not list(tmp_path.glob(".tmp-*"))

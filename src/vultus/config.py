@@ -25,6 +25,8 @@ class Settings:
 
     #: Folder holding the database, the blob copies and the vector index.
     data_dir: Path = DEFAULT_DATA_DIR
+    #: Key file with the encryption and signing keys; None means ``DATA/keys.json``.
+    key_file: Path | None = None
     #: Registered detector name (``hog`` or ``cnn``).
     detector: str = "hog"
     #: Registered embedder name.
@@ -65,6 +67,8 @@ class Settings:
         """Raise :class:`SettingsError` for values that cannot work."""
         if not isinstance(self.data_dir, Path):
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.key_file is not None and not isinstance(self.key_file, Path):
+            object.__setattr__(self, "key_file", Path(self.key_file))
         if self.workers < 0:
             raise SettingsError(f"workers must be 0 (one per core) or more, not {self.workers}.")
         if self.max_pixels < 1:
@@ -79,6 +83,11 @@ class Settings:
             raise SettingsError(
                 f"threshold is a similarity between 0 and 1, not {self.threshold}."
             )
+
+    @property
+    def key_path(self) -> Path:
+        """Where the key file is."""
+        return self.key_file if self.key_file is not None else self.data_dir / "keys.json"
 
     @property
     def worker_count(self) -> int:

@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .config import Settings
+from .crypto import Keyring
 from .errors import (
     DataDirError,
     DataDirLockedError,
@@ -69,8 +70,9 @@ class Engine:
             raise DataDirError(f"Cannot create the data directory {self.data_dir}: {exc.strerror}.") from exc
         if not os.access(self.data_dir, os.W_OK):
             raise DataDirError(f"The data directory {self.data_dir} is not writable; check its permissions.")
-        self.store = Store(self.data_dir / DB_NAME)
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        self.keys = Keyring.open(settings.key_path)
+        self.store = Store(self.data_dir / DB_NAME, self.keys)
+        self.blobs = BlobStore(self.data_dir / "blobs", self.keys)
         self._embedder = create_embedder(settings.embedder)
         self._analyzer: FaceAnalyzer | None = None
         self._index: VectorIndex | None = None
@@ -220,12 +222,12 @@ class Engine:
         if self._index is None:
             path = self.data_dir / INDEX_PATH
             try:
-                self._index = create_index("faiss", path, self._embedder.spec.dim)
+                self._index = create_index("faiss", path, self._embedder.spec.dim, self.keys)
             except IndexCorruptError:
                 if not writable:
                     raise
                 path.unlink()
-                self._index = create_index("faiss", path, self._embedder.spec.dim)
+                self._index = create_index("faiss", path, self._embedder.spec.dim, self.keys)
         if _reconcile(self._index, self.store) and writable:
             self._index.save()
         self._index_signature = signature

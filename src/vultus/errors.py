@@ -5,7 +5,8 @@ The hierarchy::
     VultusError
     ├── SettingsError              a setting or option has a value Vultus cannot use
     ├── DataDirError               the data directory cannot be used
-    │   └── DataDirLockedError     another process is writing to it
+    │   ├── DataDirLockedError     another process is writing to it
+    │   └── KeyFileError           the key file is missing, damaged or the wrong one
     ├── MediaError                 a file could not be turned into pixels
     │   ├── EmptyFileError
     │   ├── NotAnImageError
@@ -40,6 +41,7 @@ __all__ = [
     "SettingsError",
     "DataDirError",
     "DataDirLockedError",
+    "KeyFileError",
     "MediaError",
     "EmptyFileError",
     "NotAnImageError",
@@ -79,6 +81,10 @@ class DataDirError(VultusError):
 
 class DataDirLockedError(DataDirError):
     """Another process holds the data directory's writer lock."""
+
+
+class KeyFileError(DataDirError):
+    """The key file cannot be read, or does not hold the key some data was encrypted with."""
 
 
 class MediaError(VultusError):

@@ -8,6 +8,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import UnknownModelError
+from ..store.blobs import Cipher
 
 __all__ = ["VectorIndex", "register_index", "create_index", "index_names"]
 
@@ -49,16 +50,20 @@ class VectorIndex(Protocol):
         ...
 
 
-IndexFactory = Callable[[Path, int], VectorIndex]
+IndexFactory = Callable[[Path, int, "Cipher | None"], VectorIndex]
 _INDEXES: dict[str, IndexFactory] = {}
 
 
 def register_index(name: str, factory: IndexFactory) -> None:
-    """Make an index backend available under ``name``; ``factory(path, dim)`` opens or creates it."""
+    """Make an index backend available under ``name``.
+
+    ``factory(path, dim, cipher)`` opens or creates it; with a cipher, the file on disk is
+    encrypted (templates are biometric data even inside an index).
+    """
     _INDEXES[name] = factory
 
 
-def create_index(name: str, path: Path, dim: int) -> VectorIndex:
+def create_index(name: str, path: Path, dim: int, cipher: "Cipher | None" = None) -> VectorIndex:
     """Open (or create empty) the index backend ``name`` stored at ``path``."""
     from . import faiss_index  # noqa: F401 - registers the built-in backend
 
@@ -68,7 +73,7 @@ def create_index(name: str, path: Path, dim: int) -> VectorIndex:
         raise UnknownModelError(
             f"No vector index is named {name!r}; choose one of: {', '.join(sorted(_INDEXES))}."
         ) from None
-    return factory(path, dim)
+    return factory(path, dim, cipher)
 
 
 def index_names() -> list[str]:

@@ -7,29 +7,36 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexCorruptError
-from ..store.blobs import write_atomic
+from ..store.blobs import Cipher, write_atomic
 from .base import register_index
 
 __all__ = ["FaissIndex"]
+
+_CONTEXT = b"index"
 
 
 class FaissIndex:
     """``IndexIDMap2(IndexFlatL2)``: exact search, ids chosen by the store, true deletion.
 
+    With a cipher the file is sealed with AES-GCM; the index lives decrypted in memory only.
+
     ``remove_ids`` on a flat index compacts the stored vectors, so a removed template is
     gone from memory and, after :meth:`save`, from the file.
     """
 
-    def __init__(self, path: Path, dim: int):
+    def __init__(self, path: Path, dim: int, cipher: Cipher | None = None):
         import faiss  # heavy import kept out of `import vultus`
 
         self._faiss = faiss
         self.path = Path(path)
         self.dim = dim
+        self.cipher = cipher
         if self.path.exists():
             try:
-                data = np.frombuffer(self.path.read_bytes(), dtype=np.uint8)
-                index = faiss.deserialize_index(data)
+                raw = self.path.read_bytes()
+                if cipher is not None:
+                    raw = cipher.decrypt(raw, _CONTEXT)
+                index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
             except Exception as exc:  # faiss raises RuntimeError with C++ text
                 raise IndexCorruptError(
                     f"The vector index {self.path} cannot be read ({exc}). Run `vultus reindex` "
@@ -72,7 +79,8 @@ class FaissIndex:
         return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
     def save(self) -> None:
-        write_atomic(self.path, self._faiss.serialize_index(self._index).tobytes())
+        raw = self._faiss.serialize_index(self._index).tobytes()
+        write_atomic(self.path, raw if self.cipher is None else self.cipher.encrypt(raw, _CONTEXT))
 
     def file_size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0

@@ -6,13 +6,14 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["BlobStore", "write_atomic"]
+__all__ = ["BlobStore", "Cipher", "write_atomic"]
 
 _KEY = re.compile(r"[a-z]+/[0-9a-f]{2}/[0-9a-f]{64}(_\d+)?\.[a-z0-9]+")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new, never a part.
 
     Writes a temporary file in the same folder, fsyncs it, renames it over ``path`` and
@@ -21,6 +22,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -39,15 +42,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+class Cipher(Protocol):
+    """Authenticated encryption bound to a context (the deployment's :class:`Keyring`)."""
+
+    def encrypt(self, plaintext: bytes, context: bytes) -> bytes: ...
+
+    def decrypt(self, blob: bytes, context: bytes) -> bytes: ...
+
+
 class BlobStore:
-    """Content-addressed files under ``root``: ``<kind>/<ab>/<sha256>[_<n>].<ext>``.
+    """Encrypted, content-addressed files under ``root``: ``<kind>/<ab>/<sha256>[_<n>].<ext>``.
 
     Keys derive from the source photo's sha256, so writing the same photo twice (after a
-    crash, say) lands on the same file instead of leaving a second copy.
+    crash, say) lands on the same file instead of leaving a second copy. Each file is
+    sealed with ``cipher`` and bound to its key, so files cannot be swapped unnoticed.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cipher: Cipher):
         self.root = Path(root)
+        self.cipher = cipher
 
     @staticmethod
     def image_key(sha256: str, ext: str) -> str:
@@ -63,9 +76,13 @@ class BlobStore:
         return self.root / key
 
     def put(self, key: str, data: bytes) -> None:
-        write_atomic(self.path(key), data)
+        write_atomic(self.path(key), self.cipher.encrypt(data, b"blob:" + key.encode()))
 
     def get(self, key: str) -> bytes:
+        return self.cipher.decrypt(self.raw(key), b"blob:" + key.encode())
+
+    def raw(self, key: str) -> bytes:
+        """The file's sealed bytes as stored."""
         return self.path(key).read_bytes()
 
     def exists(self, key: str) -> bool:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, event, func, select, update
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..errors import DataDirError, SourceExistsError, UnknownSourceError
+from .blobs import Cipher
 from .schema import SCHEMA_VERSION, faces, images, meta, metadata, sources
 
 __all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "utcnow", "iso"]
@@ -75,8 +76,9 @@ class FaceHit:
 class Store:
     """The metadata store: one SQLite file, written in short transactions."""
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, cipher: Cipher):
         self.path = Path(db_path)
+        self.cipher = cipher
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _on_connect)
         try:
@@ -223,7 +225,7 @@ class Store:
                                 box_bottom=face.box[3],
                                 landmarks=json.dumps([[round(x, 1), round(y, 1)] for x, y in face.landmarks]),
                                 det_score=float(face.det_score),
-                                embedding=np.asarray(face.embedding, dtype="<f4").tobytes(),
+                                embedding=self._seal(face.embedding),
                                 model_id=face.model_id,
                                 crop_key=face.crop_key,
                             )
@@ -248,14 +250,42 @@ class Store:
                     select(faces.c.id, faces.c.embedding).order_by(faces.c.id)
                 )
                 for part in result.partitions(chunk):
-                    yield _unpack(part)
+                    yield self._unpack(part)
                 return
             for start in range(0, len(wanted), chunk):
                 rows = conn.execute(
                     select(faces.c.id, faces.c.embedding).where(faces.c.id.in_(wanted[start : start + chunk]))
                 ).all()
                 if rows:
-                    yield _unpack(rows)
+                    yield self._unpack(rows)
+
+    def _seal(self, vector: np.ndarray) -> bytes:
+        return self.cipher.encrypt(np.asarray(vector, dtype="<f4").tobytes(), b"embedding")
+
+    def _unpack(self, rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.stack(
+            [np.frombuffer(self.cipher.decrypt(r[1], b"embedding"), dtype="<f4") for r in rows]
+        ).astype(np.float32)
+        return ids, vectors
+
+    def reseal_embeddings(self, is_current: Callable[[bytes], bool], *, chunk: int = 2000) -> int:
+        """Re-encrypt every embedding not sealed under the current key; return how many."""
+        done = 0
+        last = 0
+        while True:
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    select(faces.c.id, faces.c.embedding).where(faces.c.id > last).order_by(faces.c.id).limit(chunk)
+                ).all()
+                if not rows:
+                    return done
+                for face_id, sealed in rows:
+                    if not is_current(sealed):
+                        vector = np.frombuffer(self.cipher.decrypt(sealed, b"embedding"), dtype="<f4")
+                        conn.execute(update(faces).where(faces.c.id == face_id).values(embedding=self._seal(vector)))
+                        done += 1
+                last = rows[-1][0]
 
     def face_signature(self) -> tuple[int, int]:
         """(number of faces, highest face id): changes whenever a face is added or removed."""
@@ -338,12 +368,6 @@ class Store:
             done = conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount
             if not done:
                 conn.execute(meta.insert().values(key=key, value=value))
-
-
-def _unpack(rows: Sequence[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vectors = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
-    return ids, vectors
 
 
 def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection

@@ -16,7 +16,7 @@ from sqlalchemy import (
 
 __all__ = ["metadata", "meta", "sources", "images", "faces", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 metadata = MetaData()
 
@@ -76,6 +76,7 @@ faces = Table(
     Column("box_bottom", Integer, nullable=False),
     Column("landmarks", Text, nullable=False),
     Column("det_score", Float, nullable=False),
+    # The template, float32, sealed with AES-GCM under the deployment's key.
     Column("embedding", LargeBinary, nullable=False),
     Column("model_id", String(64), nullable=False, index=True),
     Column("crop_key", Text),
