@@ -98,6 +98,9 @@ def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str, 
     distances, ids = index.search(vectors[:1], 2)
     assert ids[0][0] == 10 and distances[0][0] == pytest.approx(0.0)
     assert distances[0][1] == pytest.approx(np.sqrt(2.0), rel=1e-5)  # Euclidean, not squared
+    near, near_ids = index.range_search(np.array([1.0, 0.1, 0, 0], dtype=np.float32), 1.4)
+    assert near_ids.tolist() == [10, 11, 12, 13][: len(near_ids)] and len(near_ids) == 2
+    assert near[0] < near[1] < 1.4
     assert index.remove(np.array([10, 99])) == 1
     index.save()
     again = create_index(backend, path, 4, cipher)

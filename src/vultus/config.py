@@ -42,6 +42,14 @@ class Settings:
     top: int = 10
     #: Minimum similarity for a search candidate; None means the embedder's own default.
     threshold: float | None = field(default=None)
+    #: Similarity at which access, erasure, objection and restriction match a person's face:
+    #: deliberately more inclusive than search (0.675 is dlib distance 0.65, search's is 0.6).
+    rights_threshold: float = 0.675
+    #: Who is acting, recorded in the audit log; None means the operating-system user.
+    actor: str | None = None
+    #: Whether every search must state a purpose and a case reference. Only a personal
+    #: deployment should turn this off; `vultus stats` then says so.
+    purpose_required: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
@@ -79,10 +87,28 @@ class Settings:
             )
         if self.top < 1:
             raise SettingsError(f"top must be at least 1, not {self.top}.")
+        if not 0.0 < self.rights_threshold <= 1.0:
+            raise SettingsError(
+                f"rights_threshold is a similarity between 0 and 1, not {self.rights_threshold}."
+            )
+        if self.actor is not None and not self.actor.strip():
+            raise SettingsError("The actor may not be blank: every action is recorded under a name.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise SettingsError(
                 f"threshold is a similarity between 0 and 1, not {self.threshold}."
             )
+
+    @property
+    def actor_name(self) -> str:
+        """The actor to record: the setting, else the operating-system user."""
+        if self.actor:
+            return self.actor.strip()
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return f"uid:{os.getuid()}"
 
     @property
     def key_path(self) -> Path:
@@ -104,6 +130,13 @@ def _parse(name: str, kind: object, raw: str) -> object:
     """Convert one environment string to the field's type, with a clear error."""
     text = str(kind)
     try:
+        if "bool" in text:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         if "Path" in text:
             return Path(raw)
         if "float" in text:

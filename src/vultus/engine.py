@@ -6,6 +6,7 @@ import fcntl
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -25,8 +26,10 @@ from .faces import FaceAnalyzer, create_embedder
 from .index import VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor
 from .policy import refuse_remote, source_fields
+from .retention import purge_expired, rotate_keys
+from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
 from .search import SearchResult, search_photo
-from .store import BlobStore, SourceRecord, Store
+from .store import AuditAction, BlobStore, SourceRecord, Store, Verification, iso, utcnow
 
 __all__ = ["Engine", "Stats", "open"]
 
@@ -51,6 +54,12 @@ class Stats:
     embedder: str
     detector: str
     gallery_models: list[str]
+    restricted_faces: int
+    audit_entries: int
+    open_requests: int
+    active_suppressions: int
+    purpose_required: bool
+    key_file: str
 
 
 class Engine:
@@ -76,7 +85,7 @@ class Engine:
         self._embedder = create_embedder(settings.embedder)
         self._analyzer: FaceAnalyzer | None = None
         self._index: VectorIndex | None = None
-        self._index_signature: tuple[int, int] | None = None
+        self._index_signature: tuple[int, int, int] | None = None
         self._lock_fd: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -105,11 +114,12 @@ class Engine:
         consent_ref: str | None = None,
     ) -> SourceRecord:
         """Register a source of photos with its controller, legal basis, purpose and retention."""
-        return self.store.add_source(
-            **source_fields(
-                name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
-            )
+        fields = source_fields(
+            name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
         )
+        record = self.store.add_source(**fields)
+        self.store.log(actor=self.actor, action=AuditAction.SOURCE_ADD, details=fields)
+        return record
 
     def sources(self) -> list[SourceRecord]:
         """Every registered source, with its image and face counts."""
@@ -137,6 +147,8 @@ class Engine:
                 model_id=self._embedder.model_id,
                 detect_size=self.settings.detect_size,
                 max_pixels=self.settings.max_pixels,
+                actor=self.actor,
+                suppression_radius=self._embedder.spec.distance(self.settings.rights_threshold),
             )
             count = self.settings.worker_count if workers is None else max(1, workers)
             return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress)
@@ -151,11 +163,8 @@ class Engine:
         threshold: float | None = None,
         face: int | None = None,
     ) -> SearchResult:
-        """Candidate faces for the face in ``photo`` (a path or the photo's bytes)."""
-        if isinstance(photo, (bytes, bytearray)):
-            data, name = bytes(photo), "probe"
-        else:
-            data, name = _read_probe(Path(photo)), str(photo)
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes); logged."""
+        data, name = _read_probe(photo)
         return search_photo(
             data,
             analyzer=self.analyzer,
@@ -168,7 +177,103 @@ class Engine:
             face=face,
             name=name,
             max_pixels=self.settings.max_pixels,
+            actor=self.actor,
+            purpose_required=self.settings.purpose_required,
         )
+
+    # -- rights of the people in the photos -------------------------------------------------
+
+    def match_person(self, photo: bytes | str | os.PathLike[str], *, face: int | None = None) -> PersonMatch:
+        """Stored faces matching the face in a requester's photo (read in memory only)."""
+        data, _ = _read_probe(photo)
+        return match_person(
+            data,
+            analyzer=self.analyzer,
+            store=self.store,
+            index=self._open_index(writable=False),
+            threshold=self.settings.rights_threshold,
+            face=face,
+            max_pixels=self.settings.max_pixels,
+        )
+
+    def access(self, photo: bytes | str | os.PathLike[str], *, face: int | None = None, include_crops: bool = False) -> dict:
+        """Everything held about the person in ``photo`` and every search that returned it."""
+        match = self.match_person(photo, face=face)
+        return access_report(match, store=self.store, blobs=self.blobs, actor=self.actor, include_crops=include_crops)
+
+    def erase(self, match: PersonMatch) -> dict:
+        """Erase every photo of a matched person; return the signed receipt."""
+        with self._writing():
+            return erase_person(match, **self._erasure_parts())
+
+    def object(self, match: PersonMatch) -> dict:
+        """Erase a matched person's photos and block them from future ingest; signed receipt."""
+        with self._writing():
+            return object_person(match, **self._erasure_parts())
+
+    def restrict(self, match: PersonMatch, *, lift: bool = False) -> tuple[int, int]:
+        """Restrict (or release) a matched person's faces; return (request id, faces changed)."""
+        with self._writing():
+            return restrict_person(match, store=self.store, index=self._open_index(writable=True), actor=self.actor, lift=lift)
+
+    def suppressions(self) -> list:
+        """Suppression entries, by id and dates only."""
+        return self.store.registers.list_suppressions()
+
+    def withdraw_suppression(self, suppression_id: int) -> bool:
+        """Withdraw a suppression entry (its template is erased); whether one was active."""
+        with self.store.transaction() as conn:
+            done = self.store.registers.withdraw_suppression(suppression_id, at=iso(utcnow()), conn=conn)
+            if done:
+                self.store.log(
+                    actor=self.actor, action=AuditAction.SUPPRESSION_WITHDRAW, details={"suppression_id": suppression_id}, conn=conn
+                )
+        return done
+
+    def requests(self, *, overdue: bool = False) -> list:
+        """The requests register, or only requests open past their due date."""
+        return self.store.registers.list_requests(overdue_at=iso(utcnow()) if overdue else None)
+
+    def check_receipt(self, receipt: dict) -> str:
+        """Verify a receipt's signature; say whether this deployment signed it."""
+        return check_receipt(receipt, keys=self.keys)
+
+    # -- retention, keys and audit --------------------------------------------------------------
+
+    def purge(self, *, now: datetime | None = None) -> dict:
+        """Remove every image expired at ``now`` (default: the present); signed receipt."""
+        with self._writing():
+            return purge_expired(now=now or utcnow(), **self._erasure_parts())
+
+    def rotate_keys(self) -> dict:
+        """Re-encrypt everything under a new key and drop the old one."""
+        with self._writing():
+            parts = self._erasure_parts()
+            return rotate_keys(keys=self.keys, store=self.store, blobs=self.blobs, index=parts["index"], actor=self.actor)
+
+    def audit_entries(self, *, since: str | None = None, until: str | None = None, action: str | None = None) -> list:
+        """Audit entries in order, optionally in [since, until) and of one action."""
+        with self.store.engine.connect() as conn:
+            return list(self.store.audit.entries(conn, since=since, until=until, action=action))
+
+    def verify_audit(self) -> Verification:
+        """Check the whole audit chain and its signed head."""
+        with self.store.engine.connect() as conn:
+            return self.store.audit.verify(conn)
+
+    def _erasure_parts(self) -> dict:
+        return {
+            "store": self.store,
+            "blobs": self.blobs,
+            "index": self._open_index(writable=True),
+            "keys": self.keys,
+            "actor": self.actor,
+        }
+
+    @property
+    def actor(self) -> str:
+        """Who is acting, as recorded in the audit log."""
+        return self.settings.actor_name
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -196,6 +301,12 @@ class Engine:
             embedder=self._embedder.model_id,
             detector=self.settings.detector,
             gallery_models=sorted(self.store.model_ids()),
+            restricted_faces=len(self.store.restricted_face_ids()),
+            audit_entries=self.store.audit_count(),
+            open_requests=sum(1 for r in self.store.registers.list_requests() if r.completed_at is None),
+            active_suppressions=sum(1 for e in self.store.registers.list_suppressions() if e.withdrawn_at is None),
+            purpose_required=self.settings.purpose_required,
+            key_file=str(self.settings.key_path.resolve()),
         )
 
     @property
@@ -288,8 +399,8 @@ class Engine:
 
 
 def _reconcile(index: VectorIndex, store: Store) -> bool:
-    """Make the index hold exactly the store's faces; return whether it changed."""
-    in_store = store.face_ids()
+    """Make the index hold exactly the store's searchable faces; return whether it changed."""
+    in_store = store.searchable_face_ids()
     in_index = index.ids()
     stray = np.setdiff1d(in_index, in_store, assume_unique=True)
     missing = np.setdiff1d(in_store, in_index, assume_unique=True)
@@ -300,10 +411,14 @@ def _reconcile(index: VectorIndex, store: Store) -> bool:
     return bool(len(stray) or len(missing))
 
 
-def _read_probe(path: Path) -> bytes:
-    refuse_remote([str(path)])
+def _read_probe(photo: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
+    """The probe's bytes and a name for messages; a path is read, never copied."""
+    if isinstance(photo, (bytes, bytearray)):
+        return bytes(photo), "probe"
+    path = Path(photo)
+    refuse_remote([str(photo)])
     try:
-        return path.read_bytes()
+        return path.read_bytes(), str(photo)
     except FileNotFoundError:
         raise InputPathError(f"The probe photo {path} does not exist; check the path.") from None
     except IsADirectoryError:

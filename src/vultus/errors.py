@@ -28,6 +28,7 @@ The hierarchy::
     │   ├── MissingPurposeError
     │   └── InputPathError         an ingest path that does not exist
     ├── WorkerCrashedError         an ingest worker process died
+    ├── ReceiptError               a receipt is malformed or its signature fails
     └── IndexCorruptError          the vector index file cannot be read
 
 Library code raises these; the CLI turns them into ``click.ClickException`` at
@@ -63,6 +64,7 @@ __all__ = [
     "MissingPurposeError",
     "InputPathError",
     "WorkerCrashedError",
+    "ReceiptError",
     "IndexCorruptError",
 ]
 
@@ -169,6 +171,10 @@ class InputPathError(PolicyError):
 
 class WorkerCrashedError(VultusError):
     """An ingest worker process died; what was stored before it is kept."""
+
+
+class ReceiptError(VultusError):
+    """A receipt is not a Vultus receipt, or its signature does not match its content."""
 
 
 class IndexCorruptError(VultusError):

@@ -24,9 +24,9 @@ import numpy as np
 from .errors import MediaError, WorkerCrashedError
 from .faces import FaceAnalyzer
 from .index import VectorIndex
-from .media import Item, collect, decode_image, face_crop_jpeg, read_items, strip_location
+from .media import Item, collect, decode_image, face_crop_jpeg, read_items, redact_regions, strip_location
 from .policy import check_gallery_model, refuse_remote
-from .store import BlobStore, NewFace, SourceRecord, Store, iso, utcnow
+from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 
 __all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis"]
 
@@ -43,6 +43,10 @@ class IngestSummary:
     faces: int = 0
     no_face: int = 0
     duplicates: int = 0
+    #: Faces skipped because their owner objected (GDPR Art. 21), and photos left out
+    #: entirely because every face in them was such a face.
+    suppressed_faces: int = 0
+    suppressed_photos: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -59,6 +63,8 @@ class IngestSummary:
             "faces": self.faces,
             "no_face": self.no_face,
             "duplicates": self.duplicates,
+            "suppressed_faces": self.suppressed_faces,
+            "suppressed_photos": self.suppressed_photos,
             "refused": [{"path": p, "reason": r} for p, r in self.refused],
             "ignored": self.ignored,
             "seconds": round(self.seconds, 2),
@@ -158,6 +164,8 @@ class Ingestor:
         model_id: str,
         detect_size: int | None,
         max_pixels: int,
+        actor: str,
+        suppression_radius: float,
     ):
         self.store = store
         self.blobs = blobs
@@ -166,6 +174,9 @@ class Ingestor:
         self._names = (detector, embedder, detect_size, max_pixels)
         self.model_id = model_id
         self.max_pixels = max_pixels
+        self.actor = actor
+        self.suppression_radius = suppression_radius
+        self._suppressed = np.zeros((0, 0), dtype=np.float32)
 
     def run(
         self,
@@ -186,6 +197,8 @@ class Ingestor:
         check_gallery_model(self.store.model_ids(), self.model_id)
         found = collect(paths)
         summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
+        # Decrypted in memory for this run only: faces of people who objected are skipped.
+        self._suppressed = self.store.registers.active_templates(self.model_id)
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
@@ -196,7 +209,17 @@ class Ingestor:
         finally:
             self.index.save()
             summary.seconds = time.monotonic() - started
+            details = summary.as_dict()
+            details["refused"] = len(summary.refused)
+            details["ignored"] = len(summary.ignored)
+            details["paths"] = paths
+            self.store.log(actor=self.actor, action=AuditAction.INGEST, details=details)
         return summary
+
+    def _is_suppressed(self, embedding: np.ndarray) -> bool:
+        if not len(self._suppressed):
+            return False
+        return bool(np.min(np.linalg.norm(self._suppressed - embedding, axis=1)) <= self.suppression_radius)
 
     def _candidates(self, items: list[Item], summary: IngestSummary, state: "_RunState"):
         """Yield (item, bytes, sha256) for photos not stored yet; count the rest."""
@@ -267,11 +290,23 @@ class Ingestor:
         now = utcnow()
         blob_key = None
         new_faces = []
-        if result.faces:
+        kept = [(n, f) for n, f in enumerate(result.faces) if not self._is_suppressed(f.embedding)]
+        objected = [f.box for f in result.faces if self._is_suppressed(f.embedding)]
+        if objected:
+            summary.suppressed_faces += len(objected)
+            if not kept:  # only people who objected are in it: nothing of it is stored
+                summary.suppressed_photos += 1
+                state.tick(summary)
+                return
+        if kept:
             # Keep a copy only of photos with faces: a photo with none is not needed to search.
-            blob_key = self.blobs.image_key(digest, _extension(result.copy_format or result.format))
-            self.blobs.put(blob_key, result.copy if result.copy is not None else data)
-            for number, face in enumerate(result.faces):
+            copy = result.copy if result.copy is not None else data
+            copy_format = result.copy_format or result.format
+            if objected:
+                copy, copy_format = redact_regions(copy, objected), "JPEG"
+            blob_key = self.blobs.image_key(digest, _extension(copy_format))
+            self.blobs.put(blob_key, copy)
+            for number, face in kept:
                 crop_key = self.blobs.crop_key(digest, number)
                 self.blobs.put(crop_key, face.crop)
                 new_faces.append(

@@ -16,7 +16,7 @@ from .faces import Face, FaceAnalyzer
 from .index import VectorIndex
 from .media import decode_image
 from .policy import check_gallery_model, require_purpose
-from .store import Store
+from .store import AuditAction, Store
 
 __all__ = ["Candidate", "SearchResult", "search_photo", "pick_face"]
 
@@ -86,13 +86,20 @@ def search_photo(
     face: int | None = None,
     name: str = "probe",
     max_pixels: int = 120_000_000,
+    actor: str,
+    purpose_required: bool = True,
 ) -> SearchResult:
-    """Search the gallery with the face in the probe photo ``data``.
+    """Search the gallery with the face in the probe photo ``data``, and log the search.
 
-    The probe is used in memory only. Candidates are at most ``top`` faces with similarity
-    at or above ``threshold`` (the embedder's operating point when None), best first.
+    The probe is used in memory only; the audit log records its sha256, never its pixels.
+    Candidates are at most ``top`` faces with similarity at or above ``threshold`` (the
+    embedder's operating point when None), best first. Restricted faces are not in the
+    index, so they are never candidates.
     """
-    purpose, case = require_purpose(purpose, case)
+    if purpose_required:
+        purpose, case = require_purpose(purpose, case)
+    else:
+        purpose, case = (purpose or "").strip() or "(not stated)", (case or "").strip() or "(none)"
     spec = analyzer.embedder.spec
     check_gallery_model(store.model_ids(), analyzer.model_id)
     image = decode_image(data, name=name, max_pixels=max_pixels)
@@ -122,9 +129,28 @@ def search_photo(
                 image_sha256=hit.sha256,
             )
         )
+    probe_sha256 = hashlib.sha256(data).hexdigest()
+    store.log(
+        actor=actor,
+        action=AuditAction.SEARCH,
+        details={
+            "purpose": purpose,
+            "case": case,
+            "gallery": "all sources",
+            "probe_sha256": probe_sha256,
+            "probe_face": number,
+            "threshold": round(limit, 4),
+            "top": top,
+            "model_id": analyzer.model_id,
+            "candidates": [
+                {"face_id": c.face_id, "image_sha256": c.image_sha256, "similarity": c.similarity}
+                for c in candidates
+            ],
+        },
+    )
     return SearchResult(
         candidates=candidates,
-        probe_sha256=hashlib.sha256(data).hexdigest(),
+        probe_sha256=probe_sha256,
         probe_faces=len(faces),
         face_used=number,
         face_box=chosen.box.as_list(),

@@ -37,6 +37,10 @@ class VectorIndex(Protocol):
         """For each query, the ``k`` nearest (distances, ids), nearest first; id -1 pads."""
         ...
 
+    def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every (distance, id) within Euclidean ``radius`` of one vector, nearest first; no cap."""
+        ...
+
     def ids(self) -> np.ndarray:
         """Every id in the index."""
         ...

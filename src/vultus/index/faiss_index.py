@@ -75,6 +75,15 @@ class FaissIndex:
         squared, ids = self._index.search(vectors, k)
         return np.sqrt(np.maximum(squared, 0.0)), ids
 
+    def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
+        # FAISS's L2 radius is squared; results come unordered.
+        _, squared, ids = self._index.range_search(query, float(radius) ** 2)
+        order = np.argsort(squared, kind="stable")
+        return np.sqrt(np.maximum(squared[order], 0.0)), ids[order].astype(np.int64)
+
     def ids(self) -> np.ndarray:
         return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
 

@@ -1,7 +1,7 @@
 """Media: finding photos, decoding them into pixels, cleaning stored copies, cutting crops."""
 
 from .collect import Collection, Item, collect, read_items
-from .crop import face_crop_jpeg
+from .crop import face_crop_jpeg, redact_regions
 from .decode import SUPPORTED_FORMATS, DecodedImage, decode_image, sniff_format
 from .location import strip_location
 
@@ -14,6 +14,7 @@ __all__ = [
     "decode_image",
     "face_crop_jpeg",
     "read_items",
+    "redact_regions",
     "strip_location",
     "sniff_format",
 ]

@@ -1,4 +1,4 @@
-"""Small JPEG face crops for showing candidates to a person."""
+"""Small JPEG face crops for showing candidates to a person, and redaction of faces."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-__all__ = ["face_crop_jpeg"]
+__all__ = ["face_crop_jpeg", "redact_regions"]
 
 
 def face_crop_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], *, size: int = 160, margin: float = 0.25) -> bytes:
@@ -21,4 +21,24 @@ def face_crop_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], *, size: int
     image.thumbnail((size, size), Image.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def redact_regions(data: bytes, boxes: list[tuple[int, int, int, int]], *, margin: float = 0.3) -> bytes:
+    """The photo re-encoded as JPEG with each box (widened by ``margin``) filled black.
+
+    Used when a photo shows a person who objected next to others: the others' faces are
+    kept, the objector's pixels are not. Boxes are in upright (EXIF-applied) coordinates,
+    and the result is saved upright with no metadata.
+    """
+    from .decode import decode_image
+
+    rgb = decode_image(data).rgb.copy()
+    height, width = rgb.shape[:2]
+    for left, top, right, bottom in boxes:
+        pad_x = round((right - left) * margin)
+        pad_y = round((bottom - top) * margin)
+        rgb[max(0, top - pad_y) : min(height, bottom + pad_y), max(0, left - pad_x) : min(width, right + pad_x)] = 0
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="JPEG", quality=92)
     return out.getvalue()

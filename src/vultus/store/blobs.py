@@ -49,6 +49,8 @@ class Cipher(Protocol):
 
     def decrypt(self, blob: bytes, context: bytes) -> bytes: ...
 
+    def mac(self, message: bytes) -> str: ...
+
 
 class BlobStore:
     """Encrypted, content-addressed files under ``root``: ``<kind>/<ab>/<sha256>[_<n>].<ext>``.

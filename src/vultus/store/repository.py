@@ -14,10 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..errors import DataDirError, SourceExistsError, UnknownSourceError
+from .audit import AuditAction, AuditLog
 from .blobs import Cipher
-from .schema import SCHEMA_VERSION, faces, images, meta, metadata, sources
+from .registers import Registers
+from .schema import SCHEMA_VERSION, audit, faces, images, meta, metadata, search_hits, sources
 
-__all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "utcnow", "iso"]
+__all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
 
 
 def utcnow() -> datetime:
@@ -59,7 +61,7 @@ class NewFace:
 
 @dataclass(frozen=True)
 class FaceHit:
-    """A stored face with the provenance of its image, for showing as a search candidate."""
+    """A stored face with the provenance of its image, for candidates and access reports."""
 
     face_id: int
     image_id: int
@@ -68,9 +70,25 @@ class FaceHit:
     box: tuple[int, int, int, int]
     source: str
     legal_basis: str
+    purpose: str
+    controller: str
     ingested_at: str
     expires_at: str
     crop_key: str | None
+    blob_key: str | None
+    restricted: bool
+
+
+@dataclass(frozen=True)
+class RemovedImage:
+    """What deleting one image removed from the store (its blobs are the caller's to delete)."""
+
+    image_id: int
+    sha256: str
+    source: str
+    blob_key: str | None
+    crop_keys: list[str]
+    face_ids: list[int]
 
 
 class Store:
@@ -79,7 +97,9 @@ class Store:
     def __init__(self, db_path: Path, cipher: Cipher):
         self.path = Path(db_path)
         self.cipher = cipher
+        self.audit = AuditLog(cipher.mac)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        self.registers = Registers(self.engine, cipher)
         event.listen(self.engine, "connect", _on_connect)
         try:
             metadata.create_all(self.engine)
@@ -87,6 +107,7 @@ class Store:
                 found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
                 if found is None:
                     conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
+                    conn.execute(meta.insert().values(key="audit_head", value=""))
                 elif found != SCHEMA_VERSION:
                     raise DataDirError(
                         f"{self.path} has schema version {found}; this Vultus expects "
@@ -235,10 +256,10 @@ class Store:
             return None
         return face_ids
 
-    def face_ids(self) -> np.ndarray:
-        """Ids of every stored face, as int64."""
+    def searchable_face_ids(self) -> np.ndarray:
+        """Ids of every face that search may return (all but restricted ones), as int64."""
         with self.engine.connect() as conn:
-            ids = conn.execute(select(faces.c.id)).scalars().all()
+            ids = conn.execute(select(faces.c.id).where(faces.c.restricted == 0)).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
     def face_vectors(self, ids: Iterable[int] | None = None, *, chunk: int = 5000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -287,11 +308,17 @@ class Store:
                         done += 1
                 last = rows[-1][0]
 
-    def face_signature(self) -> tuple[int, int]:
-        """(number of faces, highest face id): changes whenever a face is added or removed."""
+    def face_signature(self) -> tuple[int, int, int]:
+        """Count, highest id and sum of ids of the searchable faces.
+
+        Changes whenever a face is added, removed, restricted or released (ids are never
+        reused), so a cached index can tell cheaply that it is stale.
+        """
         with self.engine.connect() as conn:
-            count, top = conn.execute(select(func.count(), func.max(faces.c.id))).one()
-        return int(count), int(top or 0)
+            count, top, total = conn.execute(
+                select(func.count(), func.max(faces.c.id), func.sum(faces.c.id)).where(faces.c.restricted == 0)
+            ).one()
+        return int(count), int(top or 0), int(total or 0)
 
     def model_ids(self) -> set[str]:
         """The embedders whose templates the gallery holds."""
@@ -311,12 +338,16 @@ class Store:
                 faces.c.box_right,
                 faces.c.box_bottom,
                 faces.c.crop_key,
+                faces.c.restricted,
                 images.c.sha256,
                 images.c.original_path,
                 images.c.ingested_at,
                 images.c.expires_at,
+                images.c.blob_key,
                 sources.c.name,
                 sources.c.legal_basis,
+                sources.c.purpose,
+                sources.c.controller,
             )
             .join(images, images.c.id == faces.c.image_id)
             .join(sources, sources.c.id == images.c.source_id)
@@ -333,9 +364,13 @@ class Store:
                 box=(row.box_left, row.box_top, row.box_right, row.box_bottom),
                 source=row.name,
                 legal_basis=row.legal_basis,
+                purpose=row.purpose,
+                controller=row.controller,
                 ingested_at=row.ingested_at,
                 expires_at=row.expires_at,
                 crop_key=row.crop_key,
+                blob_key=row.blob_key,
+                restricted=bool(row.restricted),
             )
             for row in rows
         }
@@ -358,6 +393,96 @@ class Store:
             keys = set(conn.execute(select(images.c.blob_key).where(images.c.blob_key.is_not(None))).scalars())
             keys.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.is_not(None))).scalars())
         return keys
+
+    # -- rights, retention and audit -------------------------------------------------------
+
+    def transaction(self):  # noqa: ANN201 - a SQLAlchemy context manager
+        """One write transaction: changes and their audit entry commit together."""
+        return self.engine.begin()
+
+    def log(self, *, actor: str, action: AuditAction, details: dict, conn=None) -> int:  # noqa: ANN001
+        """Append an audit entry (inside ``conn``'s transaction when given); return its id."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.audit.append(own, at=iso(utcnow()), actor=actor, action=action, details=details)
+        return self.audit.append(conn, at=iso(utcnow()), actor=actor, action=action, details=details)
+
+    def restricted_face_ids(self) -> np.ndarray:
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(faces.c.id).where(faces.c.restricted != 0)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def set_restricted(self, face_ids: Sequence[int], flag: bool, conn) -> int:  # noqa: ANN001
+        """Flag faces as restricted (or lift it); return how many changed."""
+        if not face_ids:
+            return 0
+        return conn.execute(
+            update(faces)
+            .where(faces.c.id.in_([int(i) for i in face_ids]), faces.c.restricted != int(flag))
+            .values(restricted=int(flag))
+        ).rowcount
+
+    def images_of_faces(self, face_ids: Sequence[int]) -> list[int]:
+        with self.engine.connect() as conn:
+            return sorted(
+                set(conn.execute(select(faces.c.image_id).where(faces.c.id.in_([int(i) for i in face_ids]))).scalars())
+            )
+
+    def expired_images(self, now: str) -> list[int]:
+        """Ids of images whose expiry is at or before ``now`` (ISO-8601 UTC)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(images.c.id).where(images.c.expires_at <= now).order_by(images.c.id)).scalars())
+
+    def delete_images(self, image_ids: Sequence[int], conn) -> list[RemovedImage]:  # noqa: ANN001
+        """Delete images and their faces inside ``conn``'s transaction; say what went."""
+        removed = []
+        for image_id in image_ids:
+            row = conn.execute(
+                select(images.c.id, images.c.sha256, images.c.blob_key, sources.c.name)
+                .join(sources, sources.c.id == images.c.source_id)
+                .where(images.c.id == int(image_id))
+            ).first()
+            if row is None:
+                continue
+            face_rows = conn.execute(select(faces.c.id, faces.c.crop_key).where(faces.c.image_id == row.id)).all()
+            conn.execute(faces.delete().where(faces.c.image_id == row.id))
+            conn.execute(images.delete().where(images.c.id == row.id))
+            removed.append(
+                RemovedImage(
+                    image_id=row.id,
+                    sha256=row.sha256,
+                    source=row.name,
+                    blob_key=row.blob_key,
+                    crop_keys=[f.crop_key for f in face_rows if f.crop_key],
+                    face_ids=[f.id for f in face_rows],
+                )
+            )
+        return removed
+
+    def searches_hitting(self, image_sha256s: Iterable[str]) -> list:
+        """Logged searches whose candidates included any of these images, oldest first."""
+        wanted = list(set(image_sha256s))
+        if not wanted:
+            return []
+        with self.engine.connect() as conn:
+            ids = set()
+            for start in range(0, len(wanted), 500):
+                ids.update(
+                    conn.execute(
+                        select(search_hits.c.audit_id).where(search_hits.c.image_sha256.in_(wanted[start : start + 500]))
+                    ).scalars()
+                )
+            return [e for e in self.audit.entries(conn, action=AuditAction.SEARCH) if e.id in ids]
+
+    def audit_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(audit)).scalar_one()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and truncate it, so freed pages
+        (zeroed by secure_delete) are the only copy left."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:

@@ -14,7 +14,18 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["metadata", "meta", "sources", "images", "faces", "SCHEMA_VERSION"]
+__all__ = [
+    "metadata",
+    "meta",
+    "sources",
+    "images",
+    "faces",
+    "audit",
+    "search_hits",
+    "suppressions",
+    "requests",
+    "SCHEMA_VERSION",
+]
 
 SCHEMA_VERSION = "2"
 
@@ -80,5 +91,58 @@ faces = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("model_id", String(64), nullable=False, index=True),
     Column("crop_key", Text),
+    # GDPR Art. 18: a restricted face is kept (and shown in access reports) but never searched.
+    Column("restricted", Integer, nullable=False, server_default="0"),
+    sqlite_autoincrement=True,
+)
+
+#: The append-only, hash-chained log of everything done with the data (EU AI Act Art. 12).
+#: ``hash`` = sha256(prev_hash + canonical JSON of id, at, actor, action, details).
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", String(32), nullable=False, index=True),
+    Column("actor", Text, nullable=False),
+    Column("action", String(32), nullable=False, index=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: Which photos each logged search returned, so an access request finds those searches.
+search_hits = Table(
+    "search_hits",
+    metadata,
+    Column("audit_id", Integer, ForeignKey("audit.id"), nullable=False, index=True),
+    Column("image_sha256", String(64), nullable=False, index=True),
+    Column("face_id", Integer, nullable=False),
+)
+
+#: Faces whose owners objected (GDPR Art. 21): the template, sealed, never searchable;
+#: ingest skips any face that matches one. Withdrawing clears the template.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("template", LargeBinary),
+    Column("model_id", String(64), nullable=False),
+    Column("withdrawn_at", String(32)),
+    sqlite_autoincrement=True,
+)
+
+#: Data-subject requests (access, erasure, objection, restriction), due one month after receipt.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("received_at", String(32), nullable=False),
+    Column("due_at", String(32), nullable=False, index=True),
+    Column("completed_at", String(32)),
+    Column("probe_sha256", String(64)),
+    Column("outcome", Text),
     sqlite_autoincrement=True,
 )

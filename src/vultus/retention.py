@@ -1,0 +1,56 @@
+"""Retention and key upkeep: purge what has expired, rotate the encryption key.
+
+GDPR Art. 5(1)(e) and BIPA 15(a): nothing is kept past its time. Every image's expiry
+comes from its source's retention; a purge removes expired images through the same
+erasure path as a person's request, with a signed receipt and an audit entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .crypto import Keyring
+from .index import VectorIndex
+from .rights import remove_images, signed_receipt
+from .store import AuditAction, BlobStore, Store, iso
+
+__all__ = ["purge_expired", "rotate_keys"]
+
+
+def purge_expired(
+    *, now: datetime, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str
+) -> dict[str, Any]:
+    """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
+    expired = store.expired_images(iso(now))
+    removed = remove_images(
+        expired, store=store, blobs=blobs, index=index, audit=(actor, AuditAction.PURGE, {"now": iso(now)})
+    )
+    return signed_receipt(keys, kind="purge", request_id=None, removed=removed, extra={"expired_by": iso(now)})
+
+
+def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str) -> dict[str, Any]:
+    """Re-encrypt every photo copy, crop, template, suppression entry and the index under a
+    new key, then drop the old one.
+
+    Every ciphertext names its key, so a rotation cut short leaves readable data, and
+    running it again finishes it (only what is not yet under the newest key is redone).
+    """
+    _, new = keys.start_rotation()
+
+    def is_current(sealed: bytes) -> bool:
+        return Keyring.key_id_of(sealed) == keys.current
+
+    resealed_blobs = 0
+    for key in blobs.keys():
+        if not is_current(blobs.raw(key)):
+            blobs.put(key, blobs.get(key))
+            resealed_blobs += 1
+    templates = store.reseal_embeddings(is_current)
+    suppressions = store.registers.reseal_suppressions(is_current)
+    index.save()
+    store.checkpoint()
+    dropped = keys.finish_rotation()
+    counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions}
+    store.log(actor=actor, action=AuditAction.KEYS_ROTATE, details={"new_key": new, "dropped_keys": dropped, **counts})
+    return {"new_key": new, "dropped_keys": dropped, **counts}

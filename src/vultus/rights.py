@@ -1,0 +1,315 @@
+"""Rights of the people in the photos, exercised by showing their face.
+
+Access (GDPR Art. 15), erasure (Art. 17), objection (Art. 21) and restriction (Art. 18).
+The requester's photo is decoded and embedded in memory only: it is never written to the
+data directory, never indexed, and logged by its sha256 alone. No name or identity
+document is asked for. Matching uses the rights threshold, more inclusive than search's,
+and covers restricted faces too. Each request is entered in the requests register with a
+due date one month after receipt, and completed there.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+import numpy as np
+
+from .crypto import Keyring, verify_signature
+from .errors import ReceiptError
+from .faces import FaceAnalyzer
+from .index import VectorIndex
+from .media import decode_image
+from .search import pick_face
+from .store import AuditAction, BlobStore, FaceHit, RemovedImage, Store, iso, utcnow
+
+__all__ = [
+    "PersonMatch",
+    "match_person",
+    "access_report",
+    "remove_images",
+    "erase_person",
+    "object_person",
+    "restrict_person",
+    "signed_receipt",
+    "check_receipt",
+    "due_date",
+]
+
+
+@dataclass(frozen=True)
+class PersonMatch:
+    """The stored faces that match the face in a requester's photo."""
+
+    probe_sha256: str
+    faces: list[tuple[FaceHit, float]]  # (face, similarity), most similar first
+    template: np.ndarray = field(repr=False)
+    threshold: float = 0.0
+    model_id: str = ""
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted({hit.image_id for hit, _ in self.faces})
+
+    @property
+    def image_sha256s(self) -> list[str]:
+        return sorted({hit.sha256 for hit, _ in self.faces})
+
+
+def due_date(received: datetime) -> datetime:
+    """One calendar month after ``received`` (GDPR Art. 12(3)); the 31st becomes month's end."""
+    year, month = (received.year + 1, 1) if received.month == 12 else (received.year, received.month + 1)
+    day = min(received.day, calendar.monthrange(year, month)[1])
+    return received.replace(year=year, month=month, day=day)
+
+
+def match_person(
+    data: bytes,
+    *,
+    analyzer: FaceAnalyzer,
+    store: Store,
+    index: VectorIndex,
+    threshold: float,
+    face: int | None = None,
+    max_pixels: int = 120_000_000,
+) -> PersonMatch:
+    """Every stored face, restricted ones included, within ``threshold`` of the probe's face."""
+    spec = analyzer.embedder.spec
+    image = decode_image(data, name="the requester's photo", max_pixels=max_pixels)
+    _, chosen = pick_face(analyzer.analyze(image.rgb), face, name="the requester's photo")
+    template = np.asarray(chosen.embedding, dtype=np.float32)
+    radius = spec.distance(threshold)
+    distances, ids = index.range_search(template, radius)
+    found = {int(i): float(d) for d, i in zip(distances, ids)}
+    # Restricted faces are kept out of the index, but a person's rights reach them too.
+    restricted = store.restricted_face_ids()
+    if len(restricted):
+        for ids_chunk, vectors in store.face_vectors(restricted.tolist()):
+            for face_id, dist in zip(ids_chunk, np.linalg.norm(vectors - template, axis=1)):
+                if dist <= radius:
+                    found[int(face_id)] = float(dist)
+    hits = store.hydrate(list(found))
+    faces = sorted(
+        ((hits[i], spec.similarity(d)) for i, d in found.items() if i in hits), key=lambda pair: -pair[1]
+    )
+    return PersonMatch(hashlib.sha256(data).hexdigest(), faces, template, threshold, analyzer.model_id)
+
+
+def _open_request(store: Store, kind: str, probe_sha256: str, conn: Any) -> tuple[int, datetime]:
+    received = utcnow()
+    request_id = store.registers.open_request(
+        kind=kind, received_at=iso(received), due_at=iso(due_date(received)), probe_sha256=probe_sha256, conn=conn
+    )
+    return request_id, received
+
+
+def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
+    """Everything held about the person: photos, faces, provenance, expiry, and the
+    logged searches that returned them, over the whole history, with no cap."""
+    images: dict[int, dict[str, Any]] = {}
+    for hit, similarity in match.faces:
+        entry = images.setdefault(
+            hit.image_id,
+            {
+                "image_sha256": hit.sha256,
+                "original_path": hit.original_path,
+                "source": hit.source,
+                "controller": hit.controller,
+                "legal_basis": hit.legal_basis,
+                "purpose": hit.purpose,
+                "ingested_at": hit.ingested_at,
+                "expires_at": hit.expires_at,
+                "faces": [],
+            },
+        )
+        face: dict[str, Any] = {
+            "face_id": hit.face_id,
+            "box": list(hit.box),
+            "similarity": round(similarity, 4),
+            "restricted": hit.restricted,
+        }
+        if include_crops and hit.crop_key and blobs.exists(hit.crop_key):
+            face["crop_jpeg_base64"] = base64.b64encode(blobs.get(hit.crop_key)).decode()
+        entry["faces"].append(face)
+    searches = [
+        {
+            "audit_id": e.id,
+            "at": e.at,
+            "actor": e.actor,
+            "purpose": e.details.get("purpose"),
+            "case": e.details.get("case"),
+            "returned": sorted({c["image_sha256"] for c in e.details.get("candidates", [])} & set(match.image_sha256s)),
+        }
+        for e in store.searches_hitting(match.image_sha256s)
+    ]
+    with store.transaction() as conn:
+        request_id, received = _open_request(store, "access", match.probe_sha256, conn)
+        outcome = f"{len(images)} photos, {len(match.faces)} faces, {len(searches)} searches reported"
+        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome, conn=conn)
+        store.log(
+            actor=actor,
+            action=AuditAction.ACCESS,
+            details={
+                "request_id": request_id,
+                "probe_sha256": match.probe_sha256,
+                "threshold": round(match.threshold, 4),
+                "images": len(images),
+                "faces": len(match.faces),
+                "searches": len(searches),
+            },
+            conn=conn,
+        )
+    return {
+        "report": "vultus-access",
+        "request_id": request_id,
+        "received_at": iso(received),
+        "generated_at": iso(utcnow()),
+        "threshold": round(match.threshold, 4),
+        "images": list(images.values()),
+        "searches": searches,
+    }
+
+
+def remove_images(
+    image_ids: Sequence[int],
+    *,
+    store: Store,
+    blobs: BlobStore,
+    index: VectorIndex,
+    audit: tuple[str, AuditAction, dict[str, Any]],
+    extra: Any = None,
+) -> list[RemovedImage]:
+    """The one erasure path: rows, photo copies, crops, index entries, freed pages.
+
+    Rows and the audit entry commit together first; then blobs are deleted and the index
+    file rewritten, and the write-ahead log is truncated. A crash in between leaves only
+    unreferenced files and stray index entries, which the next writer sweeps away.
+    ``extra(conn)`` runs inside the transaction (a suppression entry, a request update).
+    """
+    actor, action, details = audit
+    with store.transaction() as conn:
+        removed = store.delete_images(image_ids, conn)
+        if extra is not None:
+            extra(conn, removed)
+        store.log(
+            actor=actor,
+            action=action,
+            details={**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]},
+            conn=conn,
+        )
+    for item in removed:
+        for key in ([item.blob_key] if item.blob_key else []) + item.crop_keys:
+            blobs.delete(key)
+    face_ids = np.asarray([f for item in removed for f in item.face_ids], dtype=np.int64)
+    index.remove(face_ids)
+    index.save()
+    store.checkpoint()
+    return removed
+
+
+def signed_receipt(
+    keys: Keyring, *, kind: str, request_id: int | None, removed: list[RemovedImage], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A receipt listing what was removed, signed with the deployment's Ed25519 key."""
+    body: dict[str, Any] = {
+        "receipt": "vultus-removal",
+        "version": 1,
+        "kind": kind,
+        "request_id": request_id,
+        "completed_at": iso(utcnow()),
+        "removed_images": sorted(r.sha256 for r in removed),
+        "faces_removed": sum(len(r.face_ids) for r in removed),
+        **(extra or {}),
+        "public_key": base64.b64encode(keys.public_key).decode(),
+    }
+    body["signature"] = base64.b64encode(keys.sign(_receipt_bytes(body))).decode()
+    return body
+
+
+def check_receipt(receipt: dict[str, Any], *, keys: Keyring | None = None) -> str:
+    """Verify a receipt's signature; return who signed it, or raise :class:`ReceiptError`."""
+    try:
+        signature = base64.b64decode(receipt["signature"], validate=True)
+        public_key = base64.b64decode(receipt["public_key"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise ReceiptError("This is not a Vultus receipt: its signature or public key is missing.") from None
+    if not verify_signature(public_key, signature, _receipt_bytes(receipt)):
+        raise ReceiptError("The receipt's signature does not match its content: it was altered or forged.")
+    if keys is not None and public_key != keys.public_key:
+        return "a valid signature, but by another deployment's key"
+    return "a valid signature by this deployment's key"
+
+
+def _receipt_bytes(receipt: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in receipt.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def erase_person(
+    match: PersonMatch, *, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str, kind: str = "erasure"
+) -> dict[str, Any]:
+    """Erase every photo in which the person's face matched; return the signed receipt."""
+    request: dict[str, Any] = {}
+    suppression: dict[str, Any] = {}
+
+    def in_transaction(conn: Any, removed: list[RemovedImage]) -> None:
+        request["id"], _ = _open_request(store, kind, match.probe_sha256, conn)
+        if kind == "objection":
+            suppression["id"] = store.registers.add_suppression(
+                match.template, model_id=match.model_id, at=iso(utcnow()), conn=conn
+            )
+        outcome = f"{len(removed)} photos erased" + (f", suppression entry {suppression['id']}" if suppression else "")
+        store.registers.complete_request(request["id"], at=iso(utcnow()), outcome=outcome, conn=conn)
+
+    action = AuditAction.OBJECTION if kind == "objection" else AuditAction.ERASURE
+    removed = remove_images(
+        match.image_ids,
+        store=store,
+        blobs=blobs,
+        index=index,
+        audit=(actor, action, {"probe_sha256": match.probe_sha256, "threshold": round(match.threshold, 4)}),
+        extra=in_transaction,
+    )
+    extra = {"suppression_id": suppression["id"]} if suppression else None
+    return signed_receipt(keys, kind=kind, request_id=request["id"], removed=removed, extra=extra)
+
+
+def object_person(match: PersonMatch, **kwargs: Any) -> dict[str, Any]:
+    """Erase the person's photos and enter a suppression entry so they are not ingested again."""
+    return erase_person(match, kind="objection", **kwargs)
+
+
+def restrict_person(
+    match: PersonMatch, *, store: Store, index: VectorIndex, actor: str, lift: bool = False
+) -> tuple[int, int]:
+    """Restrict (or release) every matched face; return (request id, faces changed).
+
+    A restricted face is removed from the index, so search never returns it, but it stays
+    in the store and in access reports.
+    """
+    face_ids = [hit.face_id for hit, _ in match.faces if hit.restricted == lift]
+    with store.transaction() as conn:
+        request_id, _ = _open_request(store, "restriction", match.probe_sha256, conn)
+        changed = store.set_restricted(face_ids, not lift, conn)
+        store.registers.complete_request(
+            request_id, at=iso(utcnow()), outcome=f"{changed} faces {'released' if lift else 'restricted'}", conn=conn
+        )
+        store.log(
+            actor=actor,
+            action=AuditAction.RESTRICTION_LIFT if lift else AuditAction.RESTRICTION,
+            details={"request_id": request_id, "probe_sha256": match.probe_sha256, "face_ids": face_ids},
+            conn=conn,
+        )
+    if lift:
+        for ids, vectors in store.face_vectors(face_ids) if face_ids else ():
+            index.add(ids, vectors)
+    else:
+        index.remove(np.asarray(face_ids, dtype=np.int64))
+    index.save()
+    return request_id, changed
+

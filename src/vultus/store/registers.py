@@ -1,0 +1,124 @@
+"""The registers of data-subject rights: suppression entries and the requests register."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from .blobs import Cipher
+from .schema import requests, suppressions
+
+__all__ = ["Registers", "Suppression", "Request"]
+
+_CONTEXT = b"suppression"
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """A suppression entry as it may be listed: by id only, never with its template."""
+
+    id: int
+    created_at: str
+    withdrawn_at: str | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One data-subject request and its deadline."""
+
+    id: int
+    kind: str
+    received_at: str
+    due_at: str
+    completed_at: str | None
+    probe_sha256: str | None
+    outcome: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+class Registers:
+    """Suppression entries (sealed templates) and requests, in the store's database."""
+
+    def __init__(self, engine: Engine, cipher: Cipher):
+        self.engine = engine
+        self.cipher = cipher
+
+    # -- suppressions -----------------------------------------------------------------------
+
+    def add_suppression(self, template: np.ndarray, *, model_id: str, at: str, conn) -> int:  # noqa: ANN001
+        sealed = self.cipher.encrypt(np.asarray(template, dtype="<f4").tobytes(), _CONTEXT)
+        return int(
+            conn.execute(
+                suppressions.insert().values(created_at=at, template=sealed, model_id=model_id)
+            ).inserted_primary_key[0]
+        )
+
+    def active_templates(self, model_id: str) -> np.ndarray:
+        """Every active suppression template of ``model_id``, decrypted, as an (n, dim) array."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(suppressions.c.template).where(
+                    suppressions.c.withdrawn_at.is_(None), suppressions.c.model_id == model_id
+                )
+            ).scalars().all()
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([np.frombuffer(self.cipher.decrypt(r, _CONTEXT), dtype="<f4") for r in rows]).astype(np.float32)
+
+    def list_suppressions(self) -> list[Suppression]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(suppressions.c.id, suppressions.c.created_at, suppressions.c.withdrawn_at).order_by(suppressions.c.id)
+            ).all()
+        return [Suppression(r.id, r.created_at, r.withdrawn_at) for r in rows]
+
+    def withdraw_suppression(self, suppression_id: int, *, at: str, conn) -> bool:  # noqa: ANN001
+        """Withdraw an entry: its template is erased, its id and dates stay for the record."""
+        return bool(
+            conn.execute(
+                update(suppressions)
+                .where(suppressions.c.id == suppression_id, suppressions.c.withdrawn_at.is_(None))
+                .values(withdrawn_at=at, template=None)
+            ).rowcount
+        )
+
+    def reseal_suppressions(self, is_current: Callable[[bytes], bool]) -> int:
+        """Re-encrypt templates not sealed under the current key; return how many."""
+        done = 0
+        with self.engine.begin() as conn:
+            for row in conn.execute(select(suppressions.c.id, suppressions.c.template)).all():
+                if row.template is not None and not is_current(row.template):
+                    plain = self.cipher.decrypt(row.template, _CONTEXT)
+                    conn.execute(
+                        update(suppressions)
+                        .where(suppressions.c.id == row.id)
+                        .values(template=self.cipher.encrypt(plain, _CONTEXT))
+                    )
+                    done += 1
+        return done
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def open_request(self, *, kind: str, received_at: str, due_at: str, probe_sha256: str | None, conn) -> int:  # noqa: ANN001
+        return int(
+            conn.execute(
+                requests.insert().values(kind=kind, received_at=received_at, due_at=due_at, probe_sha256=probe_sha256)
+            ).inserted_primary_key[0]
+        )
+
+    def complete_request(self, request_id: int, *, at: str, outcome: str, conn) -> None:  # noqa: ANN001
+        conn.execute(update(requests).where(requests.c.id == request_id).values(completed_at=at, outcome=outcome))
+
+    def list_requests(self, *, overdue_at: str | None = None) -> list[Request]:
+        """All requests, or only those open past their due date at ``overdue_at``."""
+        query = select(requests).order_by(requests.c.id)
+        if overdue_at is not None:
+            query = query.where(requests.c.completed_at.is_(None), requests.c.due_at < overdue_at)
+        with self.engine.connect() as conn:
+            return [Request(**row) for row in conn.execute(query).mappings()]
