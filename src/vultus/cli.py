@@ -232,8 +232,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
 
 @cli.command()
 @click.argument("photo", type=click.Path(path_type=Path))
-@click.option("--purpose", required=True, help="Why you are searching (required: every search states its purpose).")
-@click.option("--case", "case_ref", required=True, help="Case or file reference the search is for.")
+@click.option("--purpose", default=None, help="Why you are searching; recorded in the audit log (required unless the deployment relaxes it).")
+@click.option("--case", "case_ref", default=None, help="Case or file reference the search is for; recorded in the audit log.")
 @click.option("--top", type=click.IntRange(min=1, max=1000), default=None, help="Most candidates to return [default: 10].")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Minimum similarity (0-1, higher is closer) [default: 0.70, dlib's distance 0.6].")
@@ -242,7 +242,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
 @_json_option
 @click.pass_context
 @_friendly
-def search(ctx: click.Context, photo: Path, purpose: str, case_ref: str, top: int | None,
+def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str | None, top: int | None,
            threshold: float | None, face_number: int | None, as_json: bool) -> None:
     """Find candidate photos of the person in PHOTO, best first.
 

@@ -151,7 +151,8 @@ class AuditLog:
             except ValueError:
                 return Verification(False, checked, row.id, "its details are not valid JSON (edited)")
             if row.id != prev_id + 1:
-                return Verification(False, checked, row.id, f"entries {prev_id + 1} to {row.id - 1} are missing (removed)")
+                gone = f"entry {prev_id + 1} is" if row.id == prev_id + 2 else f"entries {prev_id + 1} to {row.id - 1} are"
+                return Verification(False, checked, prev_id + 1, f"{gone} missing (removed)")
             if row.prev_hash != prev_hash:
                 return Verification(False, checked, row.id, "it does not link to the entry before it (removed or reordered)")
             if chain_hash(prev_hash, canonical(row.id, row.at, row.actor, row.action, details)) != row.hash:
