@@ -277,3 +277,25 @@ def test_a_personal_deployment_may_relax_the_purpose_and_says_so(data: Path, fac
     out = runner.invoke(cli, ["--data", str(data), "search", str(faces_root / "deepface_jack" / "1.jpg")])
     assert out.exit_code == 0, out.output
     assert "OPTIONAL" in runner.invoke(cli, ["--data", str(data), "stats"]).output
+
+
+def test_a_key_file_outside_the_data_directory_is_required_to_read_it(tmp_path: Path, faces_root: Path):
+    from vultus.errors import KeyFileError
+
+    keys = tmp_path / "secrets" / "keys.json"
+    keys.parent.mkdir()
+    runner = CliRunner()
+    base = ["--data", str(tmp_path / "d"), "--key-file", str(keys)]
+    assert runner.invoke(cli, [*base, "source", "add", "s", "--basis", "consent", "--purpose", "p", "--retention", "1d"]).exit_code == 0
+    assert runner.invoke(cli, [*base, "ingest", str(faces_root / "deepface_jack"), "--source", "s", "--workers", "1"]).exit_code == 0
+    assert not (tmp_path / "d" / "keys.json").exists() and keys.stat().st_mode & 0o777 == 0o600
+    # Without its key file the data directory is not opened, and no new key is made.
+    with pytest.raises(KeyFileError, match="--key-file"):
+        vultus.open(tmp_path / "d")
+    assert not (tmp_path / "d" / "keys.json").exists()
+    # Another deployment's key file is refused before anything is written with it.
+    vultus.open(tmp_path / "other").close()
+    with pytest.raises(KeyFileError, match="belongs to another deployment"):
+        vultus.open(tmp_path / "d", key_file=tmp_path / "other" / "keys.json")
+    with vultus.open(tmp_path / "d", key_file=keys) as engine:
+        assert len(engine.search(faces_root / "deepface_jack" / "1.jpg", purpose="p", case="c").candidates) == 5

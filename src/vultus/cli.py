@@ -74,6 +74,13 @@ class _Group(click.Group):
     help="Face detector: hog (fast, frontal faces) or cnn (dlib MMOD: more turned faces, ~4 s a photo on CPU). Env VULTUS_DETECTOR.",
 )
 @click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="VULTUS_KEY_FILE",
+    default=None,
+    help="Key file with the encryption and signing keys (env VULTUS_KEY_FILE; default: DATA/keys.json).",
+)
+@click.option(
     "--actor",
     envvar="VULTUS_ACTOR",
     default=None,
@@ -81,14 +88,14 @@ class _Group(click.Group):
 )
 @click.version_option(package_name="vultus")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path, detector: str, actor: str | None) -> None:
+def cli(ctx: click.Context, data_dir: Path, detector: str, key_file: Path | None, actor: str | None) -> None:
     """Vultus: find every photo of a person in a collection you lawfully hold, from one photo.
 
     Local files only, no crawler; every face has a registered source with a legal basis.
     Start with `vultus source add`, then `vultus ingest`, then `vultus search`.
     """
     try:
-        settings = Settings.from_env(data_dir=data_dir, detector=detector, actor=actor)
+        settings = Settings.from_env(data_dir=data_dir, detector=detector, key_file=key_file, actor=actor)
     except VultusError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.obj = {"settings": settings, "engine": None}

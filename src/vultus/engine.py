@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .errors import (
     DataDirLockedError,
     IndexCorruptError,
     InputPathError,
+    KeyFileError,
     ModelError,
     PolicyError,
 )
@@ -74,13 +76,24 @@ class Engine:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Owner-only: the directory holds biometric data, even if encrypted.
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise DataDirError(f"Cannot create the data directory {self.data_dir}: {exc.strerror}.") from exc
         if not os.access(self.data_dir, os.W_OK):
             raise DataDirError(f"The data directory {self.data_dir} is not writable; check its permissions.")
-        self.keys = Keyring.open(settings.key_path)
+        # A key file is made only with a new deployment: a missing one for existing data is
+        # an error, never a silent new key that would leave the data unreadable.
+        is_new = not (self.data_dir / DB_NAME).exists()
+        try:
+            self.keys = Keyring.open(settings.key_path, create=is_new)
+        except KeyFileError as exc:
+            raise KeyFileError(
+                f"{exc} The data directory {self.data_dir} was created with a key file: point "
+                "--key-file (or VULTUS_KEY_FILE) at it, or restore it from your backup."
+            ) from None
         self.store = Store(self.data_dir / DB_NAME, self.keys)
+        self._check_key_belongs()
         self.blobs = BlobStore(self.data_dir / "blobs", self.keys)
         self._embedder = create_embedder(settings.embedder)
         self._analyzer: FaceAnalyzer | None = None
@@ -89,6 +102,20 @@ class Engine:
         self._lock_fd: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _check_key_belongs(self) -> None:
+        """Refuse a key file from another deployment before anything is written with it."""
+        fingerprint = hashlib.sha256(self.keys.public_key).hexdigest()[:32]
+        recorded = self.store.get_meta("key_fingerprint")
+        if recorded is None:
+            self.store.set_meta("key_fingerprint", fingerprint)
+        elif recorded != fingerprint:
+            self.store.close()
+            raise KeyFileError(
+                f"The key file {self.keys.path} belongs to another deployment (fingerprint "
+                f"{fingerprint}, this data directory expects {recorded}). Use the key file it was "
+                "created with."
+            )
 
     def close(self) -> None:
         """Release the database and the writer lock."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexCorruptError
+from ..errors import IndexCorruptError, KeyFileError
 from ..store.blobs import Cipher, write_atomic
 from .base import register_index
 
@@ -37,6 +37,8 @@ class FaissIndex:
                 if cipher is not None:
                     raw = cipher.decrypt(raw, _CONTEXT)
                 index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
+            except KeyFileError:
+                raise
             except Exception as exc:  # faiss raises RuntimeError with C++ text
                 raise IndexCorruptError(
                     f"The vector index {self.path} cannot be read ({exc}). Run `vultus reindex` "
