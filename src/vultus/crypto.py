@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataDirError, KeyFileError
+from .errors import DataDirError, KeyFileError, TamperedDataError
 
 __all__ = ["Keyring", "MAGIC", "verify_signature"]
 
@@ -119,14 +119,14 @@ class Keyring:
         try:
             return AESGCM(key).decrypt(nonce, sealed, MAGIC + key_id.encode() + context)
         except InvalidTag:
-            raise KeyFileError(
+            raise TamperedDataError(
                 "Stored data failed its integrity check: it was altered, or it belongs elsewhere."
             ) from None
 
     @staticmethod
     def key_id_of(blob: bytes) -> str:
         if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + _KEY_ID_LEN + _NONCE_LEN + 16:
-            raise KeyFileError("Stored data is not in Vultus's encrypted format.")
+            raise TamperedDataError("Stored data is not in Vultus's encrypted format: it was altered or replaced.")
         return blob[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN].decode("ascii", "replace")
 
     def start_rotation(self) -> tuple[str, str]:

@@ -29,6 +29,7 @@ The hierarchy::
     │   └── InputPathError         an ingest path that does not exist
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
+    ├── TamperedDataError          stored encrypted data fails its integrity check
     └── IndexCorruptError          the vector index file cannot be read
 
 Library code raises these; the CLI turns them into ``click.ClickException`` at
@@ -65,6 +66,7 @@ __all__ = [
     "InputPathError",
     "WorkerCrashedError",
     "ReceiptError",
+    "TamperedDataError",
     "IndexCorruptError",
 ]
 
@@ -175,6 +177,10 @@ class WorkerCrashedError(VultusError):
 
 class ReceiptError(VultusError):
     """A receipt is not a Vultus receipt, or its signature does not match its content."""
+
+
+class TamperedDataError(VultusError):
+    """Encrypted data in the data directory is malformed or fails authentication."""
 
 
 class IndexCorruptError(VultusError):
