@@ -299,3 +299,16 @@ def test_a_key_file_outside_the_data_directory_is_required_to_read_it(tmp_path: 
         vultus.open(tmp_path / "d", key_file=tmp_path / "other" / "keys.json")
     with vultus.open(tmp_path / "d", key_file=keys) as engine:
         assert len(engine.search(faces_root / "deepface_jack" / "1.jpg", purpose="p", case="c").candidates) == 5
+
+
+def test_a_request_about_someone_not_held_is_still_answered_and_registered(data: Path, faces_root: Path):
+    runner = CliRunner()
+    probe = str(faces_root / "_formats" / "einstein.png")
+    out = runner.invoke(cli, ["--data", str(data), "erase", probe, "--json"])
+    assert out.exit_code == 0, out.output
+    receipt = json.loads(out.stdout)
+    assert receipt["removed_images"] == [] and receipt["kind"] == "erasure"
+    noface = runner.invoke(cli, ["--data", str(data), "access", str(faces_root / "_noface" / "017_0.jpg")])
+    assert noface.exit_code == 1 and "no face was found" in noface.output
+    with vultus.open(data) as engine:
+        assert [(r.kind, r.outcome) for r in engine.requests()] == [("erasure", "0 photos erased")]

@@ -428,9 +428,8 @@ def _erase_command(kind: str) -> Callable[..., Any]:
         engine = _engine(ctx)
         match = engine.match_person(photo, face=face_number)
         if not match.faces:
-            click.echo("No stored photo matches this face; nothing to erase.")
-            if kind == "erasure":
-                return
+            # Still registered, logged and receipted: the request was received and answered.
+            click.echo("No stored photo matches this face; nothing to erase.", err=as_json)
         elif not as_json:
             _show_matches(match)
         if match.faces:
@@ -498,11 +497,11 @@ def restrict(ctx: click.Context, photo: Path, face_number: int | None, lift: boo
     """
     engine = _engine(ctx)
     match = engine.match_person(photo, face=face_number)
-    if not match.faces:
+    if match.faces:
+        _show_matches(match)
+        _confirm(yes, f"{'Release' if lift else 'Restrict'} these {len(match.faces)} face(s)?")
+    else:
         click.echo("No stored photo matches this face; nothing to change.")
-        return
-    _show_matches(match)
-    _confirm(yes, f"{'Release' if lift else 'Restrict'} these {len(match.faces)} face(s)?")
     request_id, changed = engine.restrict(match, lift=lift)
     click.echo(f"Request {request_id}: {changed} face(s) {'released' if lift else 'restricted'}.")
 
