@@ -332,6 +332,69 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"Rebuilt the index from the store: {count} face templates.")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.pass_context
+@_friendly
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the HTTP API (OpenAPI at /docs, health at /healthz) on the data directory.
+
+    Every /v1 route needs `Authorization: Bearer TOKEN` of an account made with
+    `vultus user add`. Put it behind a TLS-terminating proxy before exposing it.
+    """
+    import uvicorn
+
+    from .server import create_app
+
+    app = create_app(engine=_engine(ctx))
+    click.echo(f"Serving {ctx.find_root().obj['settings'].data_dir} on http://{host}:{port} (docs at /docs).", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@cli.group()
+def user() -> None:
+    """Manage the accounts that use the HTTP API."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["admin", "investigator", "dpo", "auditor"]),
+              help="admin (users, sources, purge), investigator (ingest, search), dpo (rights requests) "
+                   "or auditor (audit log and receipts, read only).")
+@click.pass_context
+@_friendly
+def user_add(ctx: click.Context, name: str, role: str) -> None:
+    """Create account NAME and print its token, once (only a hash is stored)."""
+    account, token = _engine(ctx).add_user(name, role=role)
+    click.echo(f"Created {account.role.value} account {account.name!r}. Its token (shown only now, keep it secret):")
+    click.echo(token)
+
+
+@user.command("list")
+@_json_option
+@click.pass_context
+@_friendly
+def user_list(ctx: click.Context, as_json: bool) -> None:
+    """List accounts and roles (tokens are never shown again)."""
+    accounts = _engine(ctx).users()
+    if as_json:
+        click.echo(json.dumps([{**a.__dict__, "role": a.role.value} for a in accounts], indent=2))
+        return
+    rows = [[a.name, a.role.value, a.created_at, a.disabled_at or "active"] for a in accounts]
+    click.echo(_table(["name", "role", "created", "status"], rows) if rows else "No accounts yet.")
+
+
+@user.command("disable")
+@click.argument("name")
+@click.pass_context
+@_friendly
+def user_disable(ctx: click.Context, name: str) -> None:
+    """Disable account NAME: its token stops working, its audit entries stay."""
+    _engine(ctx).disable_user(name)
+    click.echo(f"Disabled account {name!r}.")
+
+
 # -- rendering ----------------------------------------------------------------------------
 
 

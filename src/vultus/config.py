@@ -47,6 +47,8 @@ class Settings:
     rights_threshold: float = 0.675
     #: Who is acting, recorded in the audit log; None means the operating-system user.
     actor: str | None = None
+    #: Folder under which the server may ingest server-side paths; None turns that off.
+    ingest_root: Path | None = None
     #: Whether every search must state a purpose and a case reference. Only a personal
     #: deployment should turn this off; `vultus stats` then says so.
     purpose_required: bool = True

@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,13 +27,14 @@ from .errors import (
     PolicyError,
 )
 from .faces import FaceAnalyzer, create_embedder
-from .index import VectorIndex, create_index
+from .index import LockedIndex, VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor
 from .policy import refuse_remote, source_fields
 from .retention import purge_expired, rotate_keys
 from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
 from .search import SearchResult, search_photo
 from .store import AuditAction, BlobStore, SourceRecord, Store, Verification, iso, utcnow
+from .store.accounts import Account
 
 __all__ = ["Engine", "Stats", "open"]
 
@@ -100,6 +103,10 @@ class Engine:
         self._index: VectorIndex | None = None
         self._index_signature: tuple[int, int, int] | None = None
         self._lock_fd: int | None = None
+        # The server shares one engine between threads: one writer at a time, and every
+        # use of the in-memory index under one lock (FAISS must not search while it changes).
+        self._write_mutex = threading.Lock()
+        self._index_lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -161,6 +168,7 @@ class Engine:
         source: str,
         workers: int | None = None,
         progress: Callable[[int, int, int], None] | None = None,
+        rename: tuple[str, str] | None = None,
     ) -> IngestSummary:
         """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``."""
         with self._writing():
@@ -178,7 +186,7 @@ class Engine:
                 suppression_radius=self._embedder.spec.distance(self.settings.rights_threshold),
             )
             count = self.settings.worker_count if workers is None else max(1, workers)
-            return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress)
+            return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress, rename=rename)
 
     def search(
         self,
@@ -288,6 +296,27 @@ class Engine:
         with self.store.engine.connect() as conn:
             return self.store.audit.verify(conn)
 
+    # -- accounts -------------------------------------------------------------------------------
+
+    def add_user(self, name: str, *, role: str) -> tuple[Account, str]:
+        """Create an account; return it and its token, which is shown this once only."""
+        account, token = self.store.accounts.add(name, role, at=iso(utcnow()))
+        self.store.log(actor=self.actor, action=AuditAction.USER_ADD, details={"name": name, "role": account.role.value})
+        return account, token
+
+    def users(self) -> list[Account]:
+        """Every account, with its role and whether it is disabled."""
+        return self.store.accounts.list()
+
+    def disable_user(self, name: str) -> None:
+        """Disable an account: its token stops working; its audit entries stay."""
+        self.store.accounts.disable(name, at=iso(utcnow()))
+        self.store.log(actor=self.actor, action=AuditAction.USER_DISABLE, details={"name": name})
+
+    def authenticate(self, token: str) -> Account | None:
+        """The active account holding ``token``, or None."""
+        return self.store.accounts.authenticate(token)
+
     def _erasure_parts(self) -> dict:
         return {
             "store": self.store,
@@ -299,8 +328,18 @@ class Engine:
 
     @property
     def actor(self) -> str:
-        """Who is acting, as recorded in the audit log."""
-        return self.settings.actor_name
+        """Who is acting, as recorded in the audit log: the account of the current request
+        (see :meth:`acting_as`), else the configured or operating-system user."""
+        return _ACTOR.get() or self.settings.actor_name
+
+    @contextmanager
+    def acting_as(self, name: str) -> Iterator["Engine"]:
+        """Record everything done inside the block (in this thread or task) as ``name``."""
+        token = _ACTOR.set(name)
+        try:
+            yield self
+        finally:
+            _ACTOR.reset(token)
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -308,9 +347,10 @@ class Engine:
         """Rebuild the vector index from the store; return the number of templates in it."""
         with self._writing():
             # Without a file, opening rebuilds the index from the store and saves it.
-            (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
-            self._index = None
-            return len(self._open_index(writable=True))
+            with self._index_lock:
+                (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
+                self._index = None
+                return len(self._open_index(writable=True))
 
     def stats(self) -> Stats:
         """Counts and sizes of this deployment."""
@@ -354,6 +394,10 @@ class Engine:
         tells when another process or call has changed the store since the last
         reconciliation, so a long-lived engine never searches a stale index.
         """
+        with self._index_lock:
+            return LockedIndex(self._open_index_locked(writable), self._index_lock)
+
+    def _open_index_locked(self, writable: bool) -> VectorIndex:
         signature = self.store.face_signature()
         if self._index is not None and signature == self._index_signature:
             return self._index
@@ -373,22 +417,22 @@ class Engine:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """Hold the data directory's writer lock (one writing process at a time)."""
-        if self._lock_fd is not None:
-            yield
-            return
+        """Hold the data directory's writer lock: one writer at a time, across processes
+        (a lock file) and across the threads of this process (a mutex)."""
+        busy = DataDirLockedError(
+            f"Another Vultus operation is writing to {self.data_dir} (an ingest, erasure, purge, "
+            "key rotation or reindex). Wait for it to finish, then run this again."
+        )
+        if not self._write_mutex.acquire(blocking=False):
+            raise busy
         fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise DataDirLockedError(
-                f"Another Vultus process is writing to {self.data_dir} (an ingest or reindex). "
-                "Wait for it to finish, then run this again."
-            ) from None
+            self._write_mutex.release()
+            raise busy from None
         self._lock_fd = fd
-        # A reader's copy may be stale; a writer starts from what is on disk.
-        self._index = None
         marker = self.data_dir / DIRTY_MARKER
         try:
             if marker.exists():
@@ -423,6 +467,10 @@ class Engine:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+            self._write_mutex.release()
+
+
+_ACTOR: ContextVar[str | None] = ContextVar("vultus_actor", default=None)
 
 
 def _reconcile(index: VectorIndex, store: Store) -> bool:

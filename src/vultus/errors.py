@@ -29,6 +29,8 @@ The hierarchy::
     │   └── InputPathError         an ingest path that does not exist
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
+    ├── AccountError               a bad user name or role
+    │   └── UnknownAccountError    no user has that name
     ├── TamperedDataError          stored encrypted data fails its integrity check
     └── IndexCorruptError          the vector index file cannot be read
 
@@ -66,6 +68,8 @@ __all__ = [
     "InputPathError",
     "WorkerCrashedError",
     "ReceiptError",
+    "AccountError",
+    "UnknownAccountError",
     "TamperedDataError",
     "IndexCorruptError",
 ]
@@ -177,6 +181,14 @@ class WorkerCrashedError(VultusError):
 
 class ReceiptError(VultusError):
     """A receipt is not a Vultus receipt, or its signature does not match its content."""
+
+
+class AccountError(VultusError):
+    """A user account cannot be created or found as asked."""
+
+
+class UnknownAccountError(AccountError):
+    """No account has that name."""
 
 
 class TamperedDataError(VultusError):

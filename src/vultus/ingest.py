@@ -185,13 +185,17 @@ class Ingestor:
         source: str,
         workers: int,
         progress: Callable[[int, int, int], None] | None = None,
+        rename: tuple[str, str] | None = None,
     ) -> IngestSummary:
         """Ingest every photo under ``paths`` into ``source``.
 
-        ``progress(done, total, faces)`` is called after each photo. Every check that can
+        ``progress(done, total, faces)`` is called after each photo. ``rename=(old, new)``
+        records paths starting with ``old`` as starting with ``new`` instead (uploads are
+        recorded as ``upload:NAME``, not by their temporary location). Every check that can
         refuse the whole request runs before anything is stored.
         """
         paths = [str(p) for p in paths]
+        self._rename = rename
         refuse_remote(paths)
         src = self.store.get_source(source)
         check_gallery_model(self.store.model_ids(), self.model_id)
@@ -215,6 +219,12 @@ class Ingestor:
             details["paths"] = paths
             self.store.log(actor=self.actor, action=AuditAction.INGEST, details=details)
         return summary
+
+    def _label(self, display: str) -> str:
+        rename = getattr(self, "_rename", None)
+        if rename and display.startswith(rename[0]):
+            return rename[1] + display[len(rename[0]) :]
+        return display
 
     def _is_suppressed(self, embedding: np.ndarray) -> bool:
         if not len(self._suppressed):
@@ -284,7 +294,7 @@ class Ingestor:
         state: "_RunState",
     ) -> None:
         if isinstance(result, str):
-            summary.refused.append((item.display, result))
+            summary.refused.append((self._label(item.display), result.replace(item.display, self._label(item.display))))
             state.tick(summary)
             return
         now = utcnow()
@@ -315,7 +325,7 @@ class Ingestor:
         face_ids = self.store.add_image(
             source_id=src.id,
             sha256=digest,
-            original_path=item.display,
+            original_path=self._label(item.display),
             size_bytes=len(data),
             width=result.width,
             height=result.height,

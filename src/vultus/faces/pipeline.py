@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from PIL import Image
 
@@ -28,6 +30,8 @@ class FaceAnalyzer:
         self.aligner = aligner
         self.embedder = embedder
         self.detect_size = detect_size or detector.default_size
+        # dlib's models keep working buffers: one image at a time per analyzer.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_names(cls, detector: str, embedder: str, *, detect_size: int | None = None) -> "FaceAnalyzer":
@@ -42,6 +46,10 @@ class FaceAnalyzer:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in ``rgb``'s own coordinates, largest first."""
+        with self._lock:
+            return self._detect(rgb)
+
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
         height, width = rgb.shape[:2]
         scale = self.detect_size / max(height, width)
         if abs(scale - 1.0) > 0.01:
@@ -63,7 +71,11 @@ class FaceAnalyzer:
 
     def analyze(self, rgb: np.ndarray) -> list[Face]:
         """Every face in ``rgb`` with its box, landmarks and template, largest first."""
-        found = self.detect(rgb)
+        with self._lock:
+            return self._analyze(rgb)
+
+    def _analyze(self, rgb: np.ndarray) -> list[Face]:
+        found = self._detect(rgb)
         if not found:
             return []
         boxes = [d.box for d in found]

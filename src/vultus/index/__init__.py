@@ -1,5 +1,5 @@
 """Vector indexes: derived caches of the store's templates for fast nearest-neighbour search."""
 
-from .base import VectorIndex, create_index, index_names, register_index
+from .base import LockedIndex, VectorIndex, create_index, index_names, register_index
 
-__all__ = ["VectorIndex", "create_index", "index_names", "register_index"]
+__all__ = ["LockedIndex", "VectorIndex", "create_index", "index_names", "register_index"]

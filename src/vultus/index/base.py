@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -10,7 +11,7 @@ import numpy as np
 from ..errors import UnknownModelError
 from ..store.blobs import Cipher
 
-__all__ = ["VectorIndex", "register_index", "create_index", "index_names"]
+__all__ = ["VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
 
 
 @runtime_checkable
@@ -52,6 +53,30 @@ class VectorIndex(Protocol):
     def file_size(self) -> int:
         """Bytes on disk (0 when never saved)."""
         ...
+
+
+class LockedIndex:
+    """Any index, with every operation taken under one lock, for use from many threads."""
+
+    def __init__(self, inner: VectorIndex, lock: "threading.RLock"):
+        self._inner = inner
+        self._lock = lock
+        self.dim = inner.dim
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._inner)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - forwards add, remove, search, ...
+        method = getattr(self._inner, name)
+        if not callable(method):
+            return method
+
+        def locked(*args, **kwargs):  # noqa: ANN002,ANN003,ANN202
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return locked
 
 
 IndexFactory = Callable[[Path, int, "Cipher | None"], VectorIndex]

@@ -42,6 +42,8 @@ class AuditAction(StrEnum):
     RESTRICTION_LIFT = "restriction.lift"
     PURGE = "purge"
     KEYS_ROTATE = "keys.rotate"
+    USER_ADD = "user.add"
+    USER_DISABLE = "user.disable"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..errors import DataDirError, SourceExistsError, UnknownSourceError
+from .accounts import Accounts
 from .audit import AuditAction, AuditLog
 from .blobs import Cipher
 from .registers import Registers
@@ -100,6 +101,7 @@ class Store:
         self.audit = AuditLog(cipher.mac)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         self.registers = Registers(self.engine, cipher)
+        self.accounts = Accounts(self.engine)
         event.listen(self.engine, "connect", _on_connect)
         try:
             metadata.create_all(self.engine)

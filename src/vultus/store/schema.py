@@ -24,6 +24,7 @@ __all__ = [
     "search_hits",
     "suppressions",
     "requests",
+    "users",
     "SCHEMA_VERSION",
 ]
 
@@ -144,5 +145,19 @@ requests = Table(
     Column("completed_at", String(32)),
     Column("probe_sha256", String(64)),
     Column("outcome", Text),
+    sqlite_autoincrement=True,
+)
+
+#: Accounts of the people who use the server: no anonymous use (ACLU v. Clearview).
+#: Only a hash of each token is kept; the token itself is shown once, at creation.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("disabled_at", String(32)),
     sqlite_autoincrement=True,
 )

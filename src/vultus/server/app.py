@@ -1,0 +1,167 @@
+"""The HTTP server: app factory, authentication, roles and the one JSON error shape.
+
+Every route under ``/v1`` needs ``Authorization: Bearer TOKEN`` of an active account
+(401 otherwise) whose role the route allows (403 otherwise); the account is the actor of
+every audit entry the request makes. Every user error is a 4xx with the body
+``{"error": {"code": "...", "message": "..."}}``; the message says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Any, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..config import Settings
+from ..engine import Engine
+from ..errors import (
+    AccountError,
+    DataDirLockedError,
+    FaceError,
+    ImageTooLargeError,
+    MediaError,
+    ModelMismatchError,
+    PolicyError,
+    ReceiptError,
+    SettingsError,
+    SourceExistsError,
+    UnknownAccountError,
+    UnknownSourceError,
+    VultusError,
+)
+from ..store.accounts import Account, Role
+
+__all__ = ["create_app", "ApiError", "require", "DEFAULT_MAX_UPLOAD"]
+
+#: Largest photo accepted in one upload.
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status, a stable code and a message for the user."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[VultusError], int]] = [
+    (ImageTooLargeError, 413),
+    (UnknownSourceError, 404),
+    (UnknownAccountError, 404),
+    (SourceExistsError, 409),
+    (DataDirLockedError, 409),
+    (ModelMismatchError, 409),
+    (MediaError, 422),
+    (FaceError, 422),
+    (ReceiptError, 422),
+    (AccountError, 400),
+    (PolicyError, 400),
+    (SettingsError, 400),
+]
+
+
+def _code(exc: Exception) -> str:
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
+               max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    """The ASGI app over one engine (made from ``settings`` when not given)."""
+    app = FastAPI(
+        title="Vultus",
+        version=__version__,
+        description="Accountable face search over photo collections you lawfully hold. "
+        "Results are candidates for a person to check, never identifications.",
+        docs_url="/docs",
+    )
+    app.state.engine = engine or Engine(settings or Settings.from_env())
+    # Uploads wait here, unencrypted, only until their ingest ends; a crashed server's
+    # leftovers must not stay.
+    shutil.rmtree(app.state.engine.data_dir / "uploads", ignore_errors=True)
+    app.state.max_upload = max_upload
+    app.state.jobs = {}
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(VultusError)
+    async def _vultus_error(_: Request, exc: VultusError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        return _error(status, _code(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
+        )
+        return _error(422, "invalid_request", f"The request is missing or has malformed fields: {problems}.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the server answers (no authentication)."""
+        return {"status": "ok", "version": __version__}
+
+    from .routes import router
+
+    app.include_router(router)
+    return app
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def current_account(request: Request) -> Account:
+    """The account whose bearer token the request carries (401 if none or wrong)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401, "unauthenticated",
+            "Send your token as 'Authorization: Bearer TOKEN'; an administrator creates accounts with "
+            "`vultus user add NAME --role ROLE`.",
+        )
+    account = engine_of(request).authenticate(token.strip())
+    if account is None:
+        raise ApiError(401, "invalid_token", "The token is not valid or its account is disabled; ask an administrator.")
+    return account
+
+
+def require(*roles: Role) -> Callable[..., Account]:
+    """A dependency that lets through only accounts with one of ``roles`` (403 otherwise)."""
+
+    def check(account: Account = Depends(current_account)) -> Account:
+        if account.role not in roles:
+            allowed = " or ".join(r.value for r in roles)
+            raise ApiError(403, "forbidden", f"This needs the {allowed} role; your account {account.name!r} is {account.role.value}.")
+        return account
+
+    check.__name__ = f"require_{'_'.join(r.value for r in roles)}"
+    check.roles = roles  # type: ignore[attr-defined] - read by the test of every route's roles
+    return check
+
+
+def as_dict(value: Any) -> Any:
+    """Dataclass results as plain JSON-able dicts."""
+    return value.__dict__.copy() if hasattr(value, "__dict__") else value

@@ -1,0 +1,344 @@
+"""The `/v1` REST API: one thin route per engine operation, each role-checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from ..media import decode_image
+from ..store.accounts import Account, Role
+from .app import ApiError, as_dict, engine_of, require
+
+router = APIRouter(prefix="/v1")
+
+ANY_ROLE = (Role.ADMIN, Role.INVESTIGATOR, Role.DPO, Role.AUDITOR)
+_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/x-ms-bmp"}
+
+
+def _photo_bytes(request: Request, upload: UploadFile) -> bytes:
+    """The uploaded photo, refused early when it is not an image type or is too big."""
+    kind = (upload.content_type or "").split(";")[0].strip().lower()
+    if kind not in _IMAGE_TYPES:
+        raise ApiError(
+            415, "unsupported_media_type",
+            f"{upload.filename or 'The upload'} is sent as {kind or 'no content type'}; send a JPEG, PNG, WebP, "
+            "BMP, GIF or TIFF photo with its image/* content type.",
+        )
+    limit = request.app.state.max_upload
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "upload_too_large", f"The photo is over the {limit // (1024 * 1024)} MiB upload limit; send a smaller one.")
+    return data
+
+
+# -- meta and sources --------------------------------------------------------------------------
+
+
+@router.get("/stats", tags=["meta"])
+def stats(request: Request, account: Account = Depends(require(*ANY_ROLE))) -> dict[str, Any]:
+    """Counts and sizes of this deployment."""
+    return as_dict(engine_of(request).stats())
+
+
+class NewSource(BaseModel):
+    name: str
+    basis: str = Field(description="consent, contract, legal-obligation, vital-interests, public-task or legitimate-interests")
+    purpose: str
+    retention: str = Field(description="e.g. 365d, 12w, 6m, 2y (at most 3y)")
+    controller: str | None = None
+    consent_ref: str | None = None
+
+
+@router.get("/sources", tags=["sources"])
+def list_sources(request: Request, account: Account = Depends(require(*ANY_ROLE))) -> list[dict[str, Any]]:
+    """Registered sources with their provenance and counts."""
+    return [as_dict(s) for s in engine_of(request).sources()]
+
+
+@router.post("/sources", status_code=201, tags=["sources"])
+def add_source(body: NewSource, request: Request, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Register a source (admin)."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return as_dict(engine.add_source(body.name, basis=body.basis, purpose=body.purpose, retention=body.retention,
+                                         controller=body.controller, consent_ref=body.consent_ref))
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
+def _start_job(request: Request, account: Account, paths: list[str], source: str, cleanup: Path | None,
+               rename: tuple[str, str] | None = None) -> dict[str, Any]:
+    engine = engine_of(request)
+    engine.store.get_source(source)  # an unknown source is a 404 now, not a failed job later
+    job_id = uuid.uuid4().hex[:12]
+    job: dict[str, Any] = {"id": job_id, "status": "running", "done": 0, "total": None, "faces": 0,
+                           "summary": None, "error": None}
+    request.app.state.jobs[job_id] = job
+
+    def progress(done: int, total: int, faces: int) -> None:
+        job.update(done=done, total=total, faces=faces)
+
+    def run() -> None:
+        try:
+            with engine.acting_as(account.name):
+                job["summary"] = engine.ingest(paths, source=source, progress=progress, rename=rename).as_dict()
+            job["status"] = "done"
+        except Exception as exc:  # noqa: BLE001 - reported through the job, not lost
+            job.update(status="failed", error={"code": type(exc).__name__, "message": str(exc)})
+        finally:
+            if cleanup is not None:
+                shutil.rmtree(cleanup, ignore_errors=True)
+
+    threading.Thread(target=run, name=f"ingest-{job_id}", daemon=True).start()
+    return job
+
+
+@router.post("/ingest/uploads", status_code=202, tags=["ingest"])
+def ingest_uploads(
+    request: Request,
+    source: str = Form(...),
+    photos: list[UploadFile] = File(...),
+    account: Account = Depends(require(Role.INVESTIGATOR)),
+) -> dict[str, Any]:
+    """Ingest uploaded photos into SOURCE in the background; poll the returned job."""
+    engine = engine_of(request)
+    engine.store.get_source(source)
+    batch = engine.data_dir / "uploads" / uuid.uuid4().hex
+    batch.mkdir(parents=True, mode=0o700)
+    try:
+        for number, upload in enumerate(photos):
+            name = Path(upload.filename or f"photo-{number}").name or f"photo-{number}"
+            data = _photo_bytes(request, upload)
+            # A bad photo is refused now, as a 4xx, rather than inside the background job.
+            decode_image(data, name=name, max_pixels=engine.settings.max_pixels)
+            (batch / f"{number:05d}-{name}").write_bytes(data)
+    except BaseException:
+        shutil.rmtree(batch, ignore_errors=True)
+        raise
+    return _start_job(request, account, [str(batch)], source, cleanup=batch, rename=(f"{os.path.abspath(batch)}/", "upload:"))
+
+
+class PathIngest(BaseModel):
+    source: str
+    paths: list[str]
+
+
+@router.post("/ingest/paths", status_code=202, tags=["ingest"])
+def ingest_paths(body: PathIngest, request: Request, account: Account = Depends(require(Role.INVESTIGATOR))) -> dict[str, Any]:
+    """Ingest files or folders on the server, inside VULTUS_INGEST_ROOT only."""
+    root = engine_of(request).settings.ingest_root
+    if root is None:
+        raise ApiError(403, "server_paths_disabled",
+                       "Ingest of server-side paths is off; the administrator enables it by setting VULTUS_INGEST_ROOT.")
+    base = Path(root).resolve()
+    resolved = []
+    for raw in body.paths:
+        path = (base / raw).resolve()
+        if path != base and base not in path.parents:
+            raise ApiError(403, "outside_ingest_root", f"{raw} is outside the ingest root {base}.")
+        resolved.append(str(path))
+    return _start_job(request, account, resolved, body.source, cleanup=None)
+
+
+@router.get("/ingest/{job_id}", tags=["ingest"])
+def ingest_job(job_id: str, request: Request, account: Account = Depends(require(Role.INVESTIGATOR))) -> dict[str, Any]:
+    """Progress of an ingest job, and its summary when done."""
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "unknown_job", f"No ingest job {job_id!r} (jobs are kept until the server restarts).")
+    return job
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@router.post("/search", tags=["search"])
+def search(
+    request: Request,
+    photo: UploadFile = File(...),
+    purpose: str | None = Form(None),
+    case: str | None = Form(None),
+    top: int | None = Form(None, ge=1, le=1000),
+    threshold: float | None = Form(None, ge=0.0, le=1.0),
+    face: int | None = Form(None, ge=1),
+    account: Account = Depends(require(Role.INVESTIGATOR)),
+) -> dict[str, Any]:
+    """Candidate faces for the face in PHOTO, best first; the search is logged."""
+    engine = engine_of(request)
+    data = _photo_bytes(request, photo)
+    with engine.acting_as(account.name):
+        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+    return {
+        "note": "Candidates for a person to check, never identifications.",
+        "probe_faces": result.probe_faces,
+        "face_used": result.face_used,
+        "face_box": result.face_box,
+        "threshold": result.threshold,
+        "gallery_faces": result.gallery_faces,
+        "candidates": [c.as_dict() for c in result.candidates],
+    }
+
+
+# -- rights ------------------------------------------------------------------------------------
+
+
+def _match(request: Request, photo: UploadFile, face: int | None):  # noqa: ANN202
+    return engine_of(request).match_person(_photo_bytes(request, photo), face=face)
+
+
+@router.post("/access", tags=["rights"])
+def access(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+           account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Access report for the person in PHOTO (GDPR Art. 15); the photo is not kept."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.access(_photo_bytes(request, photo), face=face, include_crops=True)
+
+
+@router.post("/erasure", tags=["rights"])
+def erasure(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+            account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Erase every photo of the person in PHOTO (GDPR Art. 17); returns the signed receipt."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.erase(_match(request, photo, face))
+
+
+@router.post("/objection", tags=["rights"])
+def objection(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+              account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Erase the person in PHOTO and block their face from future ingest (GDPR Art. 21)."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.object(_match(request, photo, face))
+
+
+@router.post("/restriction", tags=["rights"])
+def restriction(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+                lift: bool = Form(False), account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Restrict (or, with lift, release) the faces of the person in PHOTO (GDPR Art. 18)."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        request_id, changed = engine.restrict(_match(request, photo, face), lift=lift)
+    return {"request_id": request_id, "faces_changed": changed, "lifted": lift}
+
+
+@router.get("/requests", tags=["rights"])
+def list_requests(request: Request, overdue: bool = False,
+                  account: Account = Depends(require(Role.DPO, Role.AUDITOR))) -> list[dict[str, Any]]:
+    """The requests register, or only requests open past their due date."""
+    return [r.as_dict() for r in engine_of(request).requests(overdue=overdue)]
+
+
+@router.get("/suppressions", tags=["rights"])
+def list_suppressions(request: Request, account: Account = Depends(require(Role.DPO))) -> list[dict[str, Any]]:
+    """Suppression entries by id and dates; templates are never returned."""
+    return [as_dict(e) for e in engine_of(request).suppressions()]
+
+
+@router.delete("/suppressions/{suppression_id}", tags=["rights"])
+def withdraw_suppression(suppression_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Withdraw a suppression entry; its template is erased."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        if not engine.withdraw_suppression(suppression_id):
+            raise ApiError(404, "unknown_suppression", f"There is no active suppression entry {suppression_id}.")
+    return {"withdrawn": suppression_id}
+
+
+@router.post("/receipts/verify", tags=["rights"])
+def verify_receipt(receipt: dict[str, Any], request: Request,
+                   account: Account = Depends(require(Role.AUDITOR, Role.DPO))) -> dict[str, Any]:
+    """Check a receipt's signature (422 when altered or forged)."""
+    return {"valid": True, "verdict": engine_of(request).check_receipt(receipt)}
+
+
+# -- retention, audit, accounts ----------------------------------------------------------------
+
+
+class PurgeBody(BaseModel):
+    now: datetime | None = Field(None, description="Purge as if it were this time (ISO 8601); default now.")
+
+
+@router.post("/purge", tags=["retention"])
+def purge(request: Request, body: PurgeBody | None = None, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Remove every image past its expiry; returns the signed receipt."""
+    engine = engine_of(request)
+    now = body.now if body and body.now else None
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    with engine.acting_as(account.name):
+        return engine.purge(now=now)
+
+
+def _entries(request: Request, since: datetime | None, until: datetime | None, action: str | None) -> list:
+    from ..store import iso
+
+    def text(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+    return engine_of(request).audit_entries(since=text(since), until=text(until), action=action)
+
+
+@router.get("/audit", tags=["audit"])
+def audit_list(request: Request, since: datetime | None = None, until: datetime | None = None,
+               action: str | None = None, account: Account = Depends(require(Role.AUDITOR))) -> list[dict[str, Any]]:
+    """Audit entries in order, optionally in [since, until) and of one action."""
+    return [e.as_dict() for e in _entries(request, since, until, action)]
+
+
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(request: Request, account: Account = Depends(require(Role.AUDITOR))) -> dict[str, Any]:
+    """Check the chain; ok is false with the first bad entry when it was tampered with."""
+    return as_dict(engine_of(request).verify_audit())
+
+
+@router.get("/audit/export", response_class=PlainTextResponse, tags=["audit"])
+def audit_export(request: Request, since: datetime | None = None, until: datetime | None = None,
+                 account: Account = Depends(require(Role.AUDITOR))) -> PlainTextResponse:
+    """Audit entries as JSON lines."""
+    import json
+
+    lines = "".join(json.dumps(e.as_dict(), sort_keys=True) + "\n" for e in _entries(request, since, until, None))
+    return PlainTextResponse(lines, media_type="application/x-ndjson")
+
+
+class NewUser(BaseModel):
+    name: str
+    role: Role
+
+
+@router.get("/users", tags=["accounts"])
+def list_users(request: Request, account: Account = Depends(require(Role.ADMIN))) -> list[dict[str, Any]]:
+    """Accounts and roles (tokens are never shown again)."""
+    return [as_dict(u) for u in engine_of(request).users()]
+
+
+@router.post("/users", status_code=201, tags=["accounts"])
+def add_user(body: NewUser, request: Request, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Create an account; the token is in this response only."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        created, token = engine.add_user(body.name, role=body.role.value)
+    return {**as_dict(created), "token": token}
+
+
+@router.delete("/users/{name}", tags=["accounts"])
+def disable_user(name: str, request: Request, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Disable an account; its token stops working."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        engine.disable_user(name)
+    return {"disabled": name}

@@ -1,0 +1,170 @@
+"""The HTTP API in process (httpx over ASGI): roles on every route, errors, parity with the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+import vultus
+from vultus.cli import cli
+from vultus.server import create_app
+from vultus.store.accounts import Role
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
+    """A deployment with Obama and Biden ingested, one account per role, and its app."""
+    data = tmp_path_factory.mktemp("api") / "data"
+    engine = vultus.open(data)
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_biden"], source="news", workers=1)
+    tokens = {role: engine.add_user(f"{role.value}-1", role=role.value)[1] for role in Role}
+    client = TestClient(create_app(engine=engine, max_upload=2 * 1024 * 1024))
+    yield client, tokens, data, engine
+    engine.close()
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _photo(path: Path, kind: str = "image/jpeg"):
+    return {"photo": (path.name, path.read_bytes(), kind)}
+
+
+def _routes(client: TestClient):
+    from vultus.server.routes import router
+
+    for route in router.routes:
+        path = route.path
+        assert path.startswith("/v1")
+        roles = next(d.call.roles for d in route.dependant.dependencies if hasattr(d.call, "roles"))
+        for method in route.methods:
+            yield method, path.replace("{job_id}", "x").replace("{suppression_id}", "1").replace("{name}", "x"), roles
+
+
+def test_every_route_refuses_missing_and_wrong_tokens_and_wrong_roles(server):
+    client, tokens, _, _ = server
+    routes = list(_routes(client))
+    assert len(routes) >= 20
+    for method, path, roles in routes:
+        assert client.request(method, path).status_code == 401, (method, path)
+        wrong = client.request(method, path, headers=_auth("vx_not-a-token"))
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_token"
+        for role in set(Role) - set(roles):
+            refused = client.request(method, path, headers=_auth(tokens[role]))
+            assert refused.status_code == 403, (method, path, role)
+            assert set(refused.json()["error"]) == {"code", "message"}
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/docs").status_code == 200
+
+
+def test_an_auditor_cannot_search_and_an_investigator_cannot_read_the_log(server, faces_root: Path):
+    client, tokens, _, _ = server
+    probe = faces_root / "facerec_obama" / "1.jpg"
+    assert client.post("/v1/search", headers=_auth(tokens[Role.AUDITOR]), files=_photo(probe)).status_code == 403
+    assert client.get("/v1/audit", headers=_auth(tokens[Role.INVESTIGATOR])).status_code == 403
+
+
+def test_search_by_upload_returns_what_the_cli_returns_and_is_logged_as_the_account(server, faces_root: Path):
+    client, tokens, data, engine = server
+    probe = faces_root / "facerec_obama" / "1.jpg"
+    response = client.post("/v1/search", headers=_auth(tokens[Role.INVESTIGATOR]), files=_photo(probe),
+                           data={"purpose": "verify", "case": "API-1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "never identifications" in body["note"]
+    cli_out = CliRunner().invoke(cli, ["--data", str(data), "search", str(probe), "--purpose", "verify", "--case", "CLI-1", "--json"])
+    expected = [(c["face_id"], c["similarity"], c["path"]) for c in json.loads(cli_out.stdout)]
+    assert [(c["face_id"], c["similarity"], c["path"]) for c in body["candidates"]] == expected
+    assert len(expected) == 4
+    entry = [e for e in engine.audit_entries(action="search") if e.details["case"] == "API-1"][-1]
+    assert entry.actor == "investigator-1"
+
+
+@pytest.mark.parametrize(
+    "name,content,kind,status,code",
+    [
+        ("empty.jpg", b"", "image/jpeg", 422, "empty_file"),
+        ("truncated.jpg", None, "image/jpeg", 422, "truncated_image"),
+        ("noise.jpg", os.urandom(3 * 1024 * 1024), "image/jpeg", 413, "upload_too_large"),
+        ("notes.txt", b"hello", "text/plain", 415, "unsupported_media_type"),
+        ("random.png", os.urandom(4096), "image/png", 422, "not_an_image"),
+    ],
+)
+def test_malformed_uploads_get_a_4xx_and_change_nothing(server, faces_root: Path, name, content, kind, status, code):
+    client, tokens, _, engine = server
+    if content is None:
+        content = (faces_root / "_invalid" / "truncated.jpg").read_bytes()
+    before = engine.stats()
+    for path, token, extra in (
+        ("/v1/search", tokens[Role.INVESTIGATOR], {"purpose": "p", "case": "c"}),
+        ("/v1/erasure", tokens[Role.DPO], {}),
+    ):
+        response = client.post(path, headers=_auth(token), files={"photo": (name, content, kind)}, data=extra)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+    ingest = client.post("/v1/ingest/uploads", headers=_auth(tokens[Role.INVESTIGATOR]),
+                         files=[("photos", (name, content, kind))], data={"source": "news"})
+    assert ingest.status_code == status
+    after = engine.stats()
+    assert (after.images, after.faces, after.index_vectors) == (before.images, before.faces, before.index_vectors)
+
+
+def test_user_errors_are_clear_4xx(server, faces_root: Path):
+    client, tokens, _, _ = server
+    inv, dpo, admin = tokens[Role.INVESTIGATOR], tokens[Role.DPO], tokens[Role.ADMIN]
+    noface = client.post("/v1/search", headers=_auth(inv), files=_photo(faces_root / "_noface" / "017_0.jpg"),
+                         data={"purpose": "p", "case": "c"})
+    assert noface.status_code == 422 and noface.json()["error"]["code"] == "no_face"
+    missing = client.post("/v1/search", headers=_auth(inv), files=_photo(faces_root / "facerec_biden" / "1.jpg"))
+    assert missing.status_code == 400 and "--purpose" in missing.json()["error"]["message"]
+    no_photo = client.post("/v1/search", headers=_auth(inv), data={"purpose": "p", "case": "c"})
+    assert no_photo.status_code == 422 and no_photo.json()["error"]["code"] == "invalid_request"
+    assert client.get("/v1/ingest/nope", headers=_auth(inv)).status_code == 404
+    assert client.delete("/v1/suppressions/999", headers=_auth(dpo)).status_code == 404
+    assert client.delete("/v1/users/nobody", headers=_auth(admin)).status_code == 404
+    bad_source = client.post("/v1/sources", headers=_auth(admin), json={"name": "x", "basis": "because", "purpose": "p", "retention": "1d"})
+    assert bad_source.status_code == 400 and "legitimate-interests" in bad_source.json()["error"]["message"]
+    unknown = client.post("/v1/ingest/uploads", headers=_auth(inv), data={"source": "nope"},
+                          files=[("photos", ("a.jpg", (faces_root / "facerec_biden" / "1.jpg").read_bytes(), "image/jpeg"))])
+    assert unknown.status_code == 404
+    assert client.post("/v1/ingest/paths", headers=_auth(inv), json={"source": "news", "paths": ["/etc"]}).status_code == 403
+    assert client.get("/v1/nowhere", headers=_auth(inv)).json()["error"]["code"] == "not_found"
+
+
+def test_ingest_by_upload_then_dpo_erasure_and_auditor_checks(server, faces_root: Path):
+    client, tokens, _, engine = server
+    inv, dpo, auditor = tokens[Role.INVESTIGATOR], tokens[Role.DPO], tokens[Role.AUDITOR]
+    photos = sorted((faces_root / "facerec_kit_harington").iterdir())
+    job = client.post("/v1/ingest/uploads", headers=_auth(inv), data={"source": "news"},
+                      files=[("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in photos])
+    assert job.status_code == 202, job.text
+    for _ in range(600):
+        state = client.get(f"/v1/ingest/{job.json()['id']}", headers=_auth(inv)).json()
+        if state["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert state["status"] == "done" and state["summary"]["images"] == 3, state
+    found = client.post("/v1/search", headers=_auth(inv), files=_photo(photos[0]), data={"purpose": "p", "case": "c"}).json()
+    assert {c["path"] for c in found["candidates"]} == {f"upload:{n:05d}-{p.name}" for n, p in enumerate(photos)}
+    assert not (engine.data_dir / "uploads").exists() or not any((engine.data_dir / "uploads").iterdir())
+    report = client.post("/v1/access", headers=_auth(dpo), files=_photo(photos[1])).json()
+    assert len(report["images"]) == 3
+    receipt = client.post("/v1/erasure", headers=_auth(dpo), files=_photo(photos[2])).json()
+    assert len(receipt["removed_images"]) == 3
+    assert client.post("/v1/receipts/verify", headers=_auth(auditor), json=receipt).json()["valid"] is True
+    receipt["faces_removed"] = 0
+    forged = client.post("/v1/receipts/verify", headers=_auth(auditor), json=receipt)
+    assert forged.status_code == 422
+    assert client.get("/v1/audit/verify", headers=_auth(auditor)).json()["ok"] is True
+    actors = {e["actor"] for e in client.get("/v1/audit", headers=_auth(auditor)).json()}
+    assert {"investigator-1", "dpo-1"} <= actors
+    kinds = [r["kind"] for r in client.get("/v1/requests", headers=_auth(auditor)).json()]
+    assert kinds[-2:] == ["access", "erasure"]
