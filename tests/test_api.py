@@ -168,3 +168,41 @@ def test_ingest_by_upload_then_dpo_erasure_and_auditor_checks(server, faces_root
     assert {"investigator-1", "dpo-1"} <= actors
     kinds = [r["kind"] for r in client.get("/v1/requests", headers=_auth(auditor)).json()]
     assert kinds[-2:] == ["access", "erasure"]
+
+
+def test_a_public_request_reaches_the_dpo_who_carries_it_out(server, faces_root: Path):
+    client, tokens, _, engine = server
+    dpo, auditor = tokens[Role.DPO], tokens[Role.AUDITOR]
+    photo = faces_root / "facerec_biden" / "2.jpg"
+    sent = client.post("/public/requests", data={"kind": "erasure", "contact": "joe@example.org"}, files=_photo(photo))
+    assert sent.status_code == 202, sent.text
+    body = sent.json()
+    assert "candidates" not in body and "not kept" in body["message"]
+    request_id = body["request_id"]
+    details = client.get(f"/v1/requests/{request_id}", headers=_auth(dpo)).json()
+    assert details["origin"] == "public" and details["contact"] == "joe@example.org" and details["completed_at"] is None
+    done = client.post(f"/v1/requests/{request_id}/fulfil", headers=_auth(dpo)).json()
+    assert done["contact"] == "joe@example.org" and len(done["result"]["removed_images"]) == 2
+    assert done["result"]["request_id"] == request_id
+    assert client.post(f"/v1/requests/{request_id}/fulfil", headers=_auth(dpo)).status_code == 404
+    assert client.get(f"/v1/requests/{request_id}", headers=_auth(dpo)).json()["completed_at"]
+    assert client.post("/v1/search", headers=_auth(tokens[Role.INVESTIGATOR]), files=_photo(faces_root / "facerec_biden" / "1.jpg"),
+                       data={"purpose": "p", "case": "c"}).json()["candidates"] == []
+    actors = [e["actor"] for e in client.get("/v1/audit?action=request.public", headers=_auth(auditor)).json()]
+    assert actors == ["public"]
+    # The photo is nowhere in the data directory; the template was erased with the request.
+    needle = photo.read_bytes()[800:1312]
+    assert not [p for p in engine.data_dir.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_the_public_page_refuses_bad_requests_and_limits_each_address(server, faces_root: Path):
+    client, _, _, _ = server
+    photo = _photo(faces_root / "deepface_jack" / "1.jpg")
+    assert client.post("/public/requests", data={"kind": "search", "contact": "a@b.org"}, files=photo).status_code == 400
+    assert client.post("/public/requests", data={"kind": "access", "contact": "nobody"}, files=photo).status_code == 400
+    noface = client.post("/public/requests", data={"kind": "access", "contact": "a@b.org"},
+                         files=_photo(faces_root / "_noface" / "017_0.jpg"))
+    assert noface.status_code == 422
+    codes = [client.post("/public/requests", data={"kind": "access", "contact": "c@d.org"}, files=photo).status_code
+             for _ in range(4)]
+    assert codes[:1] == [202] and codes[-1] == 429

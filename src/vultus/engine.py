@@ -5,11 +5,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -25,13 +26,26 @@ from .errors import (
     KeyFileError,
     ModelError,
     PolicyError,
+    RateLimitedError,
 )
 from .faces import FaceAnalyzer, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor
 from .policy import refuse_remote, source_fields
 from .retention import purge_expired, rotate_keys
-from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
+from .policy import check_gallery_model
+from .rights import (
+    PersonMatch,
+    access_report,
+    check_receipt,
+    due_date,
+    erase_person,
+    match_person,
+    match_template,
+    object_person,
+    requester_template,
+    restrict_person,
+)
 from .search import SearchResult, search_photo
 from .store import AuditAction, BlobStore, SourceRecord, Store, Verification, iso, utcnow
 from .store.accounts import Account
@@ -40,6 +54,9 @@ __all__ = ["Engine", "Stats", "open"]
 
 DB_NAME = "vultus.db"
 INDEX_PATH = Path("index") / "faces.faiss"
+#: What a person may ask for on the public page, and how often a day per address.
+PUBLIC_REQUEST_KINDS = ("access", "erasure", "objection")
+PUBLIC_REQUESTS_PER_DAY = 3
 #: Present while a writer works; found at the next writer's start, it means a crash.
 DIRTY_MARKER = ".writing"
 
@@ -264,6 +281,61 @@ class Engine:
                     actor=self.actor, action=AuditAction.SUPPRESSION_WITHDRAW, details={"suppression_id": suppression_id}, conn=conn
                 )
         return done
+
+    def submit_public_request(self, *, kind: str, photo: bytes, contact: str, client: str) -> dict:
+        """Register a request sent from the public page, for the DPO to carry out.
+
+        The photo is used in memory to make the face template, which is kept sealed until
+        the request is carried out; the photo is not kept. At most
+        ``PUBLIC_REQUESTS_PER_DAY`` a day per contact address or client.
+        """
+        if kind not in PUBLIC_REQUEST_KINDS:
+            raise PolicyError(f"A request is one of: {', '.join(PUBLIC_REQUEST_KINDS)}; not {kind!r}.")
+        contact = (contact or "").strip()
+        if not re.fullmatch(r"[^@\s]{1,100}@[^@\s]{1,100}\.[^@\s]{1,20}", contact):
+            raise PolicyError("Give an e-mail address at which the data-protection officer can answer you.")
+        now = utcnow()
+        if self.store.registers.recent_public_requests(
+            contact=contact, client=client, since=iso(now - timedelta(days=1))
+        ) >= PUBLIC_REQUESTS_PER_DAY:
+            raise RateLimitedError(
+                f"At most {PUBLIC_REQUESTS_PER_DAY} requests a day may be sent from one address; your earlier "
+                "requests are registered and will be answered. Try again tomorrow if you need to."
+            )
+        template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels)
+        probe_sha256 = hashlib.sha256(photo).hexdigest()
+        with self.store.transaction() as conn:
+            request_id = self.store.registers.open_public_request(
+                kind=kind, template=template, model_id=self.analyzer.model_id, contact=contact, client=client,
+                received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, conn=conn,
+            )
+            self.store.log(
+                actor="public", action=AuditAction.PUBLIC_REQUEST,
+                details={"request_id": request_id, "kind": kind, "probe_sha256": probe_sha256}, conn=conn,
+            )
+        return {"request_id": request_id, "kind": kind, "due_at": iso(due_date(now))}
+
+    def fulfil_request(self, request_id: int) -> dict:
+        """Carry out an open public request: access report, or erasure or objection receipt."""
+        request, template, model_id = self.store.registers.public_request_template(request_id)
+        check_gallery_model([model_id], self.analyzer.model_id)
+        match = match_template(
+            template, probe_sha256=request.probe_sha256 or "", analyzer=self.analyzer, store=self.store,
+            index=self._open_index(writable=False), threshold=self.settings.rights_threshold, request_id=request_id,
+        )
+        contact = self.store.registers.contact_of(request_id)
+        if request.kind == "access":
+            result = access_report(match, store=self.store, blobs=self.blobs, actor=self.actor, include_crops=True)
+        elif request.kind == "erasure":
+            result = self.erase(match)
+        else:
+            result = self.object(match)
+        return {"request_id": request_id, "kind": request.kind, "contact": contact, "result": result}
+
+    def request_details(self, request_id: int) -> dict:
+        """One request, with the requester's contact address for a public one."""
+        request = self.store.registers.get_request(request_id)
+        return {**request.as_dict(), "contact": self.store.registers.contact_of(request_id)}
 
     def requests(self, *, overdue: bool = False) -> list:
         """The requests register, or only requests open past their due date."""

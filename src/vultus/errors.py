@@ -26,7 +26,9 @@ The hierarchy::
     │   ├── SourceExistsError
     │   ├── InvalidSourceError     bad name, legal basis or retention
     │   ├── MissingPurposeError
-    │   └── InputPathError         an ingest path that does not exist
+    │   ├── InputPathError         an ingest path that does not exist
+    │   ├── UnknownRequestError    no (open) request has that id
+    │   └── RateLimitedError       too many public requests from one address
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
     ├── AccountError               a bad user name or role
@@ -66,6 +68,8 @@ __all__ = [
     "InvalidSourceError",
     "MissingPurposeError",
     "InputPathError",
+    "UnknownRequestError",
+    "RateLimitedError",
     "WorkerCrashedError",
     "ReceiptError",
     "AccountError",
@@ -193,6 +197,14 @@ class UnknownAccountError(AccountError):
 
 class TamperedDataError(VultusError):
     """Encrypted data in the data directory is malformed or fails authentication."""
+
+
+class UnknownRequestError(PolicyError):
+    """No request, or no open public request, has that id."""
+
+
+class RateLimitedError(PolicyError):
+    """Too many public requests from one contact address or client in a day."""
 
 
 class IndexCorruptError(VultusError):

@@ -31,6 +31,8 @@ from .store import AuditAction, BlobStore, FaceHit, RemovedImage, Store, iso, ut
 __all__ = [
     "PersonMatch",
     "match_person",
+    "match_template",
+    "requester_template",
     "access_report",
     "remove_images",
     "erase_person",
@@ -51,6 +53,8 @@ class PersonMatch:
     template: np.ndarray = field(repr=False)
     threshold: float = 0.0
     model_id: str = ""
+    #: The registered request this match answers (a public request), or None to open one.
+    request_id: int | None = None
 
     @property
     def image_ids(self) -> list[int]:
@@ -79,10 +83,33 @@ def match_person(
     max_pixels: int = 120_000_000,
 ) -> PersonMatch:
     """Every stored face, restricted ones included, within ``threshold`` of the probe's face."""
-    spec = analyzer.embedder.spec
+    template = requester_template(data, analyzer=analyzer, face=face, max_pixels=max_pixels)
+    return match_template(
+        template, probe_sha256=hashlib.sha256(data).hexdigest(), analyzer=analyzer, store=store, index=index,
+        threshold=threshold,
+    )
+
+
+def requester_template(data: bytes, *, analyzer: FaceAnalyzer, face: int | None = None,
+                       max_pixels: int = 120_000_000) -> np.ndarray:
+    """The template of the requester's face (largest unless ``face`` says), in memory only."""
     image = decode_image(data, name="the requester's photo", max_pixels=max_pixels)
     _, chosen = pick_face(analyzer.analyze(image.rgb), face, name="the requester's photo")
-    template = np.asarray(chosen.embedding, dtype=np.float32)
+    return np.asarray(chosen.embedding, dtype=np.float32)
+
+
+def match_template(
+    template: np.ndarray,
+    *,
+    probe_sha256: str,
+    analyzer: FaceAnalyzer,
+    store: Store,
+    index: VectorIndex,
+    threshold: float,
+    request_id: int | None = None,
+) -> PersonMatch:
+    """Every stored face, restricted ones included, within ``threshold`` of ``template``."""
+    spec = analyzer.embedder.spec
     radius = spec.distance(threshold)
     distances, ids = index.range_search(template, radius)
     found = {int(i): float(d) for d, i in zip(distances, ids)}
@@ -97,15 +124,18 @@ def match_person(
     faces = sorted(
         ((hits[i], spec.similarity(d)) for i, d in found.items() if i in hits), key=lambda pair: -pair[1]
     )
-    return PersonMatch(hashlib.sha256(data).hexdigest(), faces, template, threshold, analyzer.model_id)
+    return PersonMatch(probe_sha256, faces, template, threshold, analyzer.model_id, request_id)
 
 
-def _open_request(store: Store, kind: str, probe_sha256: str, conn: Any) -> tuple[int, datetime]:
+def _open_request(store: Store, kind: str, match: PersonMatch, conn: Any) -> tuple[int, str]:
+    """The request this match answers: the registered one, or a new one received now."""
+    if match.request_id is not None:
+        return match.request_id, store.registers.get_request(match.request_id).received_at
     received = utcnow()
     request_id = store.registers.open_request(
-        kind=kind, received_at=iso(received), due_at=iso(due_date(received)), probe_sha256=probe_sha256, conn=conn
+        kind=kind, received_at=iso(received), due_at=iso(due_date(received)), probe_sha256=match.probe_sha256, conn=conn
     )
-    return request_id, received
+    return request_id, iso(received)
 
 
 def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
@@ -148,7 +178,7 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
         for e in store.searches_hitting(match.image_sha256s)
     ]
     with store.transaction() as conn:
-        request_id, received = _open_request(store, "access", match.probe_sha256, conn)
+        request_id, received = _open_request(store, "access", match, conn)
         outcome = f"{len(images)} photos, {len(match.faces)} faces, {len(searches)} searches reported"
         store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome, conn=conn)
         store.log(
@@ -167,7 +197,7 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
     return {
         "report": "vultus-access",
         "request_id": request_id,
-        "received_at": iso(received),
+        "received_at": received,
         "generated_at": iso(utcnow()),
         "threshold": round(match.threshold, 4),
         "images": list(images.values()),
@@ -258,7 +288,7 @@ def erase_person(
     suppression: dict[str, Any] = {}
 
     def in_transaction(conn: Any, removed: list[RemovedImage]) -> None:
-        request["id"], _ = _open_request(store, kind, match.probe_sha256, conn)
+        request["id"], _ = _open_request(store, kind, match, conn)
         if kind == "objection":
             suppression["id"] = store.registers.add_suppression(
                 match.template, model_id=match.model_id, at=iso(utcnow()), conn=conn
@@ -294,7 +324,7 @@ def restrict_person(
     """
     face_ids = [hit.face_id for hit, _ in match.faces if hit.restricted == lift]
     with store.transaction() as conn:
-        request_id, _ = _open_request(store, "restriction", match.probe_sha256, conn)
+        request_id, _ = _open_request(store, "restriction", match, conn)
         changed = store.set_restricted(face_ids, not lift, conn)
         store.registers.complete_request(
             request_id, at=iso(utcnow()), outcome=f"{changed} faces {'released' if lift else 'restricted'}", conn=conn

@@ -31,7 +31,9 @@ from ..errors import (
     ReceiptError,
     SettingsError,
     SourceExistsError,
+    RateLimitedError,
     UnknownAccountError,
+    UnknownRequestError,
     UnknownSourceError,
     VultusError,
 )
@@ -58,6 +60,8 @@ _STATUS: list[tuple[type[VultusError], int]] = [
     (ImageTooLargeError, 413),
     (UnknownSourceError, 404),
     (UnknownAccountError, 404),
+    (UnknownRequestError, 404),
+    (RateLimitedError, 429),
     (SourceExistsError, 409),
     (DataDirLockedError, 409),
     (ModelMismatchError, 409),
@@ -122,9 +126,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         """Liveness: the server answers (no authentication)."""
         return {"status": "ok", "version": __version__}
 
-    from .routes import router
+    from .routes import public, router
 
     app.include_router(router)
+    app.include_router(public)
     return app
 
 

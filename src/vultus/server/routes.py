@@ -240,6 +240,20 @@ def list_requests(request: Request, overdue: bool = False,
     return [r.as_dict() for r in engine_of(request).requests(overdue=overdue)]
 
 
+@router.get("/requests/{request_id}", tags=["rights"])
+def request_details(request_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """One request, with the contact address a public requester gave."""
+    return engine_of(request).request_details(request_id)
+
+
+@router.post("/requests/{request_id}/fulfil", tags=["rights"])
+def fulfil_request(request_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+    """Carry out an open public request: the access report to send, or the erasure receipt."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.fulfil_request(request_id)
+
+
 @router.get("/suppressions", tags=["rights"])
 def list_suppressions(request: Request, account: Account = Depends(require(Role.DPO))) -> list[dict[str, Any]]:
     """Suppression entries by id and dates; templates are never returned."""
@@ -342,3 +356,25 @@ def disable_user(name: str, request: Request, account: Account = Depends(require
     with engine.acting_as(account.name):
         engine.disable_user(name)
     return {"disabled": name}
+
+
+# -- the public page's endpoint: no account, never any search result ----------------------------
+
+public = APIRouter(prefix="/public")
+
+
+@public.post("/requests", status_code=202, tags=["public"])
+def public_request(
+    request: Request,
+    kind: str = Form(..., description="access, erasure or objection"),
+    contact: str = Form(..., description="an e-mail address for the answer"),
+    photo: UploadFile = File(...),
+) -> dict[str, Any]:
+    """A person asks what is held about them, or for erasure or objection, with a photo of
+    their face. Creates a request for the data-protection officer; shows no result."""
+    client = request.client.host if request.client else "unknown"
+    return {
+        **engine_of(request).submit_public_request(kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client),
+        "message": "Your request is registered. The data-protection officer will answer at the address you "
+        "gave within one month. Your photo was used only to find your face and was not kept.",
+    }

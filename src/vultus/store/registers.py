@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from ..errors import UnknownRequestError
 from .blobs import Cipher
 from .schema import requests, suppressions
 
 __all__ = ["Registers", "Suppression", "Request"]
 
 _CONTEXT = b"suppression"
+_REQUEST_CONTEXT = b"request-template"
+_CONTACT_CONTEXT = b"request-contact"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,22 @@ class Request:
     completed_at: str | None
     probe_sha256: str | None
     outcome: str | None
+    origin: str = "operator"
 
     def as_dict(self) -> dict[str, object]:
         return self.__dict__.copy()
+
+
+_REQUEST_COLUMNS = (
+    requests.c.id,
+    requests.c.kind,
+    requests.c.received_at,
+    requests.c.due_at,
+    requests.c.completed_at,
+    requests.c.probe_sha256,
+    requests.c.outcome,
+    requests.c.origin,
+)
 
 
 class Registers:
@@ -113,12 +134,68 @@ class Registers:
         )
 
     def complete_request(self, request_id: int, *, at: str, outcome: str, conn) -> None:  # noqa: ANN001
-        conn.execute(update(requests).where(requests.c.id == request_id).values(completed_at=at, outcome=outcome))
+        """Mark a request done; a public request's face template is erased with it."""
+        conn.execute(
+            update(requests).where(requests.c.id == request_id).values(completed_at=at, outcome=outcome, template=None)
+        )
 
     def list_requests(self, *, overdue_at: str | None = None) -> list[Request]:
         """All requests, or only those open past their due date at ``overdue_at``."""
-        query = select(requests).order_by(requests.c.id)
+        query = select(*_REQUEST_COLUMNS).order_by(requests.c.id)
         if overdue_at is not None:
             query = query.where(requests.c.completed_at.is_(None), requests.c.due_at < overdue_at)
         with self.engine.connect() as conn:
             return [Request(**row) for row in conn.execute(query).mappings()]
+
+    def get_request(self, request_id: int) -> Request:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_REQUEST_COLUMNS).where(requests.c.id == request_id)).mappings().first()
+        if row is None:
+            raise UnknownRequestError(f"There is no request {request_id}; see the requests register.")
+        return Request(**row)
+
+    # -- public requests ----------------------------------------------------------------------
+
+    def open_public_request(
+        self, *, kind: str, template: np.ndarray, model_id: str, contact: str, client: str,
+        received_at: str, due_at: str, probe_sha256: str, conn,  # noqa: ANN001
+    ) -> int:
+        return int(
+            conn.execute(
+                requests.insert().values(
+                    kind=kind, received_at=received_at, due_at=due_at, probe_sha256=probe_sha256, origin="public",
+                    template=self.cipher.encrypt(np.asarray(template, dtype="<f4").tobytes(), _REQUEST_CONTEXT),
+                    model_id=model_id,
+                    contact=self.cipher.encrypt(contact.encode(), _CONTACT_CONTEXT),
+                    contact_hash=_digest(contact.strip().lower()),
+                    client_hash=_digest(client),
+                )
+            ).inserted_primary_key[0]
+        )
+
+    def recent_public_requests(self, *, contact: str, client: str, since: str) -> int:
+        """Public requests since ``since`` from this contact address or this client."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(requests).where(
+                    requests.c.origin == "public",
+                    requests.c.received_at >= since,
+                    (requests.c.contact_hash == _digest(contact.strip().lower())) | (requests.c.client_hash == _digest(client)),
+                )
+            ).scalar_one()
+
+    def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
+        """An open public request, its requester's template and the template's model id."""
+        request = self.get_request(request_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(requests.c.template, requests.c.model_id).where(requests.c.id == request_id)).first()
+        if request.origin != "public" or request.completed_at is not None or row.template is None:
+            raise UnknownRequestError(f"Request {request_id} is not an open public request; see the requests register.")
+        vector = np.frombuffer(self.cipher.decrypt(row.template, _REQUEST_CONTEXT), dtype="<f4").astype(np.float32)
+        return request, vector, row.model_id
+
+    def contact_of(self, request_id: int) -> str | None:
+        """The contact address a public requester gave (decrypted), or None."""
+        with self.engine.connect() as conn:
+            sealed = conn.execute(select(requests.c.contact).where(requests.c.id == request_id)).scalar()
+        return None if sealed is None else self.cipher.decrypt(sealed, _CONTACT_CONTEXT).decode()

@@ -28,7 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 metadata = MetaData()
 
@@ -145,6 +145,16 @@ requests = Table(
     Column("completed_at", String(32)),
     Column("probe_sha256", String(64)),
     Column("outcome", Text),
+    # "operator" (made at the command line or API) or "public" (the public request page).
+    Column("origin", String(16), nullable=False, server_default="operator"),
+    # Public requests only: the requester's face template and contact address, sealed, kept
+    # until the request is carried out (the photo itself is never kept); hashes of the
+    # address and of the client for rate limiting.
+    Column("template", LargeBinary),
+    Column("model_id", String(64)),
+    Column("contact", LargeBinary),
+    Column("contact_hash", String(64), index=True),
+    Column("client_hash", String(64), index=True),
     sqlite_autoincrement=True,
 )
 
