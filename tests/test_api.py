@@ -206,3 +206,47 @@ def test_the_public_page_refuses_bad_requests_and_limits_each_address(server, fa
     codes = [client.post("/public/requests", data={"kind": "access", "contact": "c@d.org"}, files=photo).status_code
              for _ in range(4)]
     assert codes[:1] == [202] and codes[-1] == 429
+
+
+def _sign_in(client: TestClient, token: str) -> str:
+    """Sign in through the page; return the session's CSRF token from a form."""
+    response = client.post("/ui/login", data={"token": token}, follow_redirects=True)
+    assert response.status_code == 200, response.text
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', response.text).group(1)
+
+
+def test_web_pages_sign_in_search_and_carry_out_a_public_request(server, faces_root: Path):
+    _, tokens, _, _ = server
+    # A client of its own: the public page's per-client limit is spent by another test.
+    client = TestClient(server[0].app, client=("192.0.2.7", 50000))
+    assert client.get("/ui/search", follow_redirects=False).headers["location"] == "/ui/login"
+    assert client.post("/ui/login", data={"token": "wrong"}).status_code == 401
+    csrf = _sign_in(client, tokens[Role.INVESTIGATOR])
+    cookie = client.cookies.jar
+    assert any(c.name == "vultus_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
+    probe = faces_root / "facerec_obama" / "2.jpg"
+    forged = client.post("/ui/search", data={"purpose": "p", "case": "c", "csrf": "nope"}, files=_photo(probe))
+    assert forged.status_code == 403
+    page = client.post("/ui/search", data={"purpose": "verify", "case": "WEB-1", "csrf": csrf}, files=_photo(probe))
+    assert page.status_code == 200 and page.text.count('data-testid="result"') == 4
+    assert "never identifications" in page.text
+    crop_id = int(page.text.split('src="/ui/crops/')[1].split('"')[0])
+    crop = client.get(f"/ui/crops/{crop_id}")
+    assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
+    bad = client.post("/ui/search", data={"purpose": "p", "case": "c", "csrf": csrf},
+                      files=_photo(faces_root / "_noface" / "017_0.jpg"))
+    assert bad.status_code == 422 and "no face" in bad.text
+    assert client.get("/ui/audit").status_code == 403
+    client.cookies.clear()
+    # A person asks for erasure on the public page, which shows no result.
+    sent = client.post("/request", data={"kind": "erasure", "contact": "kit@example.org"},
+                       files=_photo(faces_root / "facerec_kit_harington" / "1.jpg"))
+    assert sent.status_code == 200 and 'data-testid="confirmation"' in sent.text and "similarity" not in sent.text
+    csrf = _sign_in(client, tokens[Role.DPO])
+    queue = client.get("/ui/requests").text
+    request_id = int(queue.split('action="/ui/requests/')[1].split("/")[0])
+    done = client.post(f"/ui/requests/{request_id}/fulfil", data={"csrf": csrf})
+    assert done.status_code == 200 and "Download the receipt" in done.text and "kit@example.org" in done.text
+    assert "carried out" in done.text

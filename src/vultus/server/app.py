@@ -128,8 +128,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     from .routes import public, router
 
+    from .web import install
+
     app.include_router(router)
     app.include_router(public)
+    install(app)
     return app
 
 
