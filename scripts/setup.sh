@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv in the repository and install Vultus with its test tools into it.
-# Safe to run again: it reinstalls only when pyproject.toml has changed.
+# Create .venv in the repository and install Vultus into it; with --test, its test tools too.
+# Safe to run again: it reinstalls only when pyproject.toml (or the choice of extras) changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +28,16 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+target=.
+if [ "${1:-}" = "--test" ]; then
+  target=".[test]"
+fi
 stamp=.venv/.vultus-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "Installing Vultus and its dependencies into .venv (first time: about a minute) ..." >&2
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $target"
+if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+  echo "Installing Vultus${1:+ and its test tools} into .venv (first time: about a minute) ..." >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-  echo "$want" > "$stamp"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
+  # Installing the test extras includes the plain install, so both are now satisfied.
+  { echo "$want"; [ "$target" != . ] && echo "$(sha256sum pyproject.toml | cut -d' ' -f1) ."; } > "$stamp"
 fi
