@@ -25,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
     engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
     engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_biden"], source="news", workers=1)
     tokens = {role: engine.add_user(f"{role.value}-1", role=role.value)[1] for role in Role}
-    client = TestClient(create_app(engine=engine, max_upload=2 * 1024 * 1024))
+    client = TestClient(create_app(engine=engine))
     yield client, tokens, data, engine
     engine.close()
 
@@ -93,7 +93,7 @@ def test_search_by_upload_returns_what_the_cli_returns_and_is_logged_as_the_acco
     [
         ("empty.jpg", b"", "image/jpeg", 422, "empty_file"),
         ("truncated.jpg", None, "image/jpeg", 422, "truncated_image"),
-        ("noise.jpg", os.urandom(3 * 1024 * 1024), "image/jpeg", 413, "upload_too_large"),
+        ("noise.jpg", os.urandom(50 * 1024 * 1024), "image/jpeg", 413, "upload_too_large"),
         ("notes.txt", b"hello", "text/plain", 415, "unsupported_media_type"),
         ("random.png", os.urandom(4096), "image/png", 422, "not_an_image"),
     ],
@@ -250,3 +250,30 @@ def test_web_pages_sign_in_search_and_carry_out_a_public_request(server, faces_r
     done = client.post(f"/ui/requests/{request_id}/fulfil", data={"csrf": csrf})
     assert done.status_code == 200 and "Download the receipt" in done.text and "kit@example.org" in done.text
     assert "carried out" in done.text
+
+
+def test_web_sign_in_with_a_name_and_password(server):
+    client, _, data, engine = server
+    engine.add_user("pat", role="auditor")
+    result = CliRunner().invoke(cli, ["--data", str(data), "user", "password", "pat", "--password", "correct horse battery"])
+    assert result.exit_code == 0, result.output
+    short = CliRunner().invoke(cli, ["--data", str(data), "user", "password", "pat", "--password", "short"])
+    assert short.exit_code == 1 and "12 characters" in short.output
+    web = TestClient(client.app, client=("192.0.2.8", 50000))
+    assert web.post("/ui/login", data={"name": "pat", "token": "wrong password!"}).status_code == 401
+    page = web.post("/ui/login", data={"name": "pat", "token": "correct horse battery"}, follow_redirects=True)
+    assert page.status_code == 200 and "Audit log" in page.text and "user.password" in page.text
+    verified = web.get("/ui/audit?verify=true")
+    assert "The log verifies" in verified.text
+
+
+def test_an_admin_registers_a_source_on_the_web_page(server):
+    client, tokens, _, engine = server
+    web = TestClient(client.app, client=("192.0.2.9", 50000))
+    csrf = _sign_in(web, tokens[Role.ADMIN])
+    bad = web.post("/ui/sources", data={"name": "x", "basis": "consent", "purpose": "p", "retention": "9y", "csrf": csrf})
+    assert bad.status_code == 400 and "3 years" in bad.text
+    done = web.post("/ui/sources", data={"name": "events", "basis": "consent", "purpose": "event photos",
+                                         "retention": "90d", "consent_ref": "forms", "csrf": csrf}, follow_redirects=True)
+    assert done.status_code == 200 and "event photos" in done.text
+    assert [e for e in engine.audit_entries(action="source.add") if e.details["name"] == "events"][0].actor == "admin-1"

@@ -371,6 +371,17 @@ def user_add(ctx: click.Context, name: str, role: str) -> None:
     click.echo(token)
 
 
+@user.command("password")
+@click.argument("name")
+@click.password_option("--password", prompt="New password", help="The password (prompted for when not given).")
+@click.pass_context
+@_friendly
+def user_password(ctx: click.Context, name: str, password: str) -> None:
+    """Set a password for account NAME, for the web sign-in (at least 12 characters)."""
+    _engine(ctx).set_password(name, password)
+    click.echo(f"Password set for {name!r}; sign in on the web page with the name and this password.")
+
+
 @user.command("list")
 @_json_option
 @click.pass_context

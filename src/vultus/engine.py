@@ -385,9 +385,18 @@ class Engine:
         self.store.accounts.disable(name, at=iso(utcnow()))
         self.store.log(actor=self.actor, action=AuditAction.USER_DISABLE, details={"name": name})
 
+    def set_password(self, name: str, password: str) -> None:
+        """Give an account a password for the web sign-in."""
+        self.store.accounts.set_password(name, password)
+        self.store.log(actor=self.actor, action=AuditAction.USER_PASSWORD, details={"name": name})
+
     def authenticate(self, token: str) -> Account | None:
         """The active account holding ``token``, or None."""
         return self.store.accounts.authenticate(token)
+
+    def authenticate_password(self, name: str, password: str) -> Account | None:
+        """The active account ``name`` if ``password`` is its password, or None."""
+        return self.store.accounts.authenticate_password(name, password)
 
     def _erasure_parts(self) -> dict:
         return {

@@ -21,6 +21,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import VultusError
+from ..policy import LegalBasis
 from ..report import access_report_html
 from ..store.accounts import Account, Role
 from .app import ApiError, engine_of
@@ -142,16 +143,22 @@ def _error_box(message: str) -> str:
 @web.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, error: str = "") -> HTMLResponse:
     form = f"""{_error_box(error) if error else ''}<form class="card" method="post" action="/ui/login">
-<label for="token">Access token</label><input id="token" name="token" type="password" autocomplete="current-password" required>
+<label for="name">Name (not needed with a token)</label><input id="name" name="name" autocomplete="username">
+<label for="token">Password or access token</label><input id="token" name="token" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form><p>A person in the photos? <a href="/request">Make a request here</a>.</p>"""
     return _page("Sign in", form)
 
 
 @web.post("/ui/login", include_in_schema=False)
-def login(request: Request, token: str = Form("")) -> Response:
-    account = engine_of(request).authenticate(token.strip())
+def login(request: Request, token: str = Form(""), name: str = Form("")) -> Response:
+    engine = engine_of(request)
+    secret = token.strip()
+    if name.strip():
+        account = engine.authenticate_password(name.strip(), token) or engine.authenticate(secret)
+    else:
+        account = engine.authenticate(secret)
     if account is None:
-        return _page("Sign in", _error_box("That token is not valid, or its account is disabled.")
+        return _page("Sign in", _error_box("That name and password, or that token, is not valid, or the account is disabled.")
                      + '<p><a href="/ui/login">Try again</a></p>', status=401)
     sid = secrets.token_urlsafe(32)
     _sessions(request)[sid] = {"name": account.name, "csrf": secrets.token_urlsafe(24),
@@ -282,7 +289,37 @@ def sources_page(request: Request) -> HTMLResponse:
     )
     body = ("<table><tr><th>Name</th><th>Legal basis</th><th>Retention</th><th>Controller</th><th>Purpose</th>"
             f"<th>Images</th><th>Faces</th></tr>{rows}</table>")
+    if session["account"].role == Role.ADMIN:
+        body += _source_form(session)
     return _page("Sources", body, session)
+
+
+def _source_form(session: dict[str, Any]) -> str:
+    bases = "".join(f"<option>{b.value}</option>" for b in LegalBasis)
+    return f"""<h2>Register a source</h2><form class="card" method="post" action="/ui/sources">{_csrf_field(session)}
+<label for="name">Name</label><input id="name" name="name" required>
+<label for="basis">Legal basis (GDPR Art. 6(1))</label><select id="basis" name="basis">{bases}</select>
+<label for="purpose">Purpose</label><input id="purpose" name="purpose" required>
+<label for="retention">Retention (e.g. 365d, 2y; at most 3y)</label><input id="retention" name="retention" required>
+<label for="controller">Controller</label><input id="controller" name="controller">
+<label for="consent_ref">Consent records (for consent)</label><input id="consent_ref" name="consent_ref">
+<button type="submit">Register</button></form>"""
+
+
+@web.post("/ui/sources", response_class=HTMLResponse, include_in_schema=False)
+def sources_submit(request: Request, name: str = Form(""), basis: str = Form(""), purpose: str = Form(""),
+                   retention: str = Form(""), controller: str = Form(""), consent_ref: str = Form(""),
+                   csrf: str = Form("")) -> Response:
+    session = _signed_in(request, Role.ADMIN)
+    _check_csrf(session, csrf)
+    engine = engine_of(request)
+    try:
+        with engine.acting_as(session["account"].name):
+            engine.add_source(name, basis=basis, purpose=purpose, retention=retention,
+                              controller=controller or None, consent_ref=consent_ref or None)
+    except VultusError as exc:
+        return _page("Sources", _error_box(str(exc)) + _source_form(session), session, status=400)
+    return RedirectResponse("/ui/sources", status_code=303)
 
 
 # -- requests queue (DPO) ---------------------------------------------------------------------

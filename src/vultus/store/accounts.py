@@ -16,7 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import AccountError, UnknownAccountError
 from .schema import users
 
-__all__ = ["Role", "Account", "Accounts"]
+__all__ = ["Role", "Account", "Accounts", "MIN_PASSWORD"]
+
+MIN_PASSWORD = 12
+_SCRYPT_N = 2**14
 
 
 class Role(StrEnum):
@@ -79,6 +82,29 @@ class Accounts:
         self.get(name)
         with self.engine.begin() as conn:
             conn.execute(update(users).where(users.c.name == name).values(disabled_at=at))
+
+    def set_password(self, name: str, password: str) -> None:
+        """Give an account a password for the web sign-in (stored as a scrypt hash)."""
+        if len(password) < MIN_PASSWORD:
+            raise AccountError(f"A password needs at least {MIN_PASSWORD} characters.")
+        self.get(name)
+        salt = secrets.token_bytes(16)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=8, p=1)
+        stored = f"scrypt${_SCRYPT_N}$8$1${salt.hex()}${digest.hex()}"
+        with self.engine.begin() as conn:
+            conn.execute(update(users).where(users.c.name == name).values(password_hash=stored))
+
+    def authenticate_password(self, name: str, password: str) -> Account | None:
+        """The active account ``name`` if ``password`` is its password, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None or row.disabled_at is not None or not row.password_hash or len(password) > 1024:
+            return None
+        _, n, r, p, salt, digest = row.password_hash.split("$")
+        attempt = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
+        if not hmac.compare_digest(attempt.hex(), digest):
+            return None
+        return Account(row.id, row.name, Role(row.role), row.created_at, row.disabled_at)
 
     def authenticate(self, token: str) -> Account | None:
         """The active account holding ``token``, or None."""

@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     PUBLIC_REQUEST = "request.public"
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"
+    USER_PASSWORD = "user.password"
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ users = Table(
     Column("name", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
+    # Optional, for the web sign-in: scrypt$n$r$p$salt$hash.
+    Column("password_hash", Text),
     Column("created_at", String(32), nullable=False),
     Column("disabled_at", String(32)),
     sqlite_autoincrement=True,
