@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -277,3 +278,32 @@ def test_an_admin_registers_a_source_on_the_web_page(server):
                                          "retention": "90d", "consent_ref": "forms", "csrf": csrf}, follow_redirects=True)
     assert done.status_code == 200 and "event photos" in done.text
     assert [e for e in engine.audit_entries(action="source.add") if e.details["name"] == "events"][0].actor == "admin-1"
+
+
+def test_web_ingest_shows_progress_and_the_dpo_discloses_an_access_report(server, faces_root: Path):
+    client, tokens, _, engine = server
+    web = TestClient(client.app, client=("192.0.2.10", 50000))
+    csrf = _sign_in(web, tokens[Role.INVESTIGATOR])
+    photos = sorted((faces_root / "deepface_jeff").iterdir())
+    page = web.post("/ui/ingest", data={"source": "news", "csrf": csrf},
+                    files=[("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in photos])
+    assert page.status_code == 200 and "<progress" in page.text
+    job_id = page.text.split("/ui/ingest/")[1].split(".json")[0]
+    for _ in range(600):
+        job = web.get(f"/ui/ingest/{job_id}.json").json()
+        if job["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert job["status"] == "done" and job["done"] == job["total"] == 2 and job["faces"] == 2
+    person = TestClient(client.app, client=("192.0.2.11", 50000))
+    sent = person.post("/request", data={"kind": "access", "contact": "jeff@example.org"}, files=_photo(photos[0]))
+    assert sent.status_code == 200
+    dpo = TestClient(client.app, client=("192.0.2.12", 50000))
+    csrf = _sign_in(dpo, tokens[Role.DPO])
+    queue = dpo.get("/ui/requests").text
+    assert "Disclose (access report)" in queue
+    request_id = int(queue.split('action="/ui/requests/')[1].split("/")[0])
+    done = dpo.post(f"/ui/requests/{request_id}/fulfil", data={"csrf": csrf})
+    assert "Download the report" in done.text and "jeff@example.org" in done.text
+    report = base64.b64decode(done.text.split("data:text/html;base64,")[1].split('"')[0]).decode()
+    assert report.count("data:image/jpeg;base64,") == 2 and "upload:" in report

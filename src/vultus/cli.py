@@ -335,9 +335,11 @@ def reindex(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--data", "serve_data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory to serve (the same as the global --data, which it overrides).")
 @click.pass_context
 @_friendly
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, serve_data: Path | None) -> None:
     """Run the HTTP API (OpenAPI at /docs, health at /healthz) on the data directory.
 
     Every /v1 route needs `Authorization: Bearer TOKEN` of an account made with
@@ -346,6 +348,10 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     import uvicorn
 
     from .server import create_app
+
+    if serve_data is not None:
+        root = ctx.find_root().obj
+        root["settings"] = root["settings"].with_(data_dir=serve_data)
 
     app = create_app(engine=_engine(ctx))
     click.echo(f"Serving {ctx.find_root().obj['settings'].data_dir} on http://{host}:{port} (docs at /docs).", err=True)
