@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..errors import VultusError
+from ..errors import RateLimitedError, VultusError
 from ..policy import LegalBasis
 from ..report import access_report_html
 from ..store.accounts import Account, Role
@@ -212,9 +212,10 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
     try:
         with engine.acting_as(session["account"].name):
             result = engine.search(_photo_bytes(request, photo), purpose=purpose, case=case)
-    except (VultusError, ApiError) as exc:
-        message = exc.message if isinstance(exc, ApiError) else str(exc)
-        return _page("Search", _error_box(message) + _search_form(session, purpose, case), session, status=422)
+    except ApiError as exc:
+        return _page("Search", _error_box(exc.message) + _search_form(session, purpose, case), session, status=exc.status)
+    except VultusError as exc:
+        return _page("Search", _error_box(str(exc)) + _search_form(session, purpose, case), session, status=422)
     cards = "".join(
         f"""<div class="result" data-testid="result"><img alt="face {c.face_id}" src="/ui/crops/{c.face_id}">
 <div><strong>{c.similarity:.3f}</strong> similarity</div><div>{escape(c.source)} · {escape(c.legal_basis)}</div>
@@ -414,9 +415,12 @@ def public_submit(request: Request, kind: str = Form(...), contact: str = Form(.
     try:
         done = engine_of(request).submit_public_request(
             kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client)
-    except (VultusError, ApiError) as exc:
-        message = exc.message if isinstance(exc, ApiError) else str(exc)
-        return _page("Your data: a request", _public_form(message), status=429 if "a day" in message else 422)
+    except ApiError as exc:
+        return _page("Your data: a request", _public_form(exc.message), status=exc.status)
+    except RateLimitedError as exc:
+        return _page("Your data: a request", _public_form(str(exc)), status=429)
+    except VultusError as exc:
+        return _page("Your data: a request", _public_form(str(exc)), status=422)
     body = (f'<p class="note" data-testid="confirmation">Your request number {done["request_id"]} is registered. The '
             f"data-protection officer will answer at {escape(contact)} by {done['due_at'][:10]}.</p>")
     return _page("Request received", body)
