@@ -236,6 +236,11 @@ def test_web_pages_sign_in_search_and_carry_out_a_public_request(server, faces_r
     crop_id = int(page.text.split('src="/ui/crops/')[1].split('"')[0])
     crop = client.get(f"/ui/crops/{crop_id}")
     assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
+    # Only the crops of faces that this session's searches returned: no paging through the gallery.
+    engine = server[3]
+    engine.ingest([faces_root / "deepface_sundar" / "2.jpg"], source="news", workers=1)
+    other = int(max(engine.store.searchable_face_ids()))
+    assert client.get(f"/ui/crops/{other}").status_code == 404
     bad = client.post("/ui/search", data={"purpose": "p", "case": "c", "csrf": csrf},
                       files=_photo(faces_root / "_noface" / "017_0.jpg"))
     assert bad.status_code == 422 and "no face" in bad.text

@@ -77,7 +77,7 @@ def _session(request: Request) -> dict[str, Any] | None:
     account = engine_of(request).store.accounts.get(session["name"])
     if account.disabled_at is not None:
         return None
-    return {**session, "account": account}
+    return {**session, "account": account, "sid": sid}
 
 
 class _SignIn(Exception):
@@ -216,6 +216,9 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
         return _page("Search", _error_box(exc.message) + _search_form(session, purpose, case), session, status=exc.status)
     except VultusError as exc:
         return _page("Search", _error_box(str(exc)) + _search_form(session, purpose, case), session, status=422)
+    # Crops are served only for faces this session's own logged searches returned: the
+    # crop route must not become a way to page through the gallery (no bulk export).
+    _sessions(request)[session["sid"]].setdefault("faces", set()).update(c.face_id for c in result.candidates)
     cards = "".join(
         f"""<div class="result" data-testid="result"><img alt="face {c.face_id}" src="/ui/crops/{c.face_id}">
 <div><strong>{c.similarity:.3f}</strong> similarity</div><div>{escape(c.source)} · {escape(c.legal_basis)}</div>
@@ -229,11 +232,11 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
 
 @web.get("/ui/crops/{face_id}", include_in_schema=False)
 def crop(face_id: int, request: Request) -> Response:
-    session = _signed_in(request, Role.INVESTIGATOR, Role.DPO)
+    session = _signed_in(request, Role.INVESTIGATOR)
     engine = engine_of(request)
     hit = engine.store.hydrate([face_id]).get(face_id)
-    if hit is None or not hit.crop_key or (hit.restricted and session["account"].role != Role.DPO):
-        raise ApiError(404, "unknown_face", f"No face {face_id}.")
+    if hit is None or not hit.crop_key or hit.restricted or face_id not in session.get("faces", set()):
+        raise ApiError(404, "unknown_face", f"No face {face_id} among the results of your searches.")
     return Response(engine.blobs.get(hit.crop_key), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
