@@ -21,6 +21,8 @@ from .app import ApiError, as_dict, engine_of, require
 router = APIRouter(prefix="/v1")
 
 ANY_ROLE = (Role.ADMIN, Role.INVESTIGATOR, Role.DPO, Role.AUDITOR)
+#: Finished ingest jobs remembered for polling; older ones are forgotten.
+MAX_JOBS_KEPT = 200
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/x-ms-bmp"}
 
 
@@ -83,7 +85,11 @@ def _start_job(request: Request, account: Account, paths: list[str], source: str
     job_id = uuid.uuid4().hex[:12]
     job: dict[str, Any] = {"id": job_id, "status": "running", "done": 0, "total": None, "faces": 0,
                            "summary": None, "error": None}
-    request.app.state.jobs[job_id] = job
+    jobs = request.app.state.jobs
+    finished = [key for key, value in jobs.items() if value["status"] != "running"]
+    for key in finished[: max(0, len(jobs) - MAX_JOBS_KEPT)]:
+        del jobs[key]  # the oldest finished jobs go first; running ones always stay
+    jobs[job_id] = job
 
     def progress(done: int, total: int, faces: int) -> None:
         job.update(done=done, total=total, faces=faces)

@@ -160,8 +160,12 @@ def login(request: Request, token: str = Form(""), name: str = Form("")) -> Resp
     if account is None:
         return _page("Sign in", _error_box("That name and password, or that token, is not valid, or the account is disabled.")
                      + '<p><a href="/ui/login">Try again</a></p>', status=401)
+    sessions = _sessions(request)
+    now = time.time()
+    for stale in [key for key, value in sessions.items() if value["expires"] < now]:
+        del sessions[stale]  # expired sessions go at the next sign-in, so the table stays small
     sid = secrets.token_urlsafe(32)
-    _sessions(request)[sid] = {"name": account.name, "csrf": secrets.token_urlsafe(24),
+    sessions[sid] = {"name": account.name, "csrf": secrets.token_urlsafe(24),
                                "expires": time.time() + SESSION_SECONDS}
     response = RedirectResponse("/ui/", status_code=303)
     response.set_cookie(SESSION_COOKIE, sid, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
