@@ -38,6 +38,9 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
   echo "Installing Vultus${1:+ and its test tools} into .venv (first time: about a minute) ..." >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
-  # Installing the test extras includes the plain install, so both are now satisfied.
-  { echo "$want"; [ "$target" != . ] && echo "$(sha256sum pyproject.toml | cut -d' ' -f1) ."; } > "$stamp"
+  echo "$want" > "$stamp"
+  if [ "$target" != . ]; then
+    # Installing the test extras includes the plain install, so both are now satisfied.
+    echo "$(sha256sum pyproject.toml | cut -d' ' -f1) ." >> "$stamp"
+  fi
 fi
