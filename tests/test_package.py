@@ -42,3 +42,16 @@ def test_nothing_is_written_outside_the_data_directory(tmp_path: Path, faces_roo
     for folder in (cwd, tmp, home):
         assert list(folder.rglob("*")) == [], f"Vultus wrote into {folder.name}"
     assert (data / "vultus.db").is_file()
+
+
+def test_the_python_api_ingests_from_a_program_read_from_standard_input(tmp_path: Path, faces_root: Path):
+    # Spawned workers cannot import a program that has no file; ingest must still work.
+    program = (
+        "import vultus\n"
+        f"with vultus.open({str(tmp_path / 'd')!r}) as engine:\n"
+        "    engine.add_source('s', basis='consent', purpose='p', retention='1d')\n"
+        f"    print(engine.ingest([{str(faces_root / 'facerec_biden')!r}], source='s', workers=2).images)\n"
+    )
+    out = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -206,7 +208,7 @@ class Ingestor:
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
-            if workers <= 1:
+            if workers <= 1 or not _main_is_importable():
                 self._run_inline(found.items, src, summary, state)
             else:
                 self._run_pool(found.items, src, summary, state, workers)
@@ -279,7 +281,9 @@ class Ingestor:
                     raise WorkerCrashedError(
                         f"A worker process died while processing {item.display} (out of memory, "
                         "or killed). Everything stored so far is kept: run the same command again "
-                        "to finish, with --workers 1 if it happens again."
+                        "to finish, with --workers 1 if it happens again. From your own script, "
+                        "put the call under `if __name__ == \"__main__\":`, since each worker "
+                        "process imports the script again, or pass workers=1."
                     ) from exc
                 self._store_one(item, data, digest, result, src, summary, state)
 
@@ -360,6 +364,16 @@ class _RunState:
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total, summary.faces)
+
+
+def _main_is_importable() -> bool:
+    """Whether spawned workers can import the calling program's main module.
+
+    They import it again, as spawn does; a program read from standard input has no file to
+    import, so its ingest runs in its own process instead of failing in every worker.
+    """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or os.path.exists(main_file)
 
 
 def _extension(fmt: str) -> str:
