@@ -283,12 +283,119 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
         f"{len(result.candidates)} candidate(s) at similarity >= {result.threshold:.2f} among "
         f"{result.gallery_faces} indexed faces. These are leads for a person to check, not identifications."
     )
+    click.echo(_expected_note(result.expected_false_candidates))
     rows = [
         [str(c.rank), f"{c.similarity:.3f}", c.source, c.legal_basis, c.ingested_at[:10],
          "[{},{},{},{}]".format(*c.box), c.path]
         for c in result.candidates
     ]
     click.echo(_table(["#", "similarity", "source", "basis", "ingested", "box", "path"], rows))
+
+
+def _expected_note(expected: float | None) -> str:
+    if expected is None:
+        return "Expected false candidates: unknown until the model is calibrated (`vultus calibrate`)."
+    return f"Expected false candidates at this threshold and gallery size: {expected:.3g} (measured FMR x faces)."
+
+
+# -- accuracy -----------------------------------------------------------------------------
+
+
+def _progress_bar(label: str):  # noqa: ANN202 - a callback and the bar to close
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="img", desc=label, file=sys.stderr, disable=None)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar
+
+
+@cli.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="An LFW-format pairs.txt; DATASET is then its images folder (Name/Name_0001.jpg).")
+@click.option("--fpir", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.01, show_default=True,
+              help="False positive identification rate at which FNIR is reported.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an HTML report with ROC and DET curves (PNG files beside it).")
+@_json_option
+@click.pass_context
+@_friendly
+def eval_command(ctx: click.Context, dataset: Path, pairs_file: Path | None, fpir: float,
+                 report_path: Path | None, as_json: bool) -> None:
+    """Measure accuracy on DATASET: a folder per identity, or LFW pairs with --pairs.
+
+    Prints verification accuracy (10-fold cross-validation), FMR and FNMR at the search
+    threshold, and for a folder dataset rank-1, rank-5 and FNIR at --fpir, and the number
+    of images with no face found.
+    """
+    from .calibration import plots, public_figures
+
+    update, bar = _progress_bar("Evaluating")
+    try:
+        report = _engine(ctx).evaluate(dataset, pairs=pairs_file, fpir=fpir, progress=update)
+    finally:
+        bar.close()
+    figures = public_figures(report)
+    if report_path is not None:
+        images = plots(report, report_path.with_suffix(""))
+        report_path.write_text(_eval_html(figures, images))
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    rows = [[key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value)]
+            for key, value in figures.items()]
+    click.echo(_table(["", ""], rows, header=False))
+    if report_path is not None:
+        click.echo(f"Report written to {report_path}.")
+
+
+def _eval_html(figures: dict, images: list[Path]) -> str:
+    import base64
+    from html import escape
+
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in figures.items())
+    plots = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+                    for p in images)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Vultus evaluation</title></head>"
+            f"<body style='font-family:sans-serif'><h1>Evaluation of {escape(figures['model_id'])}</h1>"
+            f"<table border=1 cellpadding=4>{rows}</table>{plots}</body></html>")
+
+
+@cli.command("calibrate")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--fmr", type=float, required=True, help="Target false match rate, e.g. 1e-4.")
+@_json_option
+@click.pass_context
+@_friendly
+def calibrate_command(ctx: click.Context, dataset: Path, fmr: float, as_json: bool) -> None:
+    """Set the search threshold for a target false match rate, measured on DATASET (a folder per identity).
+
+    The threshold is stored with the model id; searches then use it by default and report
+    the expected number of false candidates at the gallery's size.
+    """
+    update, bar = _progress_bar("Calibrating")
+    try:
+        record = _engine(ctx).calibrate(dataset, fmr=fmr, progress=update)
+    finally:
+        bar.close()
+    shown = {k: v for k, v in record.items() if k != "impostor_scores"}
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    click.echo(
+        f"Search threshold for {record['model_id']} set to {record['threshold']:.4f}: measured FMR "
+        f"{record['fmr_measured']:.3g} over {record['impostor_pairs']} impostor pairs, FNMR {record['fnmr']:.3g} "
+        f"over {record['genuine_pairs']} genuine pairs."
+    )
+    if not record["fmr_resolved"]:
+        click.echo(
+            f"Note: {record['impostor_pairs']} impostor pairs cannot resolve an FMR of {fmr:g}; the threshold sits "
+            "above every impostor score. Calibrate on a larger dataset for a tighter figure."
+        )
 
 
 # -- maintenance --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .calibration import calibrate, calibration_of, evaluate_folder, evaluate_pairs
 from .config import Settings
 from .crypto import Keyring
 from .errors import (
@@ -231,7 +232,30 @@ class Engine:
             max_pixels=self.settings.max_pixels,
             actor=self.actor,
             purpose_required=self.settings.purpose_required,
+            calibration=calibration_of(self.store, self._embedder.model_id),
         )
+
+    # -- accuracy ---------------------------------------------------------------------------------
+
+    def evaluate(self, dataset: str | os.PathLike[str], *, pairs: str | os.PathLike[str] | None = None,
+                 fpir: float = 0.01, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Measured accuracy on a folder-per-identity dataset, or on LFW pairs with their images."""
+        calibration = calibration_of(self.store, self._embedder.model_id)
+        threshold = self.settings.threshold or (calibration["threshold"] if calibration else
+                                                self._embedder.spec.default_threshold)
+        common = {"threshold": threshold, "max_pixels": self.settings.max_pixels, "progress": progress}
+        if pairs is not None:
+            return evaluate_pairs(self.analyzer, Path(pairs), Path(dataset), **common)
+        return evaluate_folder(self.analyzer, Path(dataset), fpir=fpir, **common)
+
+    def calibrate(self, dataset: str | os.PathLike[str], *, fmr: float,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+        """Set the search threshold for a target false match rate, measured on ``dataset``."""
+        record = calibrate(self.store, self.analyzer, Path(dataset), fmr=fmr, max_pixels=self.settings.max_pixels,
+                           progress=progress)
+        self.store.log(actor=self.actor, action=AuditAction.CALIBRATION,
+                       details={k: v for k, v in record.items() if k != "impostor_scores"})
+        return record
 
     # -- rights of the people in the photos -------------------------------------------------
 

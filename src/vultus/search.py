@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .calibration import expected_false_candidates
 from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
 from .index import VectorIndex
@@ -54,6 +55,9 @@ class SearchResult:
     gallery_faces: int
     purpose: str
     case: str
+    #: FMR at the threshold (measured by `vultus calibrate`) x faces in the gallery; None
+    #: when the model has not been calibrated on this deployment.
+    expected_false_candidates: float | None = None
 
 
 def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int, Face]:
@@ -88,6 +92,7 @@ def search_photo(
     max_pixels: int = 120_000_000,
     actor: str,
     purpose_required: bool = True,
+    calibration: dict | None = None,
 ) -> SearchResult:
     """Search the gallery with the face in the probe photo ``data``, and log the search.
 
@@ -105,7 +110,12 @@ def search_photo(
     image = decode_image(data, name=name, max_pixels=max_pixels)
     faces = analyzer.analyze(image.rgb)
     number, chosen = pick_face(faces, face, name=name)
-    limit = spec.default_threshold if threshold is None else threshold
+    if threshold is not None:
+        limit = threshold
+    elif calibration is not None:
+        limit = float(calibration["threshold"])
+    else:
+        limit = spec.default_threshold
     distances, ids = index.search(np.asarray([chosen.embedding], dtype=np.float32), top)
     pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
     pairs = [(d, i) for d, i in pairs if spec.similarity(d) >= limit]
@@ -130,6 +140,7 @@ def search_photo(
             )
         )
     probe_sha256 = hashlib.sha256(data).hexdigest()
+    expected = expected_false_candidates(calibration, limit, len(index))
     store.log(
         actor=actor,
         action=AuditAction.SEARCH,
@@ -142,6 +153,7 @@ def search_photo(
             "threshold": round(limit, 4),
             "top": top,
             "model_id": analyzer.model_id,
+            "expected_false_candidates": None if expected is None else round(expected, 6),
             "candidates": [
                 {"face_id": c.face_id, "image_sha256": c.image_sha256, "similarity": c.similarity}
                 for c in candidates
@@ -159,4 +171,5 @@ def search_photo(
         gallery_faces=len(index),
         purpose=purpose,
         case=case,
+        expected_false_candidates=expected,
     )

@@ -191,6 +191,7 @@ def search(
         "face_box": result.face_box,
         "threshold": result.threshold,
         "gallery_faces": result.gallery_faces,
+        "expected_false_candidates": result.expected_false_candidates,
         "candidates": [c.as_dict() for c in result.candidates],
     }
 

@@ -230,7 +230,10 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
         for c in result.candidates
     ) or "<p>No candidate at this threshold.</p>"
     note = (f'<p class="note">{len(result.candidates)} candidate(s) at similarity ≥ {result.threshold:.2f}: leads for '
-            "a person to check, never identifications. This search was logged with its purpose and case.</p>")
+            "a person to check, never identifications. This search was logged with its purpose and case. "
+            + (f"Expected false candidates at this threshold and gallery size: {result.expected_false_candidates:.3g}."
+               if result.expected_false_candidates is not None else "Expected false candidates: not calibrated yet.")
+            + "</p>")
     return _page("Search results", note + f'<div class="results">{cards}</div>' + _search_form(session, purpose, case), session)
 
 

@@ -42,6 +42,7 @@ class AuditAction(StrEnum):
     RESTRICTION_LIFT = "restriction.lift"
     PURGE = "purge"
     KEYS_ROTATE = "keys.rotate"
+    CALIBRATION = "calibration"
     PUBLIC_REQUEST = "request.public"
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"

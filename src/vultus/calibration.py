@@ -1,0 +1,279 @@
+"""Evaluation and calibration: measured error rates for a deployment's model and threshold.
+
+``evaluate_folder`` and ``evaluate_pairs`` embed a labelled dataset (a folder per identity,
+or an LFW ``pairs.txt`` with its images) and report verification and identification
+figures. ``calibrate`` sets the search threshold for a target false match rate and keeps,
+with the model id, the impostor scores it was measured on, so every search can state the
+expected number of false candidates at the gallery's size: FMR x faces in the gallery.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import FaceError, InputPathError, MediaError, PolicyError
+from .faces import FaceAnalyzer
+from .media import decode_image
+from .metrics import identification, rates_at, roc_points, tenfold_accuracy, threshold_for_fmr
+from .store import Store, iso, utcnow
+
+__all__ = [
+    "Templates",
+    "embed_folder",
+    "parse_lfw_pairs",
+    "evaluate_folder",
+    "evaluate_pairs",
+    "calibrate",
+    "calibration_of",
+    "expected_false_candidates",
+]
+
+_META_PREFIX = "calibration:"
+
+
+@dataclass
+class Templates:
+    """The largest face's template of each image that has one."""
+
+    labels: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels: int,
+           progress: Callable[[int, int], None] | None) -> Templates:
+    found = Templates()
+    rows = []
+    for number, (label, path) in enumerate(items, start=1):
+        try:
+            faces = analyzer.analyze(decode_image(path.read_bytes(), name=str(path), max_pixels=max_pixels).rgb)
+        except (MediaError, OSError):
+            found.unreadable.append(str(path))
+            faces = None
+        if faces:
+            found.labels.append(label)
+            found.paths.append(str(path))
+            rows.append(faces[0].embedding)
+        elif faces is not None:
+            found.no_face.append(str(path))
+        if progress is not None:
+            progress(number, len(items))
+    found.vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    return found
+
+
+def embed_folder(analyzer: FaceAnalyzer, root: Path, *, max_pixels: int = 120_000_000,
+                 progress: Callable[[int, int], None] | None = None) -> Templates:
+    """Templates of every photo in ``root/<identity>/`` (folders starting with ``_`` skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputPathError(f"{root} is not a folder; give a folder with one sub-folder per identity.")
+    items = [
+        (folder.name, photo)
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        for photo in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    ]
+    if not items:
+        raise InputPathError(f"{root} has no identity folders with photos in them.")
+    return _embed(analyzer, items, max_pixels=max_pixels, progress=progress)
+
+
+def parse_lfw_pairs(pairs_file: Path, images: Path) -> list[tuple[Path, Path, bool]]:
+    """The pairs of an LFW-format ``pairs.txt``: (image, image, same person).
+
+    A line ``Name n1 n2`` is a matched pair of ``Name/Name_000n1.jpg`` and ``..._000n2.jpg``;
+    ``Name1 n1 Name2 n2`` is a mismatched pair. Names may hold underscores; an optional
+    first line gives the folds and pairs per fold and is skipped.
+    """
+    pairs = []
+    lines = Path(pairs_file).read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if number == 1 and all(f.isdigit() for f in fields):
+            continue  # header: "10 300" or "6000"
+        try:
+            if len(fields) == 3:
+                name, a, b = fields
+                pairs.append((_lfw_path(images, name, int(a)), _lfw_path(images, name, int(b)), True))
+            elif len(fields) == 4:
+                name1, a, name2, b = fields
+                pairs.append((_lfw_path(images, name1, int(a)), _lfw_path(images, name2, int(b)), False))
+            else:
+                raise ValueError
+        except ValueError:
+            raise PolicyError(
+                f"{pairs_file}, line {number}: {line.strip()!r} is not an LFW pair; write 'Name n1 n2' for a "
+                "matched pair or 'Name1 n1 Name2 n2' for a mismatched one."
+            ) from None
+    return pairs
+
+
+def _lfw_path(images: Path, name: str, number: int) -> Path:
+    return Path(images) / name / f"{name}_{number:04d}.jpg"
+
+
+def _similarities(analyzer: FaceAnalyzer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    spec = analyzer.embedder.spec
+    return np.array([spec.similarity(float(d)) for d in np.linalg.norm(a - b, axis=-1)])
+
+
+def _all_pairs(analyzer: FaceAnalyzer, templates: Templates) -> tuple[np.ndarray, np.ndarray]:
+    """(similarity, same identity) for every pair of templates."""
+    n = len(templates.labels)
+    first, second = np.triu_indices(n, k=1)
+    labels = np.asarray(templates.labels)
+    return _similarities(analyzer, templates.vectors[first], templates.vectors[second]), labels[first] == labels[second]
+
+
+def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *, threshold: float,
+            dataset: str, images: int, templates: Templates) -> dict[str, Any]:
+    genuine, impostor = similarity[same], similarity[~same]
+    fmr, fnmr = rates_at(genuine, impostor, threshold)
+    mean, std = tenfold_accuracy(similarity, same) if len(similarity) >= 10 else (float("nan"), float("nan"))
+    return {
+        "dataset": dataset,
+        "model_id": analyzer.model_id,
+        "images": images,
+        "no_face": len(templates.no_face),
+        "unreadable": len(templates.unreadable),
+        "genuine_pairs": int(len(genuine)),
+        "impostor_pairs": int(len(impostor)),
+        "threshold": round(threshold, 4),
+        "fmr": fmr,
+        "fnmr": fnmr,
+        "accuracy_10fold": mean,
+        "accuracy_10fold_std": std,
+        "_genuine": genuine,
+        "_impostor": impostor,
+    }
+
+
+def evaluate_folder(analyzer: FaceAnalyzer, root: Path, *, threshold: float, fpir: float = 0.01,
+                    max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Verification and identification figures on a folder-per-identity dataset."""
+    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress)
+    similarity, same = _all_pairs(analyzer, templates)
+    images = len(templates.labels) + len(templates.no_face) + len(templates.unreadable)
+    report = _report(analyzer, similarity, same, threshold=threshold, dataset=str(root), images=images, templates=templates)
+    ident = identification(templates.labels, templates.vectors, analyzer.embedder.spec.similarity, fpir=fpir)
+    report.update(
+        identities=len(set(templates.labels)),
+        rank1=ident.rank1,
+        rank5=ident.rank5,
+        identification_searches=ident.searches,
+        fpir=ident.fpir,
+        fnir_at_fpir=ident.fnir,
+        fpir_threshold=round(ident.threshold, 4),
+    )
+    return report
+
+
+def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, threshold: float,
+                   max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Verification figures on an LFW-format pairs file; pairs with no face are counted, not scored."""
+    pairs = parse_lfw_pairs(pairs_file, images)
+    unique = sorted({p for a, b, _ in pairs for p in (a, b)})
+    templates = _embed(analyzer, [("", p) for p in unique], max_pixels=max_pixels, progress=progress)
+    index = {path: row for row, path in enumerate(templates.paths)}
+    usable = [(a, b, same) for a, b, same in pairs if str(a) in index and str(b) in index]
+    if not usable:
+        raise FaceError(f"No pair in {pairs_file} has a face found in both images; check --images.")
+    a_rows = templates.vectors[[index[str(a)] for a, _, _ in usable]]
+    b_rows = templates.vectors[[index[str(b)] for _, b, _ in usable]]
+    similarity = _similarities(analyzer, a_rows, b_rows)
+    same = np.array([s for _, _, s in usable])
+    report = _report(analyzer, similarity, same, threshold=threshold, dataset=str(pairs_file),
+                     images=len(unique), templates=templates)
+    report.update(pairs=len(pairs), pairs_scored=len(usable))
+    return report
+
+
+def public_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its raw score arrays, for JSON and tables."""
+    return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def calibrate(store: Store, analyzer: FaceAnalyzer, root: Path, *, fmr: float, max_pixels: int = 120_000_000,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Set the search threshold for a target FMR on a folder dataset; keep it with the model id."""
+    if not 0.0 < fmr < 1.0:
+        raise PolicyError(f"--fmr is a rate between 0 and 1 (e.g. 1e-4), not {fmr}.")
+    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress)
+    similarity, same = _all_pairs(analyzer, templates)
+    impostor, genuine = similarity[~same], similarity[same]
+    if not len(impostor) or not len(genuine):
+        raise PolicyError(f"{root} needs at least two identities, one with two photos, to calibrate on.")
+    threshold, measured, resolved = threshold_for_fmr(impostor, fmr)
+    _, fnmr = rates_at(genuine, impostor, threshold)
+    record = {
+        "model_id": analyzer.model_id,
+        "threshold": round(min(1.0, threshold), 6),
+        "fmr_target": fmr,
+        "fmr_measured": measured,
+        "fmr_resolved": resolved,
+        "fnmr": fnmr,
+        "genuine_pairs": int(len(genuine)),
+        "impostor_pairs": int(len(impostor)),
+        "dataset": str(root),
+        "at": iso(utcnow()),
+        # Kept so that the FMR at any threshold a search uses can be read off, not guessed.
+        "impostor_scores": [round(float(s), 5) for s in np.sort(impostor)],
+    }
+    store.set_meta(_META_PREFIX + analyzer.model_id, json.dumps(record))
+    return record
+
+
+def calibration_of(store: Store, model_id: str) -> dict[str, Any] | None:
+    """The stored calibration for ``model_id``, if any."""
+    raw = store.get_meta(_META_PREFIX + model_id)
+    return json.loads(raw) if raw else None
+
+
+def expected_false_candidates(calibration: dict[str, Any] | None, threshold: float, gallery_faces: int) -> float | None:
+    """FMR at ``threshold`` (measured at calibration) x faces in the gallery; None if uncalibrated."""
+    if calibration is None:
+        return None
+    scores = np.asarray(calibration["impostor_scores"])
+    fmr = float(np.mean(scores >= threshold)) if len(scores) else 0.0
+    return fmr * gallery_faces
+
+
+def plots(report: dict[str, Any], stem: Path) -> list[Path]:
+    """ROC and DET curves as PNG files ``STEM-roc.png`` and ``STEM-det.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, fmr, fnmr = roc_points(report["_genuine"], report["_impostor"])
+    written = []
+    for kind in ("roc", "det"):
+        figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+        if kind == "roc":
+            axis.plot(np.maximum(fmr, 1e-6), 1 - fnmr)
+            axis.set_xscale("log")
+            axis.set_xlabel("false match rate")
+            axis.set_ylabel("true match rate")
+        else:
+            axis.plot(np.maximum(fmr, 1e-6), np.maximum(fnmr, 1e-6))
+            axis.set_xscale("log")
+            axis.set_yscale("log")
+            axis.set_xlabel("false match rate")
+            axis.set_ylabel("false non-match rate")
+        axis.set_title(f"{kind.upper()}: {report['model_id']}")
+        axis.grid(True, which="both", alpha=0.3)
+        path = stem.with_name(f"{stem.name}-{kind}.png")
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,125 @@
+"""Biometric accuracy measures on similarity scores (ISO/IEC 19795-1 and NIST FRTE terms).
+
+Pure functions on numpy arrays: no models, no files. Higher similarity means more alike,
+and a comparison "matches" when its similarity is at or above the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "rates_at",
+    "threshold_for_fmr",
+    "tenfold_accuracy",
+    "Identification",
+    "identification",
+    "roc_points",
+]
+
+
+def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(FMR, FNMR) at ``threshold``: impostor pairs accepted, genuine pairs rejected."""
+    fmr = float(np.mean(impostor >= threshold)) if len(impostor) else 0.0
+    fnmr = float(np.mean(genuine < threshold)) if len(genuine) else 0.0
+    return fmr, fnmr
+
+
+def threshold_for_fmr(impostor: np.ndarray, target: float) -> tuple[float, float, bool]:
+    """The lowest threshold whose measured FMR is at most ``target``.
+
+    Returns (threshold, measured FMR, resolved). With n impostor scores an FMR below 1/n
+    cannot be measured: then the threshold sits just above the highest impostor score,
+    the measured FMR is 0 and ``resolved`` is False (the true FMR is only bounded, by
+    about 3/n at 95% confidence).
+    """
+    scores = np.sort(np.asarray(impostor, dtype=np.float64))
+    n = len(scores)
+    if n == 0:
+        raise ValueError("no impostor comparisons to calibrate on")
+    distinct = np.unique(scores)
+    at_or_above = n - np.searchsorted(scores, distinct, side="left")  # impostors accepted at each
+    allowed = np.nonzero(at_or_above / n <= target)[0]
+    if not len(allowed):
+        return float(scores[-1] + 1e-6), 0.0, False
+    threshold = float(distinct[allowed[0]])
+    return threshold, float(at_or_above[allowed[0]] / n), True
+
+
+def tenfold_accuracy(similarity: np.ndarray, same: np.ndarray, *, folds: int = 10, seed: int = 0) -> tuple[float, float]:
+    """Verification accuracy by k-fold cross-validation (mean, std), as in the LFW protocol.
+
+    For each fold the threshold that maximises accuracy on the other folds is applied to it.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    order = np.random.default_rng(seed).permutation(len(similarity))
+    parts = np.array_split(order, folds)
+    accuracies = []
+    for held_out in parts:
+        train = np.setdiff1d(order, held_out)
+        candidates = np.unique(similarity[train])
+        best = max(candidates, key=lambda t: np.mean((similarity[train] >= t) == same[train]))
+        accuracies.append(np.mean((similarity[held_out] >= best) == same[held_out]))
+    return float(np.mean(accuracies)), float(np.std(accuracies))
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Closed-set ranks and open-set FNIR at a chosen FPIR."""
+
+    searches: int
+    rank1: float
+    rank5: float
+    fpir: float
+    fnir: float
+    threshold: float
+
+
+def identification(labels: list[str], vectors: np.ndarray, similarity_of, *, fpir: float = 0.01) -> Identification:  # noqa: ANN001
+    """Leave-one-out identification over labelled templates.
+
+    Mated searches: each template of an identity with 2+ templates against all others.
+    Non-mated searches: each template against the gallery without its own identity. The
+    threshold is set so that a fraction ``fpir`` of non-mated searches return any candidate;
+    FNIR is the fraction of mated searches whose mate is not the top candidate at or above it.
+    """
+    labels = np.asarray(labels)
+    distances = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=2)
+    scores = np.vectorize(similarity_of)(distances)
+    np.fill_diagonal(scores, -np.inf)
+    mated_top, ranks, non_mated_top = [], [], []
+    for i, label in enumerate(labels):
+        same = labels == label
+        same[i] = False
+        other = ~(labels == label)
+        if other.any():
+            non_mated_top.append(scores[i][other].max())
+        if same.any():
+            order = np.argsort(-scores[i])
+            order = order[order != i]
+            rank = int(np.argmax(same[order])) + 1
+            ranks.append(rank)
+            mated_top.append(scores[i][order[0]] if rank == 1 else -np.inf)
+    non_mated = np.asarray(non_mated_top)
+    threshold, measured, _ = threshold_for_fmr(non_mated, fpir) if len(non_mated) else (0.0, 0.0, False)
+    ranks_arr = np.asarray(ranks)
+    fnir = float(np.mean(np.asarray(mated_top) < threshold)) if mated_top else 0.0
+    return Identification(
+        searches=len(ranks),
+        rank1=float(np.mean(ranks_arr <= 1)) if len(ranks) else 0.0,
+        rank5=float(np.mean(ranks_arr <= 5)) if len(ranks) else 0.0,
+        fpir=measured,
+        fnir=fnir,
+        threshold=threshold,
+    )
+
+
+def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, FNMR) over every distinct score, for ROC and DET curves."""
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    fmr = np.array([np.mean(impostor >= t) for t in thresholds]) if len(impostor) else np.zeros(len(thresholds))
+    fnmr = np.array([np.mean(genuine < t) for t in thresholds]) if len(genuine) else np.zeros(len(thresholds))
+    return thresholds, fmr, fnmr

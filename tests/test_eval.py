@@ -1,0 +1,115 @@
+"""Evaluation and calibration: LFW pairs, measured rates, expected false candidates = FMR x N."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import vultus
+from vultus.calibration import parse_lfw_pairs
+from vultus.cli import cli
+from vultus.errors import PolicyError
+from vultus.metrics import rates_at, tenfold_accuracy, threshold_for_fmr
+
+SUBSET = ["deepface_angelina", "deepface_jack", "facerec_obama", "deepface_mark", "facerec_biden"]
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Path:
+    """Five identities as a folder dataset (links to the shared photos, never copies)."""
+    root = tmp_path_factory.mktemp("subset")
+    for name in SUBSET:
+        (root / name).mkdir()
+        for photo in sorted((faces_root / name).iterdir()):
+            (root / name / photo.name).symlink_to(photo)
+    return root
+
+
+def test_lfw_pairs_are_parsed_with_underscored_names(tmp_path: Path):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\t2\nGeorge_W_Bush\t1\t12\nJean_Pierre_Raffarin 3 George_W_Bush 4\n\n")
+    parsed = parse_lfw_pairs(pairs, tmp_path / "lfw")
+    assert parsed == [
+        (tmp_path / "lfw/George_W_Bush/George_W_Bush_0001.jpg", tmp_path / "lfw/George_W_Bush/George_W_Bush_0012.jpg", True),
+        (tmp_path / "lfw/Jean_Pierre_Raffarin/Jean_Pierre_Raffarin_0003.jpg",
+         tmp_path / "lfw/George_W_Bush/George_W_Bush_0004.jpg", False),
+    ]
+    pairs.write_text("George_W_Bush one 2\n")
+    with pytest.raises(PolicyError, match="line 1"):
+        parse_lfw_pairs(pairs, tmp_path)
+
+
+def test_a_pairs_file_built_from_the_shared_faces_is_evaluated(tmp_path: Path, faces_root: Path):
+    images = tmp_path / "lfw"
+    names = {"deepface_angelina": "Angelina_Jo_Lie", "deepface_jack": "Jack_Of_All_Trades"}
+    for folder, name in names.items():
+        (images / name).mkdir(parents=True)
+        for n, photo in enumerate(sorted((faces_root / folder).iterdir()), start=1):
+            (images / name / f"{name}_{n:04d}.jpg").symlink_to(photo)
+    lines = ["Angelina_Jo_Lie 1 2", "Angelina_Jo_Lie 3 4", "Jack_Of_All_Trades 1 2", "Jack_Of_All_Trades 3 5",
+             "Angelina_Jo_Lie 1 Jack_Of_All_Trades 1", "Angelina_Jo_Lie 2 Jack_Of_All_Trades 3",
+             "Angelina_Jo_Lie 5 Jack_Of_All_Trades 4", "Angelina_Jo_Lie 6 Jack_Of_All_Trades 2"]
+    (tmp_path / "pairs.txt").write_text("8\n" + "\n".join(lines) + "\n")
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(images), "--pairs",
+                                   str(tmp_path / "pairs.txt"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["pairs"] == 8 and report["pairs_scored"] == 8
+    assert report["genuine_pairs"] == 4 and report["impostor_pairs"] == 4
+    assert report["fmr"] == 0.0 and report["fnmr"] == 0.0
+
+
+def test_eval_on_a_folder_gives_the_same_figures_from_the_cli_and_the_python_api(subset: Path, tmp_path: Path):
+    report_file = tmp_path / "eval.html"
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(subset), "--json", "--report", str(report_file)])
+    assert out.exit_code == 0, out.output
+    from_cli = json.loads(out.stdout)
+    with vultus.open(tmp_path / "d") as engine:
+        from vultus.calibration import public_figures
+
+        from_api = public_figures(engine.evaluate(subset))
+    assert from_cli == from_api
+    assert from_cli["identities"] == 5 and from_cli["images"] == 24 and from_cli["no_face"] == 0
+    assert from_cli["rank1"] == 1.0 and from_cli["fnmr"] < 0.1 and from_cli["fmr"] < 0.01
+    assert 0.9 <= from_cli["accuracy_10fold"] <= 1.0
+    html = report_file.read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert (tmp_path / "eval-roc.png").stat().st_size > 1000 and (tmp_path / "eval-det.png").exists()
+
+
+def test_expected_false_candidates_is_fmr_times_the_gallery_size(subset: Path, tmp_path: Path, faces_root: Path):
+    with vultus.open(tmp_path / "d") as engine:
+        probe = faces_root / "facerec_obama" / "1.jpg"
+        engine.add_source("s", basis="consent", purpose="p", retention="1d")
+        engine.ingest([faces_root / "facerec_obama"], source="s", workers=1)
+        assert engine.search(probe, purpose="p", case="c").expected_false_candidates is None
+        record = engine.calibrate(subset, fmr=0.05)
+        assert record["fmr_resolved"] and record["fmr_measured"] <= 0.05
+        scores = np.asarray(record["impostor_scores"])
+        fmr = float(np.mean(scores >= record["threshold"]))
+        first = engine.search(probe, purpose="p", case="c")
+        assert first.threshold == pytest.approx(record["threshold"])
+        assert first.expected_false_candidates == pytest.approx(fmr * 4)
+        engine.ingest([faces_root / name for name in ("deepface_scarlett", "deepface_unnamed_a")], source="s", workers=1)
+        second = engine.search(probe, purpose="p", case="c")
+        assert second.gallery_faces == 4 + 15
+        assert second.expected_false_candidates == pytest.approx(fmr * 19)
+        assert [e for e in engine.audit_entries(action="calibration")][0].details["threshold"] == record["threshold"]
+    text = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "search", str(probe), "--purpose", "p", "--case", "c"]).output
+    assert f"{fmr * 19:.3g}" in text
+
+
+def test_metrics_on_known_scores():
+    genuine = np.array([0.9, 0.8, 0.75, 0.6])
+    impostor = np.array([0.1, 0.2, 0.3, 0.65, 0.72])
+    assert rates_at(genuine, impostor, 0.7) == (0.2, 0.25)
+    threshold, measured, resolved = threshold_for_fmr(impostor, 0.2)
+    assert resolved and measured == 0.2 and threshold == 0.72
+    assert threshold_for_fmr(impostor, 0.01)[1:] == (0.0, False)
+    same = np.array([True] * 4 + [False] * 5)
+    mean, _ = tenfold_accuracy(np.concatenate([genuine, impostor]), same, folds=3)
+    assert 0.5 < mean <= 1.0
