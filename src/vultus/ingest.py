@@ -262,13 +262,17 @@ class Ingestor:
         # forked child must not inherit.
         context = multiprocessing.get_context("spawn")
         pending: dict[Future, tuple[Item, bytes, str]] = {}
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=self._names) as pool:
-            for item, data, digest in self._candidates(items, summary, state):
-                pending[pool.submit(_work, data, item.display)] = (item, data, digest)
-                # A bounded window keeps memory flat however many photos there are.
-                if len(pending) >= workers * 3:
-                    self._drain(pending, src, summary, state, block_until=workers * 2)
-            self._drain(pending, src, summary, state, block_until=0)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=self._names) as pool:
+                for item, data, digest in self._candidates(items, summary, state):
+                    pending[pool.submit(_work, data, item.display)] = (item, data, digest)
+                    # A bounded window keeps memory flat however many photos there are.
+                    if len(pending) >= workers * 3:
+                        self._drain(pending, src, summary, state, block_until=workers * 2)
+                self._drain(pending, src, summary, state, block_until=0)
+        except BrokenProcessPool as exc:
+            # A worker can die between two results, and then the next submit finds the pool broken.
+            raise _worker_died("the next photo") from exc
 
     def _drain(self, pending: dict, src: SourceRecord, summary: IngestSummary, state: "_RunState", *, block_until: int) -> None:
         while len(pending) > block_until:
@@ -278,13 +282,7 @@ class Ingestor:
                 try:
                     result = future.result()
                 except BrokenProcessPool as exc:
-                    raise WorkerCrashedError(
-                        f"A worker process died while processing {item.display} (out of memory, "
-                        "or killed). Everything stored so far is kept: run the same command again "
-                        "to finish, with --workers 1 if it happens again. From your own script, "
-                        "put the call under `if __name__ == \"__main__\":`, since each worker "
-                        "process imports the script again, or pass workers=1."
-                    ) from exc
+                    raise _worker_died(item.display) from exc
                 self._store_one(item, data, digest, result, src, summary, state)
 
     def _store_one(
@@ -364,6 +362,15 @@ class _RunState:
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total, summary.faces)
+
+
+def _worker_died(what: str) -> WorkerCrashedError:
+    return WorkerCrashedError(
+        f"A worker process died while processing {what} (out of memory, or killed). Everything "
+        "stored so far is kept: run the same command again to finish, with --workers 1 if it "
+        "happens again. From your own script, put the call under `if __name__ == \"__main__\":`, "
+        "since each worker process imports the script again, or pass workers=1."
+    )
 
 
 def _main_is_importable() -> bool:
