@@ -122,16 +122,23 @@ def _lfw_path(images: Path, name: str, number: int) -> Path:
 
 
 def _similarities(analyzer: FaceAnalyzer, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    spec = analyzer.embedder.spec
-    return np.array([spec.similarity(float(d)) for d in np.linalg.norm(a - b, axis=-1)])
+    return analyzer.embedder.spec.similarity(np.linalg.norm(a - b, axis=-1))
 
 
 def _all_pairs(analyzer: FaceAnalyzer, templates: Templates) -> tuple[np.ndarray, np.ndarray]:
-    """(similarity, same identity) for every pair of templates."""
-    n = len(templates.labels)
-    first, second = np.triu_indices(n, k=1)
+    """(similarity, same identity) for every pair of templates.
+
+    Row by row: materialising both sides of all n(n-1)/2 pairs would take n² x dim floats.
+    """
     labels = np.asarray(templates.labels)
-    return _similarities(analyzer, templates.vectors[first], templates.vectors[second]), labels[first] == labels[second]
+    vectors = templates.vectors
+    scores, same = [], []
+    for i in range(len(labels) - 1):
+        scores.append(_similarities(analyzer, vectors[i + 1 :], vectors[i]))
+        same.append(labels[i + 1 :] == labels[i])
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(scores), np.concatenate(same)
 
 
 def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *, threshold: float,

@@ -81,28 +81,29 @@ class Identification:
 def identification(labels: list[str], vectors: np.ndarray, similarity_of, *, fpir: float = 0.01) -> Identification:  # noqa: ANN001
     """Leave-one-out identification over labelled templates.
 
+    ``similarity_of`` maps an array of distances to similarities element-wise.
     Mated searches: each template of an identity with 2+ templates against all others.
     Non-mated searches: each template against the gallery without its own identity. The
     threshold is set so that a fraction ``fpir`` of non-mated searches return any candidate;
     FNIR is the fraction of mated searches whose mate is not the top candidate at or above it.
     """
     labels = np.asarray(labels)
-    distances = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=2)
-    scores = np.vectorize(similarity_of)(distances)
-    np.fill_diagonal(scores, -np.inf)
     mated_top, ranks, non_mated_top = [], [], []
     for i, label in enumerate(labels):
+        # One row of scores at a time: an n x n x dim distance array would not fit for large n.
+        row = np.asarray(similarity_of(np.linalg.norm(vectors - vectors[i], axis=1)), dtype=np.float64)
+        row[i] = -np.inf
         same = labels == label
         same[i] = False
         other = ~(labels == label)
         if other.any():
-            non_mated_top.append(scores[i][other].max())
+            non_mated_top.append(row[other].max())
         if same.any():
-            order = np.argsort(-scores[i])
+            order = np.argsort(-row)
             order = order[order != i]
             rank = int(np.argmax(same[order])) + 1
             ranks.append(rank)
-            mated_top.append(scores[i][order[0]] if rank == 1 else -np.inf)
+            mated_top.append(row[order[0]] if rank == 1 else -np.inf)
     non_mated = np.asarray(non_mated_top)
     threshold, measured, _ = threshold_for_fmr(non_mated, fpir) if len(non_mated) else (0.0, 0.0, False)
     ranks_arr = np.asarray(ranks)

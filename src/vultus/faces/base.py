@@ -104,13 +104,15 @@ class ModelSpec:
     #: Distance at which two faces are taken to be the same person (dlib: 0.6).
     match_distance: float
 
-    def similarity(self, distance: float) -> float:
+    def similarity(self, distance):  # noqa: ANN001,ANN201 - a float, or an array of them
         """Similarity shown to people: ``1 - distance / 2``, clipped to [0, 1], higher is closer.
 
         A monotone map of the model's Euclidean distance, so ranking is unchanged; it is
         not a probability. With dlib, distance 0.6 (the usual operating point) is 0.70.
+        Takes a float (and returns one) or a numpy array (element-wise).
         """
-        return float(min(1.0, max(0.0, 1.0 - distance / 2.0)))
+        result = np.clip(1.0 - np.asarray(distance, dtype=np.float64) / 2.0, 0.0, 1.0)
+        return float(result) if result.ndim == 0 else result
 
     def distance(self, similarity: float) -> float:
         """The distance that :meth:`similarity` maps to ``similarity``."""
