@@ -192,3 +192,31 @@ def test_stored_copies_carry_no_location(run, faces_root: Path, data_dir: Path, 
         stored = engine.blobs.get(str(copies[0].relative_to(data_dir / "blobs")))
     assert Image.open(io.BytesIO(stored)).getexif().get_ifd(0x8825) == {}
     assert stored != photo.read_bytes()
+
+
+def test_quality_gate_leaves_out_small_and_low_scoring_faces_and_counts_them(
+    run, faces_root: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from vultus.faces import FaceAnalyzer
+    from vultus.media import decode_image
+
+    group = faces_root / "_group" / "014_5.jpg"
+    found = FaceAnalyzer.from_names("hog", "dlib-resnet-v1").detect(
+        decode_image(group.read_bytes(), name="g", max_pixels=10**9).rgb
+    )
+    smallest = min(min(d.box.width, d.box.height) for d in found)
+    _add_source(run)
+    # Just above the smallest face: exactly the faces under it are left out.
+    monkeypatch.setenv("VULTUS_MIN_FACE_SIZE", str(smallest + 1))
+    summary = json.loads(run("ingest", str(group), "--source", "news", "--workers", "1", "--json").stdout)
+    small = sum(1 for d in found if min(d.box.width, d.box.height) <= smallest)
+    assert summary["low_quality"] == {"too_small": small}
+    assert summary["faces"] == len(found) - small
+    monkeypatch.setenv("VULTUS_MIN_FACE_SIZE", "32")
+    monkeypatch.setenv("VULTUS_MIN_DETECTOR_SCORE", "100")
+    out = run("ingest", str(faces_root / "_formats" / "einstein.png"), "--source", "news", "--workers", "1").output
+    assert "Faces not indexed by the quality gate: 1 below the minimum detector score" in out
+    assert "No face found: 1." in out
+    monkeypatch.setenv("VULTUS_MIN_FACE_SIZE", "12")
+    out = run("stats", ok=False).output
+    assert "min_face_size must be at least 20" in out

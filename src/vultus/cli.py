@@ -71,7 +71,15 @@ class _Group(click.Group):
     envvar="VULTUS_DETECTOR",
     default="hog",
     show_default=True,
-    help="Face detector: hog (fast, frontal faces) or cnn (dlib MMOD: more turned faces, ~4 s a photo on CPU). Env VULTUS_DETECTOR.",
+    help="Face detector: hog (fast, frontal faces), cnn (dlib MMOD: more turned faces, ~4 s a photo on CPU) "
+    "or the path of an SCRFD-style .onnx file. Env VULTUS_DETECTOR.",
+)
+@click.option(
+    "--embedder",
+    envvar="VULTUS_EMBEDDER",
+    default=None,
+    help="Face embedder: dlib-resnet-v1 or the path of an ArcFace-style .onnx file (env VULTUS_EMBEDDER; "
+    "default: the one the gallery was built with). Change a gallery's with `vultus reindex --model`.",
 )
 @click.option(
     "--key-file",
@@ -88,14 +96,16 @@ class _Group(click.Group):
 )
 @click.version_option(package_name="vultus")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path, detector: str, key_file: Path | None, actor: str | None) -> None:
+def cli(ctx: click.Context, data_dir: Path, detector: str, embedder: str | None, key_file: Path | None,
+        actor: str | None) -> None:
     """Vultus: find every photo of a person in a collection you lawfully hold, from one photo.
 
     Local files only, no crawler; every face has a registered source with a legal basis.
     Start with `vultus source add`, then `vultus ingest`, then `vultus search`.
     """
     try:
-        settings = Settings.from_env(data_dir=data_dir, detector=detector, key_file=key_file, actor=actor)
+        settings = Settings.from_env(data_dir=data_dir, detector=detector, embedder=embedder, key_file=key_file,
+                                     actor=actor)
     except VultusError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.obj = {"settings": settings, "engine": None}
@@ -221,6 +231,11 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
         f"({summary.images_per_second:.2f} photos/s)."
     )
     click.echo(f"No face found: {summary.no_face}. Already indexed (skipped): {summary.duplicates}.")
+    if summary.low_quality:
+        reasons = {"too_small": "smaller than the minimum face size", "low_score": "below the minimum detector score"}
+        parts = [f"{count} {reasons.get(reason, reason)}" for reason, count in sorted(summary.low_quality.items())]
+        click.echo(f"Faces not indexed by the quality gate: {', '.join(parts)} (VULTUS_MIN_FACE_SIZE, "
+                   "VULTUS_MIN_DETECTOR_SCORE).")
     if summary.suppressed_faces:
         click.echo(
             f"Skipped {summary.suppressed_faces} face(s) of people who objected (not stored); "
@@ -431,12 +446,51 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--model", default=None, metavar="NAME",
+              help="Re-embed every stored face with this embedder (dlib-resnet-v1 or an ArcFace-style .onnx "
+              "path) and make it the gallery's.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when on a terminal).")
+@_json_option
 @click.pass_context
 @_friendly
-def reindex(ctx: click.Context) -> None:
-    """Rebuild the vector index from the store (after a corrupt or deleted index file)."""
-    count = _engine(ctx).reindex()
-    click.echo(f"Rebuilt the index from the store: {count} face templates.")
+def reindex(ctx: click.Context, model: str | None, progress: bool | None, as_json: bool) -> None:
+    """Rebuild the vector index from the store (after a corrupt or deleted index file).
+
+    With --model, convert the gallery to another embedder first: every face is
+    re-aligned from its stored box on the stored photo copy and embedded again. If it
+    is interrupted, run the same command again to finish; until then searches are
+    refused. Then run `vultus calibrate` for the new model.
+    """
+    engine = _engine(ctx)
+    if model is None:
+        count = engine.reindex()
+        if as_json:
+            click.echo(json.dumps({"index_vectors": count}))
+        else:
+            click.echo(f"Rebuilt the index from the store: {count} face templates.")
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="face", desc="Re-embedding", file=sys.stderr,
+               disable=(not progress) if progress is not None else None)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        change = engine.change_model(model, progress=on_progress)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(change.as_dict(), indent=2))
+        return
+    old = ", ".join(change.from_models) or "nothing (all faces were already converted)"
+    click.echo(
+        f"Re-embedded {change.faces} faces in {change.images} photos with {change.to_model} "
+        f"(was {old}) in {change.seconds:.1f} s. The index was rebuilt."
+    )
+    click.echo("Its search threshold is the model's default until you run `vultus calibrate DATASET --fmr RATE`.")
 
 
 @cli.command()

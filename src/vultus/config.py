@@ -27,10 +27,11 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     #: Key file with the encryption and signing keys; None means ``DATA/keys.json``.
     key_file: Path | None = None
-    #: Registered detector name (``hog`` or ``cnn``).
+    #: Registered detector name (``hog`` or ``cnn``), or the path of an SCRFD-style ONNX file.
     detector: str = "hog"
-    #: Registered embedder name.
-    embedder: str = "dlib-resnet-v1"
+    #: Registered embedder name, or the path of an ArcFace-style ONNX file; None means the
+    #: one the gallery was built with (``dlib-resnet-v1`` for a new gallery).
+    embedder: str | None = None
     #: Ingest worker processes; 0 means one per CPU core.
     workers: int = 0
     #: Images with more pixels than this are refused (decompression-bomb guard).
@@ -42,9 +43,14 @@ class Settings:
     top: int = 10
     #: Minimum similarity for a search candidate; None means the embedder's own default.
     threshold: float | None = field(default=None)
-    #: Similarity at which access, erasure, objection and restriction match a person's face:
-    #: deliberately more inclusive than search (0.675 is dlib distance 0.65, search's is 0.6).
-    rights_threshold: float = 0.675
+    #: Similarity at which access, erasure, objection and restriction match a person's face;
+    #: None means the embedder's own, deliberately more inclusive than search (dlib: 0.675,
+    #: which is distance 0.65, where search uses 0.70, distance 0.6).
+    rights_threshold: float | None = None
+    #: Faces whose box is narrower or shorter than this (original pixels) are not indexed.
+    min_face_size: int = 32
+    #: Faces the detector scores below this are not indexed (HOG's scores run from 0 to ~3).
+    min_detector_score: float = 0.0
     #: Who is acting, recorded in the audit log; None means the operating-system user.
     actor: str | None = None
     #: Folder under which the server may ingest server-side paths; None turns that off.
@@ -89,7 +95,11 @@ class Settings:
             )
         if self.top < 1:
             raise SettingsError(f"top must be at least 1, not {self.top}.")
-        if not 0.0 < self.rights_threshold <= 1.0:
+        if self.min_face_size < 20:
+            raise SettingsError(
+                f"min_face_size must be at least 20 pixels (no usable template is smaller), not {self.min_face_size}."
+            )
+        if self.rights_threshold is not None and not 0.0 < self.rights_threshold <= 1.0:
             raise SettingsError(
                 f"rights_threshold is a similarity between 0 and 1, not {self.rights_threshold}."
             )

@@ -29,10 +29,11 @@ from .errors import (
     PolicyError,
     RateLimitedError,
 )
-from .faces import FaceAnalyzer, create_embedder
+from .faces import FaceAnalyzer, QualityGate, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
-from .ingest import IngestSummary, Ingestor
+from .ingest import IngestSummary, Ingestor, SuppressionCheck
 from .policy import refuse_remote, source_fields
+from .reembed import ModelChange, convert_gallery
 from .retention import purge_expired, rotate_keys
 from .policy import check_gallery_model
 from .rights import (
@@ -60,6 +61,11 @@ PUBLIC_REQUEST_KINDS = ("access", "erasure", "objection")
 PUBLIC_REQUESTS_PER_DAY = 3
 #: Present while a writer works; found at the next writer's start, it means a crash.
 DIRTY_MARKER = ".writing"
+#: Meta keys: the gallery's embedder name, and the name each model id was made with
+#: (needed to honour suppression entries recorded under an earlier model).
+GALLERY_EMBEDDER = "embedder"
+MODEL_NAME = "model_name:"
+DEFAULT_EMBEDDER = "dlib-resnet-v1"
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,9 @@ class Engine:
         self.store = Store(self.data_dir / DB_NAME, self.keys)
         self._check_key_belongs()
         self.blobs = BlobStore(self.data_dir / "blobs", self.keys)
-        self._embedder = create_embedder(settings.embedder)
+        # The gallery remembers its embedder, so commands after `reindex --model` need no flag.
+        self._embedder_name = settings.embedder or self.store.get_meta(GALLERY_EMBEDDER) or DEFAULT_EMBEDDER
+        self._embedder = create_embedder(self._embedder_name)
         self._analyzer: FaceAnalyzer | None = None
         self._index: VectorIndex | None = None
         self._index_signature: tuple[int, int, int] | None = None
@@ -190,21 +198,69 @@ class Engine:
     ) -> IngestSummary:
         """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``."""
         with self._writing():
+            check_gallery_model(self.store.model_ids(), self._embedder.model_id)
+            self._remember_model()
             ingestor = Ingestor(
                 store=self.store,
                 blobs=self.blobs,
                 index=self._open_index(writable=True),
                 analyzer=lambda: self.analyzer,
                 detector=self.settings.detector,
-                embedder=self.settings.embedder,
+                embedder=self._embedder_name,
                 model_id=self._embedder.model_id,
                 detect_size=self.settings.detect_size,
                 max_pixels=self.settings.max_pixels,
                 actor=self.actor,
-                suppression_radius=self._embedder.spec.distance(self.settings.rights_threshold),
+                suppression=self._suppression_checks(),
+                gate=QualityGate(self.settings.min_face_size, self.settings.min_detector_score),
             )
             count = self.settings.worker_count if workers is None else max(1, workers)
             return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress, rename=rename)
+
+    @property
+    def rights_threshold(self) -> float:
+        """The similarity at which rights requests match: the setting, else the embedder's own."""
+        if self.settings.rights_threshold is not None:
+            return self.settings.rights_threshold
+        return self._embedder.spec.default_rights_threshold
+
+    def _remember_model(self) -> None:
+        """Record the embedder's name as the gallery's, and under its model id."""
+        name = self._embedder_name
+        if self.store.get_meta(GALLERY_EMBEDDER) != name:
+            self.store.set_meta(GALLERY_EMBEDDER, name)
+        self.store.set_meta(MODEL_NAME + self._embedder.model_id, name)
+
+    def _suppression_checks(self) -> list[SuppressionCheck]:
+        """One check per model under which active suppression entries were recorded.
+
+        Entries made before a `reindex --model` keep their old templates (the objector's
+        photo is never kept, so they cannot be re-embedded); ingest then embeds each new
+        face with that old model too, so an objection outlives a change of model.
+        """
+        checks = []
+        for model_id in self.store.registers.suppression_models():
+            if model_id == self._embedder.model_id:
+                checks.append(SuppressionCheck(model_id, None, self._embedder.spec.distance(self.rights_threshold)))
+                continue
+            name = self.store.get_meta(MODEL_NAME + model_id) or model_id
+            try:
+                other = create_embedder(name)
+                matches = other.model_id == model_id
+            except ModelError as exc:
+                raise ModelError(
+                    f"Objections were recorded with the model {model_id}, which cannot be loaded "
+                    f"now ({exc}) Ingest would not be able to honour them; restore that model "
+                    "(an ONNX file at the same path) and run this again."
+                ) from None
+            if not matches:
+                raise ModelError(
+                    f"Objections were recorded with the model {model_id}, but {name} is now "
+                    f"{other.model_id}. Ingest would not be able to honour them; restore the "
+                    "original model file and run this again."
+                )
+            checks.append(SuppressionCheck(model_id, name, other.spec.distance(other.spec.default_rights_threshold)))
+        return checks
 
     def search(
         self,
@@ -267,7 +323,7 @@ class Engine:
             analyzer=self.analyzer,
             store=self.store,
             index=self._open_index(writable=False),
-            threshold=self.settings.rights_threshold,
+            threshold=self.rights_threshold,
             face=face,
             max_pixels=self.settings.max_pixels,
         )
@@ -345,7 +401,7 @@ class Engine:
         check_gallery_model([model_id], self.analyzer.model_id)
         match = match_template(
             template, probe_sha256=request.probe_sha256 or "", analyzer=self.analyzer, store=self.store,
-            index=self._open_index(writable=False), threshold=self.settings.rights_threshold, request_id=request_id,
+            index=self._open_index(writable=False), threshold=self.rights_threshold, request_id=request_id,
         )
         contact = self.store.registers.contact_of(request_id)
         if request.kind == "access":
@@ -451,24 +507,63 @@ class Engine:
     def reindex(self) -> int:
         """Rebuild the vector index from the store; return the number of templates in it."""
         with self._writing():
-            # Without a file, opening rebuilds the index from the store and saves it.
+            return self._rebuild_index()
+
+    def change_model(self, embedder: str, *, progress: Callable[[int, int], None] | None = None) -> ModelChange:
+        """Re-embed every stored face with ``embedder`` (a name or an ONNX path) and make it the gallery's.
+
+        Faces are re-aligned from their stored boxes on the stored photo copies. Run again
+        after an interruption to finish. Suppression entries keep their old templates and
+        are still honoured (see :meth:`_suppression_checks`); open public requests must be
+        carried out first, since their templates cannot be converted.
+        """
+        with self._writing():
+            new = create_embedder(embedder)
+            new_id = new.model_id  # loads and checks the model before anything changes
+            waiting = {m: n for m, n in self.store.registers.open_request_models().items() if m != new_id}
+            if waiting:
+                raise PolicyError(
+                    f"{sum(waiting.values())} public request(s) wait with a template of the current model, "
+                    "which a new model cannot read. Carry them out (`vultus requests`, or the DPO queue) "
+                    "first, then change the model."
+                )
+            analyzer = FaceAnalyzer.from_names(self.settings.detector, embedder, detect_size=self.settings.detect_size)
             with self._index_lock:
+                # The index is a cache of the old templates: drop it first, so no half-converted
+                # gallery is ever searched through it.
                 (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
                 self._index = None
-                return len(self._open_index(writable=True))
+                self._embedder_name, self._embedder, self._analyzer = embedder, new, analyzer
+            self._remember_model()
+            change = convert_gallery(self.store, self.blobs, analyzer, max_pixels=self.settings.max_pixels,
+                                     progress=progress)
+            self.store.log(actor=self.actor, action=AuditAction.MODEL_CHANGE, details=change.as_dict())
+            self._rebuild_index()
+            return change
+
+    def _rebuild_index(self) -> int:
+        # Without a file, opening rebuilds the index from the store and saves it.
+        with self._index_lock:
+            (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
+            self._index = None
+            return len(self._open_index(writable=True))
 
     def stats(self) -> Stats:
         """Counts and sizes of this deployment."""
         counts = self.store.counts()
-        index = self._open_index(writable=False)
+        try:
+            index = self._open_index(writable=False)
+            vectors, index_bytes = len(index), index.file_size()
+        except ModelError:  # two models (an unfinished `reindex --model`): stats still answer
+            vectors, index_bytes = 0, 0
         return Stats(
             data_dir=str(self.data_dir.resolve()),
             sources=counts["sources"],
             images=counts["images"],
             images_with_faces=counts["images_with_faces"],
             faces=counts["faces"],
-            index_vectors=len(index),
-            index_bytes=index.file_size(),
+            index_vectors=vectors,
+            index_bytes=index_bytes,
             disk_bytes=_disk_usage(self.data_dir),
             embedder=self._embedder.model_id,
             detector=self.settings.detector,
@@ -486,7 +581,7 @@ class Engine:
         """The face pipeline; its weights load on first use."""
         if self._analyzer is None:
             self._analyzer = FaceAnalyzer.from_names(
-                self.settings.detector, self.settings.embedder, detect_size=self.settings.detect_size
+                self.settings.detector, self._embedder_name, detect_size=self.settings.detect_size
             )
         return self._analyzer
 
@@ -503,6 +598,9 @@ class Engine:
             return LockedIndex(self._open_index_locked(writable), self._index_lock)
 
     def _open_index_locked(self, writable: bool) -> VectorIndex:
+        # Never load another model's templates into this model's index (an unfinished
+        # `reindex --model`, or --embedder set to something else): refuse with advice.
+        check_gallery_model(self.store.model_ids(), self._embedder.model_id)
         signature = self.store.face_signature()
         if self._index is not None and signature == self._index_signature:
             return self._index

@@ -19,6 +19,7 @@ The hierarchy::
     ├── ModelError
     │   ├── UnknownModelError
     │   ├── ModelFilesMissingError
+    │   ├── ModelFormatError       an ONNX file does not have a detector's or embedder's shape
     │   └── ModelMismatchError     the gallery was built with another embedder
     ├── PolicyError
     │   ├── RemoteSourceRefused    an http(s) address: there is no crawler
@@ -58,6 +59,7 @@ __all__ = [
     "NoFaceError",
     "FaceChoiceError",
     "ModelError",
+    "ModelFormatError",
     "UnknownModelError",
     "ModelFilesMissingError",
     "ModelMismatchError",
@@ -145,6 +147,10 @@ class UnknownModelError(ModelError):
 
 class ModelFilesMissingError(ModelError):
     """The model's weight files are not installed."""
+
+
+class ModelFormatError(ModelError):
+    """A model file cannot be read, or its inputs and outputs are not what its kind needs."""
 
 
 class ModelMismatchError(ModelError):

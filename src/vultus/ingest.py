@@ -19,18 +19,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .errors import MediaError, WorkerCrashedError
-from .faces import FaceAnalyzer
+from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
 from .index import VectorIndex
 from .media import Item, collect, decode_image, face_crop_jpeg, read_items, redact_regions, strip_location
 from .policy import check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 
-__all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis"]
+__all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis", "SuppressionCheck"]
 
 #: Save the index after this many stored photos (and at the end), bounding re-adds after a crash.
 SAVE_EVERY = 200
@@ -49,6 +49,8 @@ class IngestSummary:
     #: entirely because every face in them was such a face.
     suppressed_faces: int = 0
     suppressed_photos: int = 0
+    #: Faces left out by the quality gate, by reason (``too_small``, ``low_score``).
+    low_quality: dict[str, int] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -67,6 +69,7 @@ class IngestSummary:
             "duplicates": self.duplicates,
             "suppressed_faces": self.suppressed_faces,
             "suppressed_photos": self.suppressed_photos,
+            "low_quality": dict(sorted(self.low_quality.items())),
             "refused": [{"path": p, "reason": r} for p, r in self.refused],
             "ignored": self.ignored,
             "seconds": round(self.seconds, 2),
@@ -98,11 +101,48 @@ class PhotoAnalysis:
     faces: tuple[FoundFace, ...]
     copy: bytes | None = None
     copy_format: str = ""
+    #: Faces the quality gate left out, by reason.
+    rejected: dict[str, int] = field(default_factory=dict)
+    #: Templates of the same faces under earlier models that have suppression entries.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def analyze_photo(analyzer: FaceAnalyzer, data: bytes, *, name: str, max_pixels: int) -> PhotoAnalysis:
-    """Decode one photo and find, align and embed its faces (raises MediaError)."""
+@dataclass(frozen=True)
+class SuppressionCheck:
+    """Suppression entries of one model and how to test a new face against them.
+
+    ``embedder`` is None for the gallery's own model (its templates are at hand) and the
+    registered name of an earlier model otherwise, which then embeds every new face too.
+    """
+
+    model_id: str
+    embedder: str | None
+    radius: float
+
+
+def analyze_photo(
+    analyzer: FaceAnalyzer,
+    data: bytes,
+    *,
+    name: str,
+    max_pixels: int,
+    gate: QualityGate | None = None,
+    others: Sequence[tuple[str, Aligner, Embedder]] = (),
+) -> PhotoAnalysis:
+    """Decode one photo and find, align and embed its faces (raises MediaError).
+
+    With a ``gate``, faces that fail it are counted, not embedded. ``others`` are
+    (model id, aligner, embedder) of earlier models whose templates are needed too.
+    """
     image = decode_image(data, name=name, max_pixels=max_pixels)
+    if gate is None:
+        faces, rejected = analyzer.analyze(image.rgb), {}
+    else:
+        faces, rejected = analyzer.analyze_gated(image.rgb, gate)
+    extra = {}
+    for model_id, aligner, embedder in others:
+        detections = [Detection(f.box, f.score) for f in faces]
+        extra[model_id] = embed_detections(image.rgb, detections, aligner, embedder)[1]
     found = tuple(
         FoundFace(
             box=tuple(face.box.as_list()),  # type: ignore[arg-type]
@@ -111,37 +151,55 @@ def analyze_photo(analyzer: FaceAnalyzer, data: bytes, *, name: str, max_pixels:
             embedding=np.asarray(face.embedding, dtype=np.float32),
             crop=face_crop_jpeg(image.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
         )
-        for face in analyzer.analyze(image.rgb)
+        for face in faces
     )
     copy, copy_format = (data, image.format)
     if found:  # only photos with faces are kept, so only they need cleaning
         copy, copy_format = strip_location(data, image.format)
     return PhotoAnalysis(
-        image.width, image.height, image.format, found, None if copy is data else copy, copy_format
+        image.width, image.height, image.format, found, None if copy is data else copy, copy_format,
+        dict(rejected), extra,
     )
 
 
 # -- worker process side ------------------------------------------------------------------
 
-_WORKER_ANALYZER: FaceAnalyzer | None = None
-_WORKER_MAX_PIXELS = 0
+@dataclass
+class _Job:
+    """What a worker needs to analyze photos, built once per process."""
+
+    analyzer: FaceAnalyzer
+    max_pixels: int
+    gate: QualityGate
+    others: list[tuple[str, Aligner, Embedder]]
 
 
-def _init_worker(detector: str, embedder: str, detect_size: int | None, max_pixels: int) -> None:
-    global _WORKER_ANALYZER, _WORKER_MAX_PIXELS
-    _WORKER_ANALYZER = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
-    _WORKER_MAX_PIXELS = max_pixels
+_WORKER_JOB: _Job | None = None
+
+
+def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels: int,
+              gate: QualityGate, other_embedders: Sequence[tuple[str, str]]) -> _Job:
+    others = []
+    for model_id, name in other_embedders:
+        other = create_embedder(name)
+        others.append((model_id, create_aligner(other.aligner), other))
+    return _Job(FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size), max_pixels, gate, others)
+
+
+def _init_worker(*args: object) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = _make_job(*args)  # type: ignore[arg-type]
 
 
 def _work(data: bytes, name: str) -> PhotoAnalysis | str:
-    assert _WORKER_ANALYZER is not None
-    return _analyze_or_reason(_WORKER_ANALYZER, data, name, _WORKER_MAX_PIXELS)
+    assert _WORKER_JOB is not None
+    return _analyze_or_reason(_WORKER_JOB, data, name)
 
 
-def _analyze_or_reason(analyzer: FaceAnalyzer, data: bytes, name: str, max_pixels: int) -> PhotoAnalysis | str:
+def _analyze_or_reason(job: _Job, data: bytes, name: str) -> PhotoAnalysis | str:
     """Analyze one photo; a problem with it comes back as its message, not an exception."""
     try:
-        return analyze_photo(analyzer, data, name=name, max_pixels=max_pixels)
+        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels, gate=job.gate, others=job.others)
     except MediaError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a batch
@@ -167,18 +225,21 @@ class Ingestor:
         detect_size: int | None,
         max_pixels: int,
         actor: str,
-        suppression_radius: float,
+        suppression: Sequence[SuppressionCheck] = (),
+        gate: QualityGate | None = None,
     ):
         self.store = store
         self.blobs = blobs
         self.index = index
         self._analyzer = analyzer
-        self._names = (detector, embedder, detect_size, max_pixels)
+        self.gate = gate or QualityGate()
+        self.suppression = list(suppression)
+        others = [(c.model_id, c.embedder) for c in self.suppression if c.embedder is not None]
+        self._names = (detector, embedder, detect_size, max_pixels, self.gate, others)
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.actor = actor
-        self.suppression_radius = suppression_radius
-        self._suppressed = np.zeros((0, 0), dtype=np.float32)
+        self._suppressed: list[tuple[SuppressionCheck, np.ndarray]] = []
 
     def run(
         self,
@@ -204,7 +265,7 @@ class Ingestor:
         found = collect(paths)
         summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
         # Decrypted in memory for this run only: faces of people who objected are skipped.
-        self._suppressed = self.store.registers.active_templates(self.model_id)
+        self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
@@ -228,10 +289,18 @@ class Ingestor:
             return rename[1] + display[len(rename[0]) :]
         return display
 
-    def _is_suppressed(self, embedding: np.ndarray) -> bool:
-        if not len(self._suppressed):
-            return False
-        return bool(np.min(np.linalg.norm(self._suppressed - embedding, axis=1)) <= self.suppression_radius)
+    def _is_suppressed(self, result: PhotoAnalysis, number: int) -> bool:
+        """Whether face ``number`` of ``result`` is of someone with a suppression entry."""
+        for check, templates in self._suppressed:
+            if not len(templates):
+                continue
+            if check.embedder is None:
+                vector = result.faces[number].embedding
+            else:
+                vector = result.extra[check.model_id][number]
+            if np.min(np.linalg.norm(templates - vector, axis=1)) <= check.radius:
+                return True
+        return False
 
     def _candidates(self, items: list[Item], summary: IngestSummary, state: "_RunState"):
         """Yield (item, bytes, sha256) for photos not stored yet; count the rest."""
@@ -250,9 +319,11 @@ class Ingestor:
             yield item, data, digest
 
     def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
-        analyzer = self._analyzer()
+        detector, embedder, detect_size, max_pixels, gate, others = self._names
+        job = _make_job(detector, embedder, detect_size, max_pixels, gate, others)
+        job.analyzer = self._analyzer()  # the engine's, loaded once for ingest and search alike
         for item, data, digest in self._candidates(items, summary, state):
-            result = _analyze_or_reason(analyzer, data, item.display, self.max_pixels)
+            result = _analyze_or_reason(job, data, item.display)
             self._store_one(item, data, digest, result, src, summary, state)
 
     def _run_pool(
@@ -302,8 +373,11 @@ class Ingestor:
         now = utcnow()
         blob_key = None
         new_faces = []
-        kept = [(n, f) for n, f in enumerate(result.faces) if not self._is_suppressed(f.embedding)]
-        objected = [f.box for f in result.faces if self._is_suppressed(f.embedding)]
+        for reason, count in result.rejected.items():
+            summary.low_quality[reason] = summary.low_quality.get(reason, 0) + count
+        blocked = [self._is_suppressed(result, n) for n in range(len(result.faces))]
+        kept = [(n, f) for n, f in enumerate(result.faces) if not blocked[n]]
+        objected = [f.box for n, f in enumerate(result.faces) if blocked[n]]
         if objected:
             summary.suppressed_faces += len(objected)
             if not kept:  # only people who objected are in it: nothing of it is stored

@@ -160,6 +160,7 @@ def check_gallery_model(gallery_models: Iterable[str], model_id: str) -> None:
         raise ModelMismatchError(
             f"This gallery's faces were embedded with {', '.join(others)}, but the current "
             f"embedder is {model_id}. Templates of different models cannot be compared: use the "
-            "embedder the gallery was built with (VULTUS_EMBEDDER), or build a separate data "
-            "directory with the new one."
+            "embedder the gallery was built with (leave VULTUS_EMBEDDER and --embedder unset), or "
+            "convert the gallery with `vultus reindex --model NAME`; if such a conversion was "
+            "interrupted, run it again to finish."
         )

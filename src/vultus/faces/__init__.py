@@ -17,7 +17,7 @@ from .base import (
     register_detector,
     register_embedder,
 )
-from .pipeline import FaceAnalyzer
+from .pipeline import FaceAnalyzer, QualityGate, embed_detections
 
 __all__ = [
     "Aligner",
@@ -27,6 +27,8 @@ __all__ = [
     "Embedder",
     "Face",
     "FaceAnalyzer",
+    "QualityGate",
+    "embed_detections",
     "ModelSpec",
     "create_aligner",
     "create_detector",

@@ -4,6 +4,10 @@ A backend is a class that satisfies one of the protocols below and registers a f
 under a name (``register_detector("hog", HogDetector)``). Built-in backends register the
 same way a third-party one would. Factories must not load weights: models load lazily on
 first use, so that creating one is cheap and importing Vultus loads nothing.
+
+A name that is a path ending in ``.onnx`` is an operator's own model file, run with
+onnxruntime (see :mod:`vultus.faces.onnx_models`): an SCRFD-style detector or an
+ArcFace-style embedder, registered under a model id that includes the file's hash.
 """
 
 from __future__ import annotations
@@ -76,10 +80,19 @@ class Box:
 
 @dataclass(frozen=True)
 class Detection:
-    """One face found by a detector: its box and the detector's confidence score."""
+    """One face found by a detector: its box, the detector's confidence score and, for
+    detectors that find them, five landmarks (eye centres, nose tip, mouth corners)."""
 
     box: Box
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    def scaled(self, factor: float, width: int, height: int) -> "Detection":
+        """The detection in an image scaled by ``1 / factor``, clipped to ``width`` x ``height``."""
+        marks = None
+        if self.landmarks is not None:
+            marks = tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Detection(self.box.scaled(factor).clipped(width, height), self.score, marks)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class ModelSpec:
     licence: str
     #: Distance at which two faces are taken to be the same person (dlib: 0.6).
     match_distance: float
+    #: Distance at which rights requests match a person: deliberately more inclusive than
+    #: search, so that access and erasure miss less (dlib: 0.65).
+    rights_distance: float
 
     def similarity(self, distance):  # noqa: ANN001,ANN201 - a float, or an array of them
         """Similarity shown to people: ``1 - distance / 2``, clipped to [0, 1], higher is closer.
@@ -122,6 +138,11 @@ class ModelSpec:
     def default_threshold(self) -> float:
         """The similarity at the model's usual operating point."""
         return self.similarity(self.match_distance)
+
+    @property
+    def default_rights_threshold(self) -> float:
+        """The similarity at which rights requests match a person, unless set."""
+        return self.similarity(self.rights_distance)
 
 
 @runtime_checkable
@@ -144,9 +165,13 @@ class Aligner(Protocol):
     name: str
 
     def align(
-        self, rgb: np.ndarray, boxes: Sequence[Box], *, size: int
+        self, rgb: np.ndarray, detections: Sequence[Detection], *, size: int
     ) -> tuple[list[tuple[tuple[float, float], ...]], list[np.ndarray]]:
-        """Return the landmarks and a ``size`` x ``size`` RGB chip for each box."""
+        """Return the landmarks and a ``size`` x ``size`` RGB chip for each detection.
+
+        An aligner may use the detector's own landmarks where it gives them; it must
+        work from the box alone otherwise (stored faces are re-aligned from their box).
+        """
         ...
 
 
@@ -187,11 +212,16 @@ def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
 
 def _create(kind: str, registry: dict[str, Callable[[], object]], name: str) -> object:
     _ensure_builtins()
+    if name.lower().endswith(".onnx") and kind in ("detector", "embedder"):
+        from . import onnx_models  # onnxruntime is imported only when an ONNX file is named
+
+        return onnx_models.open_onnx(kind, name)
     try:
         factory = registry[name]
     except KeyError:
         known = ", ".join(sorted(registry)) or "none"
-        raise UnknownModelError(f"No {kind} is named {name!r}; choose one of: {known}.") from None
+        also = " or the path of an ONNX file (ending in .onnx)" if kind in ("detector", "embedder") else ""
+        raise UnknownModelError(f"No {kind} is named {name!r}; choose one of: {known}{also}.") from None
     return factory()
 
 
@@ -223,5 +253,5 @@ def embedder_names() -> list[str]:
 
 
 def _ensure_builtins() -> None:
-    # Registering the built-ins imports only their module; dlib itself loads on first use.
-    from . import dlib_models  # noqa: F401
+    # Registering the built-ins imports only their modules; dlib and onnxruntime load on first use.
+    from . import dlib_models, onnx_models  # noqa: F401

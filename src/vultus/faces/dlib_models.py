@@ -65,6 +65,7 @@ RESNET_SPEC = ModelSpec(
     dim=128,
     licence="Boost Software License 1.0 (dlib); weights CC0 (Davis King)",
     match_distance=0.6,
+    rights_distance=0.65,
 )
 
 
@@ -140,8 +141,11 @@ class DlibFivePointAligner:
         self._lazy = _Lazy()
 
     def align(
-        self, rgb: np.ndarray, boxes: Sequence[Box], *, size: int
+        self, rgb: np.ndarray, detections: Sequence[Detection], *, size: int
     ) -> tuple[list[tuple[tuple[float, float], ...]], list[np.ndarray]]:
+        # dlib's chips are defined by its own 5 points (eye corners, nose base), so a
+        # detector's landmarks, which are other points, are not used here.
+        boxes = [d.box for d in detections]
         if not boxes:
             return [], []
         dlib = _import_dlib()

@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .base import Aligner, Detection, Detector, Embedder, Face, create_aligner, create_detector, create_embedder
 
-__all__ = ["FaceAnalyzer"]
+__all__ = ["FaceAnalyzer", "QualityGate", "embed_detections"]
 
-#: Faces narrower than this (in original pixels) are too small for a usable template.
+#: Faces narrower than this (in original pixels) are too small for any template, even a probe's.
 MIN_FACE_PIXELS = 20
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """What a face needs to be indexed: a minimum size and a minimum detector score.
+
+    Faces that fall short are not stored; their reasons (``too_small``, ``low_score``)
+    are counted in the ingest summary. Probes are not gated: an investigator's one photo
+    is searched as it is.
+    """
+
+    #: Shorter side of the face box, in original pixels.
+    min_face_size: int = 32
+    #: The detector's own score (HOG's SVM margin, CNN and SCRFD confidences).
+    min_score: float = 0.0
+
+    def reason(self, detection: Detection) -> str | None:
+        """Why ``detection`` may not be indexed, or None when it may."""
+        if min(detection.box.width, detection.box.height) < self.min_face_size:
+            return "too_small"
+        if detection.score < self.min_score:
+            return "low_score"
+        return None
+
+
+def embed_detections(
+    rgb: np.ndarray, detections: Sequence[Detection], aligner: Aligner, embedder: Embedder
+) -> tuple[list[tuple[tuple[float, float], ...]], np.ndarray]:
+    """Landmarks and templates of ``detections`` in ``rgb`` with one aligner and embedder."""
+    if not detections:
+        return [], np.zeros((0, embedder.spec.dim), dtype=np.float32)
+    landmarks, chips = aligner.align(rgb, detections, size=embedder.spec.input_size)
+    return landmarks, embedder.embed(chips)
 
 
 class FaceAnalyzer:
@@ -63,24 +99,39 @@ class FaceAnalyzer:
             scale, work = 1.0, rgb
         found = []
         for det in self.detector.detect(work):
-            box = det.box.scaled(1.0 / scale).clipped(width, height)
-            if min(box.width, box.height) >= MIN_FACE_PIXELS:
-                found.append(Detection(box, det.score))
+            det = det.scaled(1.0 / scale, width, height)
+            if min(det.box.width, det.box.height) >= MIN_FACE_PIXELS:
+                found.append(det)
         found.sort(key=lambda d: (-d.box.area, -d.score))
         return found
 
     def analyze(self, rgb: np.ndarray) -> list[Face]:
         """Every face in ``rgb`` with its box, landmarks and template, largest first."""
         with self._lock:
-            return self._analyze(rgb)
+            return self._embed(rgb, self._detect(rgb))
 
-    def _analyze(self, rgb: np.ndarray) -> list[Face]:
-        found = self._detect(rgb)
-        if not found:
-            return []
-        boxes = [d.box for d in found]
-        landmarks, chips = self.aligner.align(rgb, boxes, size=self.embedder.spec.input_size)
-        vectors = self.embedder.embed(chips)
+    def analyze_gated(self, rgb: np.ndarray, gate: QualityGate) -> tuple[list[Face], Counter]:
+        """The faces in ``rgb`` that pass ``gate`` and a count of the others by reason.
+
+        Faces that fail are not embedded at all: their templates are never computed.
+        """
+        with self._lock:
+            passed, rejected = [], Counter()
+            for det in self._detect(rgb):
+                reason = gate.reason(det)
+                if reason is None:
+                    passed.append(det)
+                else:
+                    rejected[reason] += 1
+            return self._embed(rgb, passed), rejected
+
+    def reembed(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
+        """Templates for faces already located (stored boxes), without detecting again."""
+        with self._lock:
+            return self._embed(rgb, detections)
+
+    def _embed(self, rgb: np.ndarray, found: Sequence[Detection]) -> list[Face]:
+        landmarks, vectors = embed_detections(rgb, found, self.aligner, self.embedder)
         return [
             Face(box=d.box, score=d.score, landmarks=marks, embedding=vector)
             for d, marks, vector in zip(found, landmarks, vectors)

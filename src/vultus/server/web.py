@@ -272,10 +272,15 @@ def ingest_submit(request: Request, source: str = Form(...), photos: list[Upload
     job = ingest_uploads(request, source=source, photos=photos, account=session["account"])
     body = f"""<div class="card"><progress id="bar" value="0" max="1"></progress><p id="status">Starting…</p></div>
 <script>
+function gated(summary) {{
+  var low = (summary && summary.low_quality) || {{}}; var parts = [];
+  for (var reason in low) parts.push(low[reason] + (reason === 'too_small' ? ' too small' : ' below the detector score'));
+  return parts.length ? '; faces not indexed by the quality gate: ' + parts.join(', ') : '';
+}}
 (function poll() {{ fetch('/ui/ingest/{job["id"]}.json').then(r => r.json()).then(function (job) {{
   var bar = document.getElementById('bar'); bar.max = job.total || 1; bar.value = job.done;
   document.getElementById('status').textContent = job.status + ': ' + job.done + ' of ' + (job.total || '?') +
-    ' photos, ' + job.faces + ' faces' + (job.error ? ' — ' + job.error.message : '');
+    ' photos, ' + job.faces + ' faces' + (job.error ? ' — ' + job.error.message : '') + gated(job.summary);
   if (job.status === 'running') setTimeout(poll, 500); }}); }})();
 </script>"""
     return _page("Ingest progress", body, session)

@@ -43,6 +43,7 @@ class AuditAction(StrEnum):
     PURGE = "purge"
     KEYS_ROTATE = "keys.rotate"
     CALIBRATION = "calibration"
+    MODEL_CHANGE = "model.change"
     PUBLIC_REQUEST = "request.public"
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"

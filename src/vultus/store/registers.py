@@ -92,6 +92,25 @@ class Registers:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.frombuffer(self.cipher.decrypt(r, _CONTEXT), dtype="<f4") for r in rows]).astype(np.float32)
 
+    def suppression_models(self) -> list[str]:
+        """The model ids under which active suppression entries were recorded."""
+        with self.engine.connect() as conn:
+            return sorted(
+                conn.execute(
+                    select(suppressions.c.model_id).where(suppressions.c.withdrawn_at.is_(None)).distinct()
+                ).scalars().all()
+            )
+
+    def open_request_models(self) -> dict[str, int]:
+        """Open public requests that hold a sealed template, counted by the template's model."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(requests.c.model_id, func.count())
+                .where(requests.c.completed_at.is_(None), requests.c.template.is_not(None))
+                .group_by(requests.c.model_id)
+            ).all()
+        return {str(model): int(count) for model, count in rows}
+
     def list_suppressions(self) -> list[Suppression]:
         with self.engine.connect() as conn:
             rows = conn.execute(

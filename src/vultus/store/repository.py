@@ -310,6 +310,46 @@ class Store:
                         done += 1
                 last = rows[-1][0]
 
+    def faces_to_reembed(self, model_id: str, *, limit: int = 256) -> list[tuple[int, str | None, list[tuple]]]:
+        """Up to about ``limit`` faces not yet embedded by ``model_id``, grouped by image.
+
+        Each item is (image id, blob key, [(face id, (left, top, right, bottom), score)]).
+        Images are never split between calls, so each image is decoded once.
+        """
+        with self.engine.connect() as conn:
+            image_ids = conn.execute(
+                select(faces.c.image_id).where(faces.c.model_id != model_id)
+                .group_by(faces.c.image_id).order_by(faces.c.image_id).limit(max(1, limit // 4))
+            ).scalars().all()
+            if not image_ids:
+                return []
+            rows = conn.execute(
+                select(faces.c.image_id, images.c.blob_key, faces.c.id, faces.c.box_left, faces.c.box_top,
+                       faces.c.box_right, faces.c.box_bottom, faces.c.det_score)
+                .join(images, images.c.id == faces.c.image_id)
+                .where(faces.c.image_id.in_(image_ids), faces.c.model_id != model_id)
+                .order_by(faces.c.image_id, faces.c.id)
+            ).all()
+        grouped: dict[int, tuple[int, str | None, list[tuple]]] = {}
+        for row in rows:
+            entry = grouped.setdefault(row.image_id, (row.image_id, row.blob_key, []))
+            entry[2].append((row.id, (row.box_left, row.box_top, row.box_right, row.box_bottom), row.det_score))
+        return list(grouped.values())
+
+    def replace_templates(
+        self, updates: Sequence[tuple[int, np.ndarray, Sequence[tuple[float, float]]]], model_id: str
+    ) -> None:
+        """Store new templates (and the landmarks they were aligned on) under ``model_id``, in one transaction."""
+        with self.engine.begin() as conn:
+            for face_id, vector, marks in updates:
+                conn.execute(
+                    update(faces).where(faces.c.id == int(face_id)).values(
+                        embedding=self._seal(vector),
+                        model_id=model_id,
+                        landmarks=json.dumps([[round(x, 1), round(y, 1)] for x, y in marks]),
+                    )
+                )
+
     def face_signature(self) -> tuple[int, int, int]:
         """Count, highest id and sum of ids of the searchable faces.
 
@@ -321,6 +361,12 @@ class Store:
                 select(func.count(), func.max(faces.c.id), func.sum(faces.c.id)).where(faces.c.restricted == 0)
             ).one()
         return int(count), int(top or 0), int(total or 0)
+
+    def face_models(self) -> dict[str, int]:
+        """Faces held, counted by the model that made their templates."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(faces.c.model_id, func.count()).group_by(faces.c.model_id)).all()
+        return {str(model): int(count) for model, count in rows}
 
     def model_ids(self) -> set[str]:
         """The embedders whose templates the gallery holds."""
