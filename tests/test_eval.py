@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import vultus
-from vultus.calibration import parse_lfw_pairs
+from vultus.calibration import fmr_at, impostor_survival, parse_lfw_pairs
 from vultus.cli import cli
 from vultus.errors import PolicyError
 from vultus.metrics import rates_at, tenfold_accuracy, threshold_for_fmr
@@ -89,8 +89,10 @@ def test_expected_false_candidates_is_fmr_times_the_gallery_size(subset: Path, t
         assert engine.search(probe, purpose="p", case="c").expected_false_candidates is None
         record = engine.calibrate(subset, fmr=0.05)
         assert record["fmr_resolved"] and record["fmr_measured"] <= 0.05
-        scores = np.asarray(record["impostor_scores"])
-        fmr = float(np.mean(scores >= record["threshold"]))
+        # The record keeps counts per 0.001 of similarity, never the n² scores themselves.
+        assert len(record["impostor_at_or_above"]) == 1000 and record["impostor_at_or_above"][0] == record["impostor_pairs"]
+        fmr = fmr_at(record, record["threshold"])
+        assert fmr == record["fmr_measured"]  # exact at the operating point
         first = engine.search(probe, purpose="p", case="c")
         assert first.threshold == pytest.approx(record["threshold"])
         assert first.expected_false_candidates == pytest.approx(fmr * 4)
@@ -113,3 +115,19 @@ def test_metrics_on_known_scores():
     same = np.array([True] * 4 + [False] * 5)
     mean, _ = tenfold_accuracy(np.concatenate([genuine, impostor]), same, folds=3)
     assert 0.5 < mean <= 1.0
+
+
+def test_stored_impostor_counts_give_the_fmr_at_any_threshold():
+    rng = np.random.default_rng(3)
+    scores = np.clip(rng.normal(0.45, 0.08, 20_000), 0, 1)
+    top = np.round(np.sort(scores)[::-1][:1000], 6)
+    record = {"impostor_pairs": len(scores), "impostor_top": top.tolist(), "impostor_at_or_above": impostor_survival(scores)}
+    for threshold in (0.3, 0.5, 0.6, 0.6549, 0.7, 0.99):
+        exact = float(np.mean(np.round(scores, 6) >= threshold))
+        within_bin = float(np.mean(scores >= np.floor(threshold * 1000) / 1000))
+        assert exact <= fmr_at(record, threshold) <= within_bin + 1e-12
+        if threshold >= top[-1]:  # among the highest scores kept: exact
+            assert fmr_at(record, threshold) == exact
+    assert fmr_at(record, 0.0) == 1.0 and fmr_at(record, 1.01) == 0.0
+    # Records written before the counts were kept still read exactly.
+    assert fmr_at({"impostor_scores": [0.2, 0.5, 0.8]}, 0.5) == pytest.approx(2 / 3)

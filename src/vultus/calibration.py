@@ -232,11 +232,19 @@ def calibrate(store: Store, analyzer: FaceAnalyzer, root: Path, *, fmr: float, m
         "impostor_pairs": int(len(impostor)),
         "dataset": str(root),
         "at": iso(utcnow()),
-        # Kept so that the FMR at any threshold a search uses can be read off, not guessed.
-        "impostor_scores": [round(float(s), 5) for s in np.sort(impostor)],
+        # Kept so that the FMR at any threshold a search uses can be read off, not guessed,
+        # in bounded space whatever the dataset's size (its pairs grow as n²): the highest
+        # impostor scores exactly, where operating thresholds lie, and counts below them.
+        "impostor_top": [round(float(v), 6) for v in np.sort(impostor)[::-1][:TOP_SCORES]],
+        "impostor_at_or_above": impostor_survival(impostor),
     }
     store.set_meta(_META_PREFIX + analyzer.model_id, json.dumps(record))
     return record
+
+
+def calibration_figures(record: dict[str, Any]) -> dict[str, Any]:
+    """A calibration record without its stored scores, for output and the audit log."""
+    return {k: v for k, v in record.items() if not k.startswith("impostor_") or k == "impostor_pairs"}
 
 
 def calibration_of(store: Store, model_id: str) -> dict[str, Any] | None:
@@ -245,13 +253,44 @@ def calibration_of(store: Store, model_id: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+#: Similarity bins of the stored impostor counts: 0.001 wide.
+SURVIVAL_BINS = 1000
+#: Highest impostor scores kept exactly: FMR is exact at any threshold down to 10,000 impostors.
+TOP_SCORES = 10_000
+
+
+def impostor_survival(impostor: np.ndarray) -> list[int]:
+    """Counts of impostor scores at or above each bin's lower edge (``i / SURVIVAL_BINS``)."""
+    hist, _ = np.histogram(np.clip(impostor, 0.0, 1.0), bins=SURVIVAL_BINS, range=(0.0, 1.0))
+    return np.cumsum(hist[::-1])[::-1].astype(int).tolist()
+
+
+def fmr_at(calibration: dict[str, Any], threshold: float) -> float:
+    """The FMR measured at calibration for a search at ``threshold``.
+
+    Exact where at most ``TOP_SCORES`` impostors score ``threshold`` or more (every useful
+    operating point); below that, read from the bin holding ``threshold``, so never below
+    the true rate and at most one 0.001-wide bin of impostors above it. Records of earlier
+    versions kept every score and are read exactly.
+    """
+    if "impostor_scores" in calibration:
+        scores = np.asarray(calibration["impostor_scores"])
+        return float(np.mean(scores >= threshold)) if len(scores) else 0.0
+    total = calibration["impostor_pairs"]
+    if threshold > 1.0 or not total:
+        return 0.0
+    top = calibration.get("impostor_top", [])
+    if top and (len(top) == total or threshold >= top[-1]):
+        return int(np.sum(np.asarray(top) >= round(threshold, 6))) / total
+    counts = calibration["impostor_at_or_above"]
+    return counts[min(SURVIVAL_BINS - 1, max(0, int(np.floor(threshold * SURVIVAL_BINS + 1e-9))))] / total
+
+
 def expected_false_candidates(calibration: dict[str, Any] | None, threshold: float, gallery_faces: int) -> float | None:
     """FMR at ``threshold`` (measured at calibration) x faces in the gallery; None if uncalibrated."""
     if calibration is None:
         return None
-    scores = np.asarray(calibration["impostor_scores"])
-    fmr = float(np.mean(scores >= threshold)) if len(scores) else 0.0
-    return fmr * gallery_faces
+    return fmr_at(calibration, threshold) * gallery_faces
 
 
 def plots(report: dict[str, Any], stem: Path) -> list[Path]:

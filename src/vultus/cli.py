@@ -397,7 +397,9 @@ def calibrate_command(ctx: click.Context, dataset: Path, fmr: float, as_json: bo
         record = _engine(ctx).calibrate(dataset, fmr=fmr, progress=update)
     finally:
         bar.close()
-    shown = {k: v for k, v in record.items() if k != "impostor_scores"}
+    from .calibration import calibration_figures
+
+    shown = calibration_figures(record)
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return

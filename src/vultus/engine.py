@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .calibration import calibrate, calibration_of, evaluate_folder, evaluate_pairs
+from .calibration import calibrate, calibration_figures, calibration_of, evaluate_folder, evaluate_pairs
 from .config import Settings
 from .crypto import Keyring
 from .errors import (
@@ -310,7 +310,7 @@ class Engine:
         record = calibrate(self.store, self.analyzer, Path(dataset), fmr=fmr, max_pixels=self.settings.max_pixels,
                            progress=progress)
         self.store.log(actor=self.actor, action=AuditAction.CALIBRATION,
-                       details={k: v for k, v in record.items() if k != "impostor_scores"})
+                       details=calibration_figures(record))
         return record
 
     # -- rights of the people in the photos -------------------------------------------------
