@@ -39,8 +39,12 @@ def test_nothing_is_written_outside_the_data_directory(tmp_path: Path, faces_roo
     run("ingest", str(faces_root / "facerec_biden"), "--source", "s", "--workers", "2", "--no-progress")
     run("search", str(faces_root / "facerec_biden" / "1.jpg"), "--purpose", "p", "--case", "c")
     run("stats")
-    for folder in (cwd, tmp, home):
+    for folder in (cwd, tmp):
         assert list(folder.rglob("*")) == [], f"Vultus wrote into {folder.name}"
+    # Only the ONNX conversion of dlib's public weights is cached outside: no personal data.
+    cached = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
+    assert [Path(p).suffix for p in cached] == [".json", ".onnx"], cached
+    assert all(p.startswith(".cache/vultus/dlib-resnet-v1-") for p in cached), cached
     assert (data / "vultus.db").is_file()
 
 

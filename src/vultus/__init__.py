@@ -6,7 +6,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# onnxruntime (1.29 and later) writes a device id under ~/.cache/Microsoft, a session file
+# in the temporary folder, and tries to send usage events, unless this is set. Vultus runs
+# offline and writes nowhere but its data directory: switch that off before it is imported.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 __all__ = ["open", "Engine", "Settings", "__version__"]

@@ -186,8 +186,11 @@ def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels:
     return _Job(FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size), max_pixels, gate, others)
 
 
-def _init_worker(*args: object) -> None:
+def _init_worker(threads: int, *args: object) -> None:
     global _WORKER_JOB
+    # Each worker's share of the cores for onnxruntime, so that N workers do not each run
+    # a thread per core (set before any model loads in this fresh process).
+    os.environ.setdefault("VULTUS_ORT_THREADS", str(threads))
     _WORKER_JOB = _make_job(*args)  # type: ignore[arg-type]
 
 
@@ -334,7 +337,9 @@ class Ingestor:
         context = multiprocessing.get_context("spawn")
         pending: dict[Future, tuple[Item, bytes, str]] = {}
         try:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=self._names) as pool:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                     initargs=(threads, *self._names)) as pool:
                 for item, data, digest in self._candidates(items, summary, state):
                     pending[pool.submit(_work, data, item.display)] = (item, data, digest)
                     # A bounded window keeps memory flat however many photos there are.

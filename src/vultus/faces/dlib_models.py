@@ -7,13 +7,15 @@ Each class loads its weights once, on first use, so creating one costs nothing.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelFilesMissingError
+from ..errors import ModelError, ModelFilesMissingError, UnknownModelError
 from .base import (
     Box,
     Detection,
@@ -163,13 +165,29 @@ class DlibFivePointAligner:
 
 
 class DlibResNetEmbedder:
-    """dlib's ResNet-34-style network: 128-d templates, same person below distance 0.6."""
+    """dlib's ResNet-34-style network: 128-d templates, same person below distance 0.6.
+
+    By default the network runs as an ONNX graph converted from dlib's own weight file
+    (:mod:`vultus.faces.dlib_onnx`) under onnxruntime, about 25 times faster on CPU. The
+    graph is used only after it has matched dlib's own output within 1e-4, which is why it
+    keeps dlib's model id; otherwise, or with ``VULTUS_DLIB_BACKEND=dlib``, dlib runs it.
+    """
 
     spec = RESNET_SPEC
     aligner = "dlib-5pt"
+    #: Faces per onnxruntime call.
+    batch_size = 32
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str | None = None) -> None:
+        self.backend = (backend or os.environ.get("VULTUS_DLIB_BACKEND") or "onnx").lower()
+        if self.backend not in ("onnx", "dlib"):
+            raise UnknownModelError(f"VULTUS_DLIB_BACKEND is {self.backend!r}; use onnx (the default) or dlib.")
         self._lazy = _Lazy()
+        self._dlib = _Lazy()
+        #: Which runtime computed the templates (after the first call): "onnx" or "dlib".
+        self.runtime: str | None = None
+        #: The converted graph's largest difference from dlib on its check, when it is used.
+        self.conversion_error: float | None = None
 
     @property
     def model_id(self) -> str:
@@ -178,14 +196,54 @@ class DlibResNetEmbedder:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.spec.dim), dtype=np.float32)
-        net = self._lazy.get(
-            lambda: _import_dlib().face_recognition_model_v1(
-                model_file("dlib_face_recognition_resnet_model_v1.dat")
-            )
+        return self._lazy.get(self._load)(chips)
+
+    def embed_with_dlib(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """Templates computed by dlib itself: the reference the ONNX graph is checked against."""
+        if len(chips) == 0:
+            return np.zeros((0, self.spec.dim), dtype=np.float32)
+        net = self._dlib.get(
+            lambda: _import_dlib().face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
         )
         # One call for the whole batch: dlib runs the chips through the network together.
-        vectors = net.compute_face_descriptor(list(chips))
+        vectors = net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+
+    def _load(self) -> Any:
+        if self.backend == "onnx":
+            try:
+                return self._onnx_runner()
+            except (ModelError, ImportError, OSError) as exc:
+                warnings.warn(f"Using dlib for the face embedder: {exc}", RuntimeWarning, stacklevel=3)
+        self.runtime = "dlib"
+        return self.embed_with_dlib
+
+    def _onnx_runner(self) -> Any:
+        import onnxruntime
+
+        from .dlib_onnx import converted_resnet
+        from .onnx_models import session_options
+
+        weights = model_file("dlib_face_recognition_resnet_model_v1.dat")
+        graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib)
+        try:
+            session = onnxruntime.InferenceSession(
+                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception:  # noqa: BLE001 - a damaged cache file: convert again, in memory
+            graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib, use_cache=False)
+            session = onnxruntime.InferenceSession(graph, sess_options=session_options(),
+                                                   providers=["CPUExecutionProvider"])
+        self.runtime = "onnx"
+
+        def run(chips: Sequence[np.ndarray]) -> np.ndarray:
+            batch = np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
+            parts = [session.run(None, {"chips": batch[i : i + self.batch_size]})[0]
+                     for i in range(0, len(batch), self.batch_size)]
+            return np.concatenate(parts).astype(np.float32)
+
+        return run
 
 
 register_detector("hog", HogDetector)

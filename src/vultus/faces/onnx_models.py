@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import threading
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "OnnxScrfdDetector",
     "decode_scrfd",
     "open_onnx",
+    "session_options",
     "similarity_transform",
 ]
 
@@ -77,6 +79,23 @@ def open_onnx(kind: str, name: str) -> Any:
     return OnnxScrfdDetector(path) if kind == "detector" else OnnxArcFaceEmbedder(path)
 
 
+def session_options():  # noqa: ANN201 - an onnxruntime.SessionOptions
+    """onnxruntime options for Vultus: quiet, and ``VULTUS_ORT_THREADS`` threads per session.
+
+    Ingest workers set that variable to their share of the cores, so that N processes do
+    not each start a thread per core; unset (0) means onnxruntime's own choice, all cores.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its warnings are not the operator's business
+    threads = int(os.environ.get("VULTUS_ORT_THREADS") or 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
 class _Session:
     """One onnxruntime session for one file, created on first use, once across threads."""
 
@@ -98,11 +117,9 @@ class _Session:
             import onnxruntime
         except ImportError as exc:  # pragma: no cover - a hard dependency
             raise ModelFilesMissingError("onnxruntime is not installed: pip install onnxruntime") from exc
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: its warnings are not the operator's business
         try:
             session = onnxruntime.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(self.path), sess_options=session_options(), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelFormatError(
