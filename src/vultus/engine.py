@@ -79,6 +79,8 @@ class Stats:
     faces: int
     index_vectors: int
     index_bytes: int
+    #: ``exact``, or ``ivf (nprobe N)`` above the IVF threshold.
+    index_kind: str
     disk_bytes: int
     embedder: str
     detector: str
@@ -215,7 +217,24 @@ class Engine:
                 gate=QualityGate(self.settings.min_face_size, self.settings.min_detector_score),
             )
             count = self.settings.worker_count if workers is None else max(1, workers)
-            return ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress, rename=rename)
+            summary = ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress,
+                                   rename=rename)
+            self._fit_index()
+            return summary
+
+    def _fit_index(self) -> None:
+        """Switch the index between exact and IVF for the gallery's size (writers only)."""
+        with self._index_lock:
+            index = self._open_index_locked(writable=True)
+            if index.fit_size(self.settings.ivf_threshold, self._searchable_vectors):
+                index.save()
+
+    def _searchable_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every searchable face's id and template, from the store (the exact values)."""
+        parts = list(self.store.face_vectors(self.store.searchable_face_ids().tolist()))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._embedder.spec.dim), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     @property
     def rights_threshold(self) -> float:
@@ -546,7 +565,9 @@ class Engine:
         with self._index_lock:
             (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
             self._index = None
-            return len(self._open_index(writable=True))
+            count = len(self._open_index(writable=True))
+            self._fit_index()
+            return count
 
     def stats(self) -> Stats:
         """Counts and sizes of this deployment."""
@@ -554,8 +575,9 @@ class Engine:
         try:
             index = self._open_index(writable=False)
             vectors, index_bytes = len(index), index.file_size()
+            kind = index.kind if index.kind != "ivf" else f"ivf (nprobe {index.nprobe})"
         except ModelError:  # two models (an unfinished `reindex --model`): stats still answer
-            vectors, index_bytes = 0, 0
+            vectors, index_bytes, kind = 0, 0, "none (the gallery holds two models)"
         return Stats(
             data_dir=str(self.data_dir.resolve()),
             sources=counts["sources"],
@@ -564,6 +586,7 @@ class Engine:
             faces=counts["faces"],
             index_vectors=vectors,
             index_bytes=index_bytes,
+            index_kind=kind,
             disk_bytes=_disk_usage(self.data_dir),
             embedder=self._embedder.model_id,
             detector=self.settings.detector,

@@ -54,6 +54,19 @@ class VectorIndex(Protocol):
         """Bytes on disk (0 when never saved)."""
         ...
 
+    @property
+    def kind(self) -> str:
+        """How it searches, for `vultus stats` (e.g. ``exact``, ``ivf``)."""
+        ...
+
+    def fit_size(self, threshold: int, exact_vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
+        """Adapt the index's structure to its size (``threshold`` faces); return whether it changed.
+
+        ``exact_vectors()`` gives every (id, template) held by the store, for rebuilding.
+        An index with a single structure returns False.
+        """
+        ...
+
 
 class LockedIndex:
     """Any index, with every operation taken under one lock, for use from many threads."""

@@ -1,8 +1,20 @@
-"""The default vector index: FAISS exact L2 search with an id map and physical removal."""
+"""The default vector index: FAISS, exact L2 search up to a size, then IVF; removal is physical.
+
+Small galleries use ``IndexIDMap2(IndexFlatL2)``: exact, and every stored vector is a
+float32 copy. Above ``ivf_threshold`` faces the index becomes ``IVF<n>_HNSW32,SQ8``: an
+inverted file whose coarse centroids are found through an HNSW graph, with each face stored
+as 8-bit scalar-quantised codes (one byte per dimension plus its 8-byte id). Its ``nprobe``
+(lists searched per query) is chosen at build time as the smallest that keeps recall@10
+against exact search at or above ``TARGET_RECALL`` on queries drawn around stored
+templates. ``remove_ids`` deletes codes from the inverted lists, so an erased face leaves no
+vector behind in either form.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -10,9 +22,17 @@ from ..errors import IndexCorruptError, KeyFileError
 from ..store.blobs import Cipher, write_atomic
 from .base import register_index
 
-__all__ = ["FaissIndex"]
+__all__ = ["FaissIndex", "TARGET_RECALL"]
 
 _CONTEXT = b"index"
+#: Recall@10 against exact search that the IVF index's nprobe must keep.
+TARGET_RECALL = 0.99
+#: Queries used to choose nprobe.
+_TUNING_QUERIES = 500
+#: Retrain the IVF index once the gallery has grown this many times past its training size.
+_REGROW = 4
+#: Below this many faces an IVF index has too few vectors per list to train; stay exact.
+MIN_IVF = 10_000
 
 
 class FaissIndex:
@@ -50,6 +70,8 @@ class FaissIndex:
                     f"{dim}-d ones. Run `vultus reindex` to rebuild it from the store."
                 )
             self._index = index
+            if self._ivf() is not None:
+                _set_ef(faiss, self._ivf())
         else:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
@@ -61,6 +83,90 @@ class FaissIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         if len(ids):
             self._index.add_with_ids(vectors, ids)
+
+    @property
+    def kind(self) -> str:
+        """``exact`` (flat) or ``ivf``."""
+        return "ivf" if self._ivf() is not None else "exact"
+
+    @property
+    def nprobe(self) -> int | None:
+        """Inverted lists searched per query (IVF only)."""
+        ivf = self._ivf()
+        return None if ivf is None else int(ivf.nprobe)
+
+    def _ivf(self):  # noqa: ANN202 - the faiss IndexIVF inside, or None
+        try:
+            return self._faiss.extract_index_ivf(self._index)
+        except RuntimeError:
+            return None
+
+    def fit_size(self, threshold: int, exact_vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
+        """Choose the index type for the current size; return whether it was rebuilt.
+
+        Exact at or below ``threshold`` faces (0: always exact; and always below ``MIN_IVF``),
+        IVF above it. An IVF index
+        is retrained once the gallery has grown ``_REGROW`` times past what it was trained
+        for. ``exact_vectors()`` returns every (id, template) from the store; a flat index
+        is converted from its own vectors instead.
+        """
+        count = len(self)
+        ivf = self._ivf()
+        if threshold <= 0 or count <= max(threshold, MIN_IVF):
+            if ivf is None:
+                return False
+            ids, vectors = exact_vectors()
+            self._index = self._faiss.IndexIDMap2(self._faiss.IndexFlatL2(self.dim))
+            self.add(ids, vectors)
+            return True
+        if ivf is not None and count <= _REGROW * (ivf.nlist / 4) ** 2:
+            return False
+        ids, vectors = self._flat_contents() if ivf is None else exact_vectors()
+        self._index = self._build_ivf(ids, vectors)
+        return True
+
+    def _flat_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        flat = self._faiss.downcast_index(self._index.index)
+        vectors = self._faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(len(self), self.dim).copy()
+        return self.ids(), vectors
+
+    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray):  # noqa: ANN202 - a faiss index
+        faiss = self._faiss
+        count = len(ids)
+        # About 4 sqrt(n) lists, as FAISS's guidelines suggest for millions of vectors.
+        nlist = int(min(65536, max(64, 4 * math.sqrt(count))))
+        index = faiss.index_factory(self.dim, f"IVF{nlist}_HNSW32,SQ8", faiss.METRIC_L2)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(count, size=min(count, max(40 * nlist, 50_000)), replace=False)]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+        self._tune(index, ids, vectors)
+        return index
+
+    def _tune(self, index, ids: np.ndarray, vectors: np.ndarray) -> None:  # noqa: ANN001
+        """Set the smallest nprobe whose recall@10 against exact search reaches TARGET_RECALL."""
+        faiss = self._faiss
+        ivf = faiss.extract_index_ivf(index)
+        rng = np.random.default_rng(1)
+        picks = vectors[rng.choice(len(vectors), size=min(_TUNING_QUERIES, len(vectors)), replace=False)]
+        # Queries a little off the stored templates, as a new photo of a known face is.
+        scale = 0.3 * float(np.sqrt(np.mean(np.sum(picks**2, axis=1))))
+        noise = rng.standard_normal(picks.shape).astype(np.float32)
+        noise *= scale / np.linalg.norm(noise, axis=1, keepdims=True)
+        queries = np.ascontiguousarray(picks + noise, dtype=np.float32)
+        exact = faiss.IndexFlatL2(self.dim)
+        exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        _, rows = exact.search(queries, 10)
+        truth = np.asarray(ids)[rows]
+        nprobe = 1
+        while True:
+            ivf.nprobe = nprobe
+            _set_ef(faiss, ivf)
+            _, found = index.search(queries, 10)
+            recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+            if recall >= TARGET_RECALL or nprobe >= ivf.nlist:
+                return
+            nprobe = min(ivf.nlist, nprobe * 2)
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -81,13 +187,31 @@ class FaissIndex:
         if len(self) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        # FAISS's L2 radius is squared; results come unordered.
-        _, squared, ids = self._index.range_search(query, float(radius) ** 2)
+        # FAISS's L2 radius is squared; results come unordered. Rights requests must find
+        # every face of the person: an IVF index searches all its lists for them.
+        ivf = self._ivf()
+        saved = None if ivf is None else ivf.nprobe
+        if ivf is not None:
+            ivf.nprobe = ivf.nlist
+        try:
+            _, squared, ids = self._index.range_search(query, float(radius) ** 2)
+        finally:
+            if ivf is not None:
+                ivf.nprobe = saved
         order = np.argsort(squared, kind="stable")
         return np.sqrt(np.maximum(squared[order], 0.0)), ids[order].astype(np.int64)
 
     def ids(self) -> np.ndarray:
-        return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        ivf = self._ivf()
+        if ivf is None:
+            return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        lists = ivf.invlists
+        parts = [
+            self._faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
+            for n in range(ivf.nlist)
+            if lists.list_size(n)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
     def save(self) -> None:
         raw = self._faiss.serialize_index(self._index).tobytes()
@@ -95,6 +219,13 @@ class FaissIndex:
 
     def file_size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
+
+
+def _set_ef(faiss, ivf) -> None:  # noqa: ANN001
+    """Let the HNSW coarse quantizer look at enough candidates for ``nprobe`` lists."""
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    if hasattr(quantizer, "hnsw"):
+        quantizer.hnsw.efSearch = max(64, 2 * int(ivf.nprobe))
 
 
 register_index("faiss", FaissIndex)
