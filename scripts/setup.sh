@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv in the repository and install Vultus into it; with --test, its test tools too.
+# Create .venv in the repository and install Vultus into it; with --test, its test tools too;
+# with --bench, also the face_recognition package that bench/speed.py compares against.
 # Safe to run again: it reinstalls only when pyproject.toml (or the choice of extras) changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 target=.
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   target=".[test]"
 fi
 stamp=.venv/.vultus-installed
@@ -43,4 +44,9 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
     # Installing the test extras includes the plain install, so both are now satisfied.
     echo "$(sha256sum pyproject.toml | cut -d' ' -f1) ." >> "$stamp"
   fi
+fi
+if [ "${1:-}" = "--bench" ] && ! .venv/bin/python -c "import face_recognition" 2>/dev/null; then
+  # It declares a dependency on the dlib source package, which would compile for many minutes;
+  # dlib-bin (already installed) provides the same module, so its own dependencies are skipped.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps face_recognition==1.3.0
 fi

@@ -244,3 +244,33 @@ def test_small_galleries_stay_exact(engine):
     assert engine.stats().index_kind == "exact"
     with pytest.raises(SettingsError, match="ivf_threshold"):
         Settings(ivf_threshold=-1).validate()
+
+
+def test_searches_through_an_approximate_index_rank_by_exact_templates(engine, faces_root: Path):
+    from vultus.search import search_photo
+
+    engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_biden", faces_root / "deepface_jeff"],
+                  source="test", workers=1)
+    probe = (faces_root / "facerec_obama" / "1.jpg").read_bytes()
+    common = dict(analyzer=engine.analyzer, store=engine.store, purpose="p", case="c", top=3, threshold=0.0,
+                  face=None, name="probe", max_pixels=10**8, actor="t", purpose_required=True, calibration=None)
+    exact = search_photo(probe, index=engine._open_index(writable=False), **common)
+
+    class Coarse:
+        """An approximate index: right candidates, wrong order, distances off by its codes."""
+
+        kind = "ivf"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __len__(self):
+            return len(self.inner)
+
+        def search(self, vectors, k):
+            distances, ids = self.inner.search(vectors, k)
+            return distances[:, ::-1] + 0.05, ids[:, ::-1]
+
+    approximate = search_photo(probe, index=Coarse(engine._open_index(writable=False)), **common)
+    assert [c.face_id for c in approximate.candidates] == [c.face_id for c in exact.candidates]
+    assert [c.similarity for c in approximate.candidates] == [c.similarity for c in exact.candidates]

@@ -25,7 +25,7 @@ from .errors import ReceiptError
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import decode_image
-from .search import pick_face
+from .search import exact_distances, pick_face
 from .store import AuditAction, BlobStore, FaceHit, RemovedImage, Store, iso, utcnow
 
 __all__ = [
@@ -111,8 +111,13 @@ def match_template(
     """Every stored face, restricted ones included, within ``threshold`` of ``template``."""
     spec = analyzer.embedder.spec
     radius = spec.distance(threshold)
-    distances, ids = index.range_search(template, radius)
-    found = {int(i): float(d) for d, i in zip(distances, ids)}
+    if index.kind == "exact":
+        distances, ids = index.range_search(template, radius)
+        found = {int(i): float(d) for d, i in zip(distances, ids)}
+    else:
+        # Compressed codes are off by up to about 1%: search a wider radius, keep the exact matches.
+        _, ids = index.range_search(template, radius * 1.05)
+        found = {i: d for d, i in exact_distances(store, template, [int(i) for i in ids]) if d <= radius}
     # Restricted faces are kept out of the index, but a person's rights reach them too.
     restricted = store.restricted_face_ids()
     if len(restricted):

@@ -14,12 +14,12 @@ import numpy as np
 from .calibration import expected_false_candidates
 from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
-from .index import VectorIndex
+from .index import RERANK, VectorIndex
 from .media import decode_image
 from .policy import check_gallery_model, require_purpose
 from .store import AuditAction, Store
 
-__all__ = ["Candidate", "SearchResult", "search_photo", "pick_face"]
+__all__ = ["Candidate", "SearchResult", "search_photo", "pick_face", "exact_distances"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,16 @@ def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int,
     return number, faces[number - 1]
 
 
+
+
+def exact_distances(store: Store, template: np.ndarray, face_ids: list[int]) -> list[tuple[float, int]]:
+    """(exact distance, id) of stored faces to ``template``, nearest first."""
+    pairs: list[tuple[float, int]] = []
+    for ids, vectors in store.face_vectors(face_ids) if face_ids else ():
+        pairs += [(float(d), int(i)) for d, i in zip(np.linalg.norm(vectors - template, axis=1), ids)]
+    return sorted(pairs)
+
+
 def search_photo(
     data: bytes,
     *,
@@ -116,8 +126,15 @@ def search_photo(
         limit = float(calibration["threshold"])
     else:
         limit = spec.default_threshold
-    distances, ids = index.search(np.asarray([chosen.embedding], dtype=np.float32), top)
-    pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
+    query = np.asarray([chosen.embedding], dtype=np.float32)
+    if index.kind == "exact":
+        distances, ids = index.search(query, top)
+        pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
+    else:
+        # An approximate index ranks by compressed codes: take twice as many, then rank
+        # them by their exact templates, so order and similarities are exact.
+        _, ids = index.search(query, RERANK * top)
+        pairs = exact_distances(store, chosen.embedding, [int(i) for i in ids[0] if i >= 0])[:top]
     pairs = [(d, i) for d, i in pairs if spec.similarity(d) >= limit]
     hits = store.hydrate([i for _, i in pairs])
     candidates = []

@@ -11,7 +11,12 @@ import numpy as np
 from ..errors import UnknownModelError
 from ..store.blobs import Cipher
 
-__all__ = ["VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
+__all__ = ["RERANK", "VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
+
+
+#: Searches ask an approximate index for this many times the candidates they need and rank
+#: those by their exact templates from the store; approximate backends tune for that.
+RERANK = 2
 
 
 @runtime_checkable
