@@ -312,3 +312,20 @@ def test_a_request_about_someone_not_held_is_still_answered_and_registered(data:
     assert noface.exit_code == 1 and "no face was found" in noface.output
     with vultus.open(data) as engine:
         assert [(r.kind, r.outcome) for r in engine.requests()] == [("erasure", "0 photos erased")]
+
+
+def test_an_objector_s_face_is_screened_even_when_too_small_to_index(data_dir: Path, faces_root: Path):
+    import vultus
+
+    obama = faces_root / "facerec_obama"
+    with vultus.open(data_dir) as engine:
+        engine.add_source("news", basis="legitimate-interests", purpose="p", retention="30d")
+        engine.ingest([obama / "1.jpg"], source="news", workers=1)
+        engine.object(engine.match_person(obama / "2.jpg"))
+    # Every face now fails the quality gate, yet the objector's is still recognised, so the
+    # photo is left out as one showing only them, not stored as "no face".
+    with vultus.open(data_dir, min_face_size=5000) as engine:
+        summary = engine.ingest([obama / "3.jpg", faces_root / "facerec_biden" / "1.jpg"], source="news", workers=1)
+        assert summary.suppressed_faces == 1 and summary.suppressed_photos == 1
+        assert summary.low_quality["too_small"] == 2 and summary.no_face == 1 and summary.faces == 0
+        assert engine.stats().images == 1  # only biden's photo, recorded with no indexable face

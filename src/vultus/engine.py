@@ -201,7 +201,6 @@ class Engine:
         """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``."""
         with self._writing():
             check_gallery_model(self.store.model_ids(), self._embedder.model_id)
-            self._remember_model()
             ingestor = Ingestor(
                 store=self.store,
                 blobs=self.blobs,
@@ -217,8 +216,14 @@ class Engine:
                 gate=QualityGate(self.settings.min_face_size, self.settings.min_detector_score),
             )
             count = self.settings.worker_count if workers is None else max(1, workers)
-            summary = ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress,
-                                   rename=rename)
+            try:
+                summary = ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress,
+                                       rename=rename)
+            finally:
+                # Once the gallery holds this model's templates (even from an interrupted run),
+                # later commands must use the same model without being told.
+                if self._embedder.model_id in self.store.model_ids():
+                    self._remember_model()
             self._fit_index()
             return summary
 
@@ -269,7 +274,7 @@ class Engine:
             except ModelError as exc:
                 raise ModelError(
                     f"Objections were recorded with the model {model_id}, which cannot be loaded "
-                    f"now ({exc}) Ingest would not be able to honour them; restore that model "
+                    f"now ({exc}). Ingest would not be able to honour them; restore that model "
                     "(an ONNX file at the same path) and run this again."
                 ) from None
             if not matches:

@@ -85,6 +85,9 @@ class FoundFace:
     score: float
     embedding: np.ndarray
     crop: bytes
+    #: False for a face the quality gate leaves out, returned only to be screened against
+    #: suppression entries (an objector's face is blacked out of the copy however small).
+    indexable: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,20 +131,25 @@ def analyze_photo(
     max_pixels: int,
     gate: QualityGate | None = None,
     others: Sequence[tuple[str, Aligner, Embedder]] = (),
+    screen: bool = False,
 ) -> PhotoAnalysis:
     """Decode one photo and find, align and embed its faces (raises MediaError).
 
-    With a ``gate``, faces that fail it are counted, not embedded. ``others`` are
-    (model id, aligner, embedder) of earlier models whose templates are needed too.
+    With a ``gate``, faces that fail it are counted, not embedded, unless ``screen`` (there
+    are suppression entries): then they are embedded and returned as not indexable, to be
+    checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
+    models whose templates are needed too.
     """
     image = decode_image(data, name=name, max_pixels=max_pixels)
+    screened: list = []
     if gate is None:
         faces, rejected = analyzer.analyze(image.rgb), {}
     else:
-        faces, rejected = analyzer.analyze_gated(image.rgb, gate)
+        faces, rejected, failed = analyzer.analyze_gated(image.rgb, gate, embed_rejected=screen)
+        screened = failed if screen else []
     extra = {}
     for model_id, aligner, embedder in others:
-        detections = [Detection(f.box, f.score) for f in faces]
+        detections = [Detection(f.box, f.score) for f in [*faces, *screened]]
         extra[model_id] = embed_detections(image.rgb, detections, aligner, embedder)[1]
     found = tuple(
         FoundFace(
@@ -152,6 +160,9 @@ def analyze_photo(
             crop=face_crop_jpeg(image.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
         )
         for face in faces
+    ) + tuple(
+        FoundFace(tuple(f.box.as_list()), f.landmarks, f.score, np.asarray(f.embedding, dtype=np.float32), b"", False)  # type: ignore[arg-type]
+        for f in screened
     )
     copy, copy_format = (data, image.format)
     if found:  # only photos with faces are kept, so only they need cleaning
@@ -172,18 +183,20 @@ class _Job:
     max_pixels: int
     gate: QualityGate
     others: list[tuple[str, Aligner, Embedder]]
+    screen: bool
 
 
 _WORKER_JOB: _Job | None = None
 
 
 def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels: int,
-              gate: QualityGate, other_embedders: Sequence[tuple[str, str]]) -> _Job:
+              gate: QualityGate, other_embedders: Sequence[tuple[str, str]], screen: bool) -> _Job:
     others = []
     for model_id, name in other_embedders:
         other = create_embedder(name)
         others.append((model_id, create_aligner(other.aligner), other))
-    return _Job(FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size), max_pixels, gate, others)
+    analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
+    return _Job(analyzer, max_pixels, gate, others, screen)
 
 
 def _init_worker(threads: int, *args: object) -> None:
@@ -202,7 +215,8 @@ def _work(data: bytes, name: str) -> PhotoAnalysis | str:
 def _analyze_or_reason(job: _Job, data: bytes, name: str) -> PhotoAnalysis | str:
     """Analyze one photo; a problem with it comes back as its message, not an exception."""
     try:
-        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels, gate=job.gate, others=job.others)
+        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels, gate=job.gate,
+                             others=job.others, screen=job.screen)
     except MediaError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a batch
@@ -238,7 +252,7 @@ class Ingestor:
         self.gate = gate or QualityGate()
         self.suppression = list(suppression)
         others = [(c.model_id, c.embedder) for c in self.suppression if c.embedder is not None]
-        self._names = (detector, embedder, detect_size, max_pixels, self.gate, others)
+        self._names: tuple = (detector, embedder, detect_size, max_pixels, self.gate, others, False)
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.actor = actor
@@ -269,6 +283,8 @@ class Ingestor:
         summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
         # Decrypted in memory for this run only: faces of people who objected are skipped.
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
+        # With suppression entries, faces too small to index are still screened against them.
+        self._names = (*self._names[:-1], any(len(t) for _, t in self._suppressed))
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
@@ -322,8 +338,7 @@ class Ingestor:
             yield item, data, digest
 
     def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
-        detector, embedder, detect_size, max_pixels, gate, others = self._names
-        job = _make_job(detector, embedder, detect_size, max_pixels, gate, others)
+        job = _make_job(*self._names)
         job.analyzer = self._analyzer()  # the engine's, loaded once for ingest and search alike
         for item, data, digest in self._candidates(items, summary, state):
             result = _analyze_or_reason(job, data, item.display)
@@ -381,7 +396,7 @@ class Ingestor:
         for reason, count in result.rejected.items():
             summary.low_quality[reason] = summary.low_quality.get(reason, 0) + count
         blocked = [self._is_suppressed(result, n) for n in range(len(result.faces))]
-        kept = [(n, f) for n, f in enumerate(result.faces) if not blocked[n]]
+        kept = [(n, f) for n, f in enumerate(result.faces) if f.indexable and not blocked[n]]
         objected = [f.box for n, f in enumerate(result.faces) if blocked[n]]
         if objected:
             summary.suppressed_faces += len(objected)

@@ -110,20 +110,29 @@ class FaceAnalyzer:
         with self._lock:
             return self._embed(rgb, self._detect(rgb))
 
-    def analyze_gated(self, rgb: np.ndarray, gate: QualityGate) -> tuple[list[Face], Counter]:
-        """The faces in ``rgb`` that pass ``gate`` and a count of the others by reason.
+    def analyze_gated(
+        self, rgb: np.ndarray, gate: QualityGate, *, embed_rejected: bool = False
+    ) -> tuple[list[Face], Counter, list[Face]]:
+        """The faces in ``rgb`` that pass ``gate``, a count of the others by reason, and those others.
 
-        Faces that fail are not embedded at all: their templates are never computed.
+        Faces that fail are embedded only with ``embed_rejected`` (to screen them against
+        suppression entries); otherwise their templates are never computed and the third
+        list holds them with empty templates.
         """
         with self._lock:
-            passed, rejected = [], Counter()
+            passed, failed, rejected = [], [], Counter()
             for det in self._detect(rgb):
                 reason = gate.reason(det)
                 if reason is None:
                     passed.append(det)
                 else:
+                    failed.append(det)
                     rejected[reason] += 1
-            return self._embed(rgb, passed), rejected
+            if embed_rejected:
+                others = self._embed(rgb, failed)
+            else:
+                others = [Face(d.box, d.score, (), np.zeros(0, np.float32)) for d in failed]
+            return self._embed(rgb, passed), rejected, others
 
     def reembed(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
         """Templates for faces already located (stored boxes), without detecting again."""
