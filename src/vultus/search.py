@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def search_photo(
     *,
     analyzer: FaceAnalyzer,
     store: Store,
-    index: VectorIndex,
+    index: VectorIndex | Callable[[], VectorIndex],
     purpose: str | None,
     case: str | None,
     top: int,
@@ -109,7 +110,8 @@ def search_photo(
     The probe is used in memory only; the audit log records its sha256, never its pixels.
     Candidates are at most ``top`` faces with similarity at or above ``threshold`` (the
     embedder's operating point when None), best first. Restricted faces are not in the
-    index, so they are never candidates.
+    index, so they are never candidates. ``index`` may be a function that returns the
+    index (it is called once the probe's face is found).
     """
     if purpose_required:
         purpose, case = require_purpose(purpose, case)
@@ -120,6 +122,8 @@ def search_photo(
     image = decode_image(data, name=name, max_pixels=max_pixels)
     faces = analyzer.analyze(image.rgb)
     number, chosen = pick_face(faces, face, name=name)
+    if not hasattr(index, "search"):  # a loader, run while the probe was being analysed
+        index = index()
     if threshold is not None:
         limit = threshold
     elif calibration is not None:
