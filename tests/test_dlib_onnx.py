@@ -111,3 +111,16 @@ def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
     assert dlib_onnx.cache_dir() == tmp_path / "xdg" / "vultus"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert dlib_onnx.cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "vultus"
+
+
+def test_hog_detector_is_cached_and_finds_the_same_faces(cache: Path, faces_root: Path):
+    from vultus.faces.dlib_models import HogDetector
+
+    rgb = decode_image((faces_root / "_group" / "014_5.jpg").read_bytes(), name="g", max_pixels=10**9).rgb
+    first = HogDetector().detect(rgb)  # builds dlib's detector and saves a copy
+    saved = list(cache.glob("dlib-frontal-hog-*.svm"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 10_000
+    assert HogDetector().detect(rgb) == first and len(first) >= 2  # loaded from the copy
+    saved[0].write_bytes(b"damaged")
+    assert HogDetector().detect(rgb) == first  # rebuilt
+    assert saved[0].stat().st_size > 10_000
