@@ -29,7 +29,7 @@ from .errors import (
     PolicyError,
     RateLimitedError,
 )
-from .faces import FaceAnalyzer, QualityGate, create_embedder
+from .faces import Embedder, FaceAnalyzer, QualityGate, create_aligner, create_detector, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
 from .ingest import IngestSummary, Ingestor, SuppressionCheck
 from .policy import refuse_remote, source_fields
@@ -554,7 +554,7 @@ class Engine:
                     "which a new model cannot read. Carry them out (`vultus requests`, or the DPO queue) "
                     "first, then change the model."
                 )
-            analyzer = FaceAnalyzer.from_names(self.settings.detector, embedder, detect_size=self.settings.detect_size)
+            analyzer = self._analyzer_for(new)
             with self._index_lock:
                 # The index is a cache of the old templates: drop it first, so no half-converted
                 # gallery is ever searched through it.
@@ -611,10 +611,14 @@ class Engine:
     def analyzer(self) -> FaceAnalyzer:
         """The face pipeline; its weights load on first use."""
         if self._analyzer is None:
-            self._analyzer = FaceAnalyzer.from_names(
-                self.settings.detector, self._embedder_name, detect_size=self.settings.detect_size
-            )
+            self._analyzer = self._analyzer_for(self._embedder)
         return self._analyzer
+
+    def _analyzer_for(self, embedder: Embedder) -> FaceAnalyzer:
+        # The engine's own embedder instance, so that an ONNX model whose shape the engine
+        # has already read is not loaded a second time by the analyzer.
+        return FaceAnalyzer(create_detector(self.settings.detector), create_aligner(embedder.aligner), embedder,
+                            detect_size=self.settings.detect_size)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import TamperedDataError
+from .errors import MediaError, TamperedDataError
 from .faces import Box, Detection, FaceAnalyzer
 from .media import decode_image
 from .store import BlobStore, Store
@@ -61,12 +61,16 @@ def convert_gallery(
             break
         updates = []
         for image_id, blob_key, rows in batch:
+            undo = (f"Restore the data directory from a backup, or go back to the gallery's previous model "
+                    f"with `vultus reindex --model {' / '.join(sorted(set(before) - {target})) or 'NAME'}`.")
             if blob_key is None:
                 raise TamperedDataError(
-                    f"Stored image {image_id} has faces but no stored copy to re-embed them from; "
-                    "restore the data directory from a backup."
+                    f"Stored image {image_id} has faces but no stored copy to re-embed them from. {undo}"
                 )
-            image = decode_image(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels)
+            try:
+                image = decode_image(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels)
+            except MediaError as exc:
+                raise TamperedDataError(f"The stored copy of image {image_id} cannot be read ({exc}). {undo}") from None
             detections = [Detection(Box(*box), score) for _, box, score in rows]
             for (face_id, _, _), face in zip(rows, analyzer.reembed(image.rgb, detections)):
                 updates.append((face_id, face.embedding, face.landmarks))

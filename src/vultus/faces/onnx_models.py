@@ -123,7 +123,9 @@ class _Session:
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelFormatError(
-                f"{self.path} cannot be loaded as an ONNX {self.kind}: {str(exc).splitlines()[0]}"
+                f"{self.path} cannot be loaded as an ONNX {self.kind}: {str(exc).splitlines()[0]}. Give the "
+                f"path of the complete .onnx file you were supplied (an SCRFD-style detector or an "
+                f"ArcFace-style embedder)."
             ) from None
         if len(session.get_inputs()) != 1:
             raise ModelFormatError(
