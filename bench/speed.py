@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/speed.py                 # everything (about 15 minutes on 2 cores)
     .venv/bin/python bench/speed.py --only a,b      # some parts: a ingest, b embedding,
-                                                    # c+d search and index size, e cold start
+                                                    # c+d search and index size, e cold start,
+                                                    # f CNN detector, g an ingest photo's stages
 
 (a) Ingest of the shared identity photos, whole process: `vultus ingest` (2 workers) against the
     `face_recognition` package as its CLI treats each photo (scaled to 1600 px when larger, then
@@ -15,6 +16,12 @@
     queries and recall@10 against exact search, exact against IVF.
 (d) Index bytes per face, from the saved index files.
 (e) Cold start: wall time of a whole `vultus search` process on a data directory of 100k faces.
+(f) dlib's MMOD CNN detector, ms per photo at its 800 px detection size, dlib itself against
+    Vultus's ONNX conversion (all cores, and one core as an ingest worker has it), on every
+    ninth shared photo, with the boxes compared.
+(g) Where one photo's time goes in an ingest worker (one process, one onnxruntime thread),
+    averaged over the shared photos: decode, detection (HOG at 1600 px, or the CNN at 800 px),
+    landmarks and embedding.
 """
 
 from __future__ import annotations
@@ -61,24 +68,35 @@ def _fr_encode(path: str) -> int:
     return len(face_recognition.face_encodings(image))
 
 
-def ingest_side_by_side(rows: list) -> None:
-    files = photos()
-    work = Path(tempfile.mkdtemp(prefix="vultus-bench-"))
-    env = {**os.environ, "VULTUS_DATA": str(work / "data")}
+def _vultus_ingest(work: Path, name: str, *options: str) -> tuple[float, int]:
+    """Seconds of a whole `vultus [options] ingest` of the shared identity photos (2 workers), and faces stored."""
+    import json
+
+    env = {**os.environ, "VULTUS_DATA": str(work / name)}
     subprocess.run([*VULTUS, "source", "add", "bench", "--basis", "consent", "--purpose", "bench",
                     "--retention", "1d"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
-    out = subprocess.run([*VULTUS, "ingest", *[str(DATA / n) for n in identity_photos(DATA)], "--source", "bench",
-                          "--workers", "2", "--no-progress", "--json"], env=env, check=True, capture_output=True, text=True)
-    ours = time.perf_counter() - started
-    import json
+    out = subprocess.run([*VULTUS, *options, "ingest", *[str(DATA / n) for n in identity_photos(DATA)],
+                          "--source", "bench", "--workers", "2", "--no-progress", "--json"],
+                         env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - started, json.loads(out.stdout)["faces"]
 
-    summary = json.loads(out.stdout)
-    ours_faces = summary["faces"]
+
+def ingest_side_by_side(rows: list) -> None:
+    files = photos()
+    n = len(files)
+    work = Path(tempfile.mkdtemp(prefix="vultus-bench-"))
+    ours, ours_faces = _vultus_ingest(work, "hog")
+    # The same ingest with the CNN detector. Its face_recognition counterpart (dlib's CNN with
+    # one upsampling) takes over ten seconds a photo here, so it is not run.
+    cnn, cnn_faces = _vultus_ingest(work, "cnn", "--detector", "cnn")
+    shutil.rmtree(work, ignore_errors=True)
     try:
         import face_recognition  # noqa: F401
     except ImportError:
-        rows.append(("(a) ingest", "face_recognition not installed: run ./scripts/setup.sh --bench", "", ""))
+        rows.append(("(a) ingest, images/s", f"{n / ours:.2f}", "face_recognition not installed: "
+                     "run ./scripts/setup.sh --bench", ""))
+        rows.append(("(a) ingest --detector cnn, images/s", f"{n / cnn:.2f}", "", ""))
         return
     started = time.perf_counter()
     # As its CLI with --cpus: a pool of one process per core, forkserver where available.
@@ -86,12 +104,12 @@ def ingest_side_by_side(rows: list) -> None:
     with multiprocessing.get_context(method).Pool(os.cpu_count() or 1) as pool:
         theirs_faces = sum(pool.map(_fr_encode, [str(p) for p in files]))
     theirs = time.perf_counter() - started
-    shutil.rmtree(work, ignore_errors=True)
-    n = len(files)
     rows.append(("(a) ingest, images/s", f"{n / ours:.2f}", f"{n / theirs:.2f}", f"{theirs / ours:.2f}x"))
     rows.append(("(a) ingest, faces/s", f"{ours_faces / ours:.2f}", f"{theirs_faces / theirs:.2f}",
                  f"{(ours_faces / ours) / (theirs_faces / theirs):.2f}x"))
     rows.append(("(a) photos / faces found", f"{n} / {ours_faces}", f"{n} / {theirs_faces}", ""))
+    # No ratio: face_recognition's counterpart would be its CNN, not its HOG.
+    rows.append(("(a) ingest --detector cnn, images/s (faces)", f"{n / cnn:.2f} ({cnn_faces})", "", ""))
 
 
 # -- (b) embedding -----------------------------------------------------------------------------
@@ -130,6 +148,70 @@ def embedding_speed(rows: list, chips: np.ndarray) -> np.ndarray:
                  f"{results['dlib'] / results['onnx']:.1f}x"))
     rows.append(("(b) largest |onnx - dlib| over real faces", f"{diff:.1e}", "", ""))
     return vectors
+
+
+# -- (f) the CNN detector, (g) an ingest photo's stages ----------------------------------------
+
+
+def _detect_copy(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(decode_image(path.read_bytes(), name=str(path), max_pixels=10**9).rgb)
+    scale = size / max(image.size)
+    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR))
+
+
+def cnn_detector_speed(rows: list) -> None:
+    from vultus.faces.dlib_models import CnnDetector
+
+    images = [_detect_copy(p, 800) for p in photos()[::9]]
+    timings, same = {}, 0
+    for threads in ("0", "1"):
+        os.environ["VULTUS_ORT_THREADS"] = threads
+        detector = CnnDetector("onnx")
+        detector.detect(images[0])  # load
+        started = time.perf_counter()
+        ours = [detector.detect(rgb) for rgb in images]
+        timings[threads] = (time.perf_counter() - started) / len(images) * 1000
+    os.environ.pop("VULTUS_ORT_THREADS")
+    started = time.perf_counter()
+    theirs = [detector.detect_with_dlib(rgb) for rgb in images]
+    dlib_ms = (time.perf_counter() - started) / len(images) * 1000
+    for found, reference in zip(ours, theirs):
+        boxes = [(d.box.left, d.box.top, d.box.right - 1, d.box.bottom - 1) for d in found]
+        same += boxes == [box for box, _ in sorted(reference, key=lambda item: -item[1])]
+    rows.append((f"(f) CNN detection at 800 px, ms/photo ({len(images)} photos)",
+                 f"{timings['0']:.0f} ({timings['1']:.0f} on 1 core)", f"dlib {dlib_ms:.0f}",
+                 f"{dlib_ms / timings['0']:.1f}x"))
+    rows.append(("(f) photos with the same boxes as dlib", f"{same} of {len(images)}", "", ""))
+
+
+def ingest_stages(rows: list) -> None:
+    from vultus.faces import FaceAnalyzer
+
+    os.environ["VULTUS_ORT_THREADS"] = "1"
+    stages: dict[str, float] = {}
+    for detector in ("hog", "cnn"):
+        analyzer = FaceAnalyzer.from_names(detector, "dlib-resnet-v1")
+        analyzer.analyze(np.zeros((64, 64, 3), np.uint8))  # load
+        for path in photos():
+            data = path.read_bytes()
+            t0 = time.perf_counter()
+            rgb = decode_image(data, name=str(path)).rgb
+            t1 = time.perf_counter()
+            found = analyzer.detect(rgb)
+            t2 = time.perf_counter()
+            analyzer.reembed(rgb, found)
+            t3 = time.perf_counter()
+            for key, value in (("decode", t1 - t0), (detector, t2 - t1), (f"embed-{detector}", t3 - t2)):
+                stages[key] = stages.get(key, 0.0) + value
+    os.environ.pop("VULTUS_ORT_THREADS")
+    n = len(photos())
+    ms = {k: v / n * 1000 for k, v in stages.items()}
+    ms["decode"] /= 2
+    rows.append(("(g) one photo, 1 core: decode / detect / landmarks+embed, ms",
+                 f"HOG {ms['decode']:.0f} / {ms['hog']:.0f} / {ms['embed-hog']:.0f}",
+                 f"CNN {ms['decode']:.0f} / {ms['cnn']:.0f} / {ms['embed-cnn']:.0f}", ""))
 
 
 # -- (c, d) large galleries ----------------------------------------------------------------------
@@ -255,7 +337,7 @@ def cold_start(rows: list, templates: np.ndarray, labels: list[str], count: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated parts: a, b, c (with d), e")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="comma-separated parts: a, b, c (with d), e, f, g")
     parser.add_argument("--sizes", default="100000,1000000", help="gallery sizes for (c)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -274,6 +356,10 @@ def main() -> None:
         gallery_search(rows, templates, labels, [int(s) for s in args.sizes.split(",")])
     if "e" in parts:
         cold_start(rows, templates, labels)
+    if "f" in parts:
+        cnn_detector_speed(rows)
+    if "g" in parts:
+        ingest_stages(rows)
     width = [max(len(str(r[i])) for r in rows + [("figure", "Vultus", "reference", "ratio")]) for i in range(4)]
     print(f"{os.cpu_count()} cores")
     for row in [("figure", "Vultus", "reference", "ratio"), *rows]:

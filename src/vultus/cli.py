@@ -71,7 +71,7 @@ class _Group(click.Group):
     envvar="VULTUS_DETECTOR",
     default="hog",
     show_default=True,
-    help="Face detector: hog (fast, frontal faces), cnn (dlib MMOD: more turned faces, ~4 s a photo on CPU) "
+    help="Face detector: hog (fast, frontal faces), cnn (dlib MMOD: more turned faces, about 3x slower) "
     "or the path of an SCRFD-style .onnx file. Env VULTUS_DETECTOR.",
 )
 @click.option(

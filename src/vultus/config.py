@@ -37,7 +37,7 @@ class Settings:
     #: Images with more pixels than this are refused (decompression-bomb guard).
     max_pixels: int = 120_000_000
     #: Long side, in pixels, that photos are scaled to (down or up) before detection;
-    #: None means the detector's own choice (HOG 1600, CNN 800).
+    #: None means the detector's own choice (1600 for both HOG and CNN).
     detect_size: int | None = None
     #: Candidates returned by a search unless ``--top`` says otherwise.
     top: int = 10

@@ -139,29 +139,89 @@ def _frontal_detector() -> Any:
 
 
 class CnnDetector:
-    """dlib's MMOD CNN detector: finds more turned and small faces, much slower on CPU."""
+    """dlib's MMOD CNN detector: finds turned and partly hidden faces that HOG misses.
+
+    By default its network runs as an ONNX graph converted from dlib's own weight file
+    (:mod:`vultus.faces.dlib_mmod`), with dlib's image pyramid and decoding reproduced,
+    under onnxruntime: the same boxes as dlib's, about 30 times faster on CPU. With
+    ``VULTUS_DLIB_BACKEND=dlib``, or when the graph cannot be built, dlib runs it.
+    """
 
     name = "cnn"
-    # MMOD's window is ~40 px, and each pixel costs far more than HOG's on CPU (~4 s at 800).
-    default_size = 800
+    # MMOD's window is 80 px, like HOG's, in a pyramid that starts at the given size: at
+    # 1600 px both find faces down to 5% of the long side. (At 800 px the shared group
+    # photos lose 14 of their 42 faces.)
+    default_size = 1600
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str | None = None) -> None:
+        self.backend = _backend(backend)
         self._lazy = _Lazy()
+        self._dlib = _Lazy()
+        #: Which runtime found the faces (after the first call): "onnx" or "dlib".
+        self.runtime: str | None = None
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        detector = self._lazy.get(
-            lambda: _import_dlib().cnn_face_detection_model_v1(
-                model_file("mmod_human_face_detector.dat")
-            )
-        )
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         found = [
-            Detection(
-                Box(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1),
-                float(d.confidence),
-            )
-            for d in detector(rgb, 0)
+            Detection(Box(left, top, right + 1, bottom + 1), score)
+            for (left, top, right, bottom), score in self._lazy.get(self._load)(rgb)
         ]
         return sorted(found, key=lambda d: -d.score)
+
+    def detect_with_dlib(self, rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        """dlib's own boxes ``((left, top, right, bottom), confidence)``, corners inclusive."""
+        detector = self._dlib.get(
+            lambda: _import_dlib().cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
+        )
+        return [
+            ((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence))
+            for d in detector(np.ascontiguousarray(rgb), 0)
+        ]
+
+    def _load(self) -> Any:
+        if self.backend == "onnx":
+            try:
+                return self._onnx_runner()
+            except (ModelError, ImportError, OSError) as exc:
+                warnings.warn(f"Using dlib for the CNN face detector: {exc}", RuntimeWarning, stacklevel=3)
+        self.runtime = "dlib"
+        return self.detect_with_dlib
+
+    def _onnx_runner(self) -> Any:
+        import onnxruntime
+
+        from .dlib_mmod import converted_mmod, decode, tiled_pyramid
+        from .onnx_models import session_options
+
+        weights = model_file("mmod_human_face_detector.dat")
+        net, graph = converted_mmod(weights)
+        try:
+            session = onnxruntime.InferenceSession(
+                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception:  # noqa: BLE001 - a damaged cache file: convert again
+            net, graph = converted_mmod(weights, use_cache=False)
+            session = onnxruntime.InferenceSession(
+                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
+                providers=["CPUExecutionProvider"],
+            )
+        self.runtime = "onnx"
+
+        def run(rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+            tiled, levels = tiled_pyramid(rgb, net)
+            return decode(session.run(None, {"pyramid": tiled})[0], levels, net)
+
+        return run
+
+
+def _backend(explicit: str | None) -> str:
+    """The runtime for dlib's networks: ``onnx`` (default) or ``dlib`` (``VULTUS_DLIB_BACKEND``)."""
+    backend = (explicit or os.environ.get("VULTUS_DLIB_BACKEND") or "onnx").lower()
+    if backend not in ("onnx", "dlib"):
+        raise UnknownModelError(f"VULTUS_DLIB_BACKEND is {backend!r}; use onnx (the default) or dlib.")
+    return backend
 
 
 class DlibFivePointAligner:
@@ -211,9 +271,7 @@ class DlibResNetEmbedder:
     batch_size = 32
 
     def __init__(self, backend: str | None = None) -> None:
-        self.backend = (backend or os.environ.get("VULTUS_DLIB_BACKEND") or "onnx").lower()
-        if self.backend not in ("onnx", "dlib"):
-            raise UnknownModelError(f"VULTUS_DLIB_BACKEND is {self.backend!r}; use onnx (the default) or dlib.")
+        self.backend = _backend(backend)
         self._lazy = _Lazy()
         self._dlib = _Lazy()
         #: Which runtime computed the templates (after the first call): "onnx" or "dlib".

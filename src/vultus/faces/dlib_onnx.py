@@ -88,8 +88,8 @@ class _Reader:
         return tuple(self.integer() for _ in range(4))
 
 
-def _name_at(data: bytes, pos: int) -> str | None:
-    """The layer version string that starts at ``pos``, if one does."""
+def _name_at(data: bytes, pos: int, known: tuple[str, ...] = _KNOWN) -> str | None:
+    """The layer version string among ``known`` that starts at ``pos``, if one does."""
     if data[pos] != 1:
         return None
     length = data[pos + 1]
@@ -99,7 +99,7 @@ def _name_at(data: bytes, pos: int) -> str | None:
         name = data[pos + 2 : pos + 2 + length].decode("ascii")
     except UnicodeDecodeError:
         return None
-    return name if name in _KNOWN else None
+    return name if name in known else None
 
 
 def read_dlib_network(path: str | Path) -> list[DlibLayer]:
