@@ -220,3 +220,27 @@ def test_quality_gate_leaves_out_small_and_low_scoring_faces_and_counts_them(
     monkeypatch.setenv("VULTUS_MIN_FACE_SIZE", "12")
     out = run("stats", ok=False).output
     assert "min_face_size must be at least 20" in out
+
+
+def test_ingest_that_crosses_the_ivf_threshold_says_so(run, faces_root: Path, monkeypatch: pytest.MonkeyPatch):
+    from vultus.index import faiss_index
+
+    # The real minimums (10,000 faces, 64 lists) need far more photos than the shared set.
+    monkeypatch.setattr(faiss_index, "MIN_IVF", 1)
+    monkeypatch.setattr(faiss_index, "MIN_LISTS", 8)
+    monkeypatch.setenv("VULTUS_IVF_THRESHOLD", "20")
+    _add_source(run)
+    first = run("ingest", str(faces_root / "_group"), "--source", "news", "--workers", "1", "--json")
+    summary = json.loads(first.stdout)
+    assert summary["faces"] > 20 and summary["index_rebuilt"] == "ivf" and summary["index_seconds"] >= 0
+    assert f"Building the large-gallery (IVF) index for {summary['faces']:,} faces" in first.stderr
+    assert json.loads(run("stats", "--json").stdout)["index_kind"].startswith("ivf")
+    # Nothing to rebuild: no notice, and the summary says so.
+    second = run("ingest", str(faces_root / "_noface"), "--source", "news", "--workers", "1")
+    assert "index" not in second.stderr and "rebuilt" not in second.stdout
+    # A threshold of 0 (always exact) turns the index back into exact search.
+    monkeypatch.setenv("VULTUS_IVF_THRESHOLD", "0")
+    third = run("ingest", str(faces_root / "facerec_obama"), "--source", "news", "--workers", "1")
+    assert "Returning to exact search" in third.stderr
+    assert "The index was rebuilt as an exact index" in third.stdout
+    assert json.loads(run("stats", "--json").stdout)["index_kind"] == "exact"

@@ -219,7 +219,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
         bar.set_postfix(faces=faces, refresh=False)
 
     try:
-        summary = engine.ingest(paths, source=source_name, workers=workers or None, progress=on_progress)
+        summary = engine.ingest(paths, source=source_name, workers=workers or None, progress=on_progress,
+                                notice=lambda message: (bar.close(), click.echo(message, err=True)))
     finally:
         bar.close()
     if as_json:
@@ -241,6 +242,9 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
             f"Skipped {summary.suppressed_faces} face(s) of people who objected (not stored); "
             f"{summary.suppressed_photos} photo(s) showed only them and were not stored at all."
         )
+    if summary.index_rebuilt:
+        kind = "a large-gallery (IVF) index" if summary.index_rebuilt == "ivf" else "an exact index"
+        click.echo(f"The index was rebuilt as {kind} in {summary.index_seconds:.1f} s.")
     if summary.ignored:
         click.echo(f"Ignored {len(summary.ignored)} file(s) that are not photos, e.g. {summary.ignored[0]}.")
     if summary.refused:

@@ -54,6 +54,11 @@ class IngestSummary:
     refused: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: The index was rebuilt after the ingest, as this kind (``ivf`` once the gallery has
+    #: crossed VULTUS_IVF_THRESHOLD or grown past the IVF's training size), and how long
+    #: that took (not counted in ``seconds``).
+    index_rebuilt: str | None = None
+    index_seconds: float = 0.0
 
     @property
     def images_per_second(self) -> float:
@@ -73,6 +78,8 @@ class IngestSummary:
             "refused": [{"path": p, "reason": r} for p, r in self.refused],
             "ignored": self.ignored,
             "seconds": round(self.seconds, 2),
+            "index_rebuilt": self.index_rebuilt,
+            "index_seconds": round(self.index_seconds, 2),
         }
 
 

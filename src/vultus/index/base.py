@@ -64,6 +64,10 @@ class VectorIndex(Protocol):
         """How it searches, for `vultus stats` (e.g. ``exact``, ``ivf``)."""
         ...
 
+    def plan_size(self, threshold: int) -> str | None:
+        """What :meth:`fit_size` would rebuild the index as (a ``kind``), or None to keep it."""
+        ...
+
     def fit_size(self, threshold: int, exact_vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
         """Adapt the index's structure to its size (``threshold`` faces); return whether it changed.
 

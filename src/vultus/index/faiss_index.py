@@ -34,6 +34,8 @@ _TUNING_QUERIES = 500
 _REGROW = 4
 #: Below this many faces an IVF index has too few vectors per list to train; stay exact.
 MIN_IVF = 10_000
+#: The fewest inverted lists an IVF index gets, however small.
+MIN_LISTS = 64
 
 
 class FaissIndex:
@@ -111,20 +113,27 @@ class FaissIndex:
         for. ``exact_vectors()`` returns every (id, template) from the store; a flat index
         is converted from its own vectors instead.
         """
-        count = len(self)
-        ivf = self._ivf()
-        if threshold <= 0 or count <= max(threshold, MIN_IVF):
-            if ivf is None:
-                return False
+        plan = self.plan_size(threshold)
+        if plan is None:
+            return False
+        if plan == "exact":
             ids, vectors = exact_vectors()
             self._index = self._faiss.IndexIDMap2(self._faiss.IndexFlatL2(self.dim))
             self.add(ids, vectors)
             return True
-        if ivf is not None and count <= _REGROW * (ivf.nlist / 4) ** 2:
-            return False
-        ids, vectors = self._flat_contents() if ivf is None else exact_vectors()
+        ids, vectors = self._flat_contents() if self._ivf() is None else exact_vectors()
         self._index = self._build_ivf(ids, vectors)
         return True
+
+    def plan_size(self, threshold: int) -> str | None:
+        """``exact`` to go back to exact search, ``ivf`` to build or retrain the IVF index, or None."""
+        count = len(self)
+        ivf = self._ivf()
+        if threshold <= 0 or count <= max(threshold, MIN_IVF):
+            return None if ivf is None else "exact"
+        if ivf is not None and count <= _REGROW * (ivf.nlist / 4) ** 2:
+            return None
+        return "ivf"
 
     def _flat_contents(self) -> tuple[np.ndarray, np.ndarray]:
         flat = self._faiss.downcast_index(self._index.index)
@@ -135,7 +144,7 @@ class FaissIndex:
         faiss = self._faiss
         count = len(ids)
         # About 4 sqrt(n) lists, as FAISS's guidelines suggest for millions of vectors.
-        nlist = int(min(65536, max(64, 4 * math.sqrt(count))))
+        nlist = int(min(65536, max(MIN_LISTS, 4 * math.sqrt(count))))
         index = faiss.index_factory(self.dim, f"IVF{nlist}_HNSW32,SQ8", faiss.METRIC_L2)
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(count, size=min(count, max(40 * nlist, 50_000)), replace=False)]
