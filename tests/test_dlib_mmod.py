@@ -122,3 +122,18 @@ def _iou(a: list[int], b: list[int]) -> float:
     inner = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
     area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inner
     return inner / area
+
+
+def test_ingest_and_search_with_the_cnn_detector(faces_root: Path, tmp_path: Path, cache: Path):
+    import vultus
+
+    with vultus.open(tmp_path / "data", detector="cnn") as engine:
+        engine.add_source("test", basis="legitimate-interests", purpose="testing", retention="30d")
+        # Worker processes each load the converted detector (from the cache the first builds).
+        summary = engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_biden"], source="test", workers=2)
+        photos = len(list((faces_root / "facerec_obama").iterdir())) + len(list((faces_root / "facerec_biden").iterdir()))
+        assert summary.images == photos and summary.faces >= photos
+        assert any(p.name.startswith("dlib-mmod-") for p in cache.iterdir())
+        probe = sorted((faces_root / "facerec_obama").iterdir())[0]
+        result = engine.search(probe, purpose="test", case="T-1")
+        assert result.candidates and result.candidates[0].similarity > 0.99
