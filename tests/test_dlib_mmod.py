@@ -66,6 +66,15 @@ def test_grey_photo_and_damaged_cache(faces_root: Path, cache: Path):
     assert _iou(face.box.as_list(), first[0].box.as_list()) > 0.5  # the same face, from grey levels
 
 
+@pytest.mark.parametrize("backend", ["onnx", "dlib"])
+def test_images_too_thin_for_the_window_give_no_faces(backend: str, cache: Path):
+    # The network's output would be empty (onnxruntime refuses it), and dlib aborts the
+    # whole process on some of these shapes: they never reach either.
+    detector = CnnDetector(backend)
+    for shape in [(1, 1, 3), (2, 1600, 3), (1600, 19, 3), (20, 1600, 3), (1600, 20), (40, 40, 3)]:
+        assert detector.detect(np.full(shape, 128, np.uint8)) == []
+
+
 def test_analyzer_with_cnn_embeds_faces_hog_also_finds(faces_root: Path, cache: Path):
     rgb = _photo(faces_root, "_group/facerec_obama_and_biden.jpg", 1200)
     cnn = FaceAnalyzer.from_names("cnn", "dlib-resnet-v1").analyze(rgb)

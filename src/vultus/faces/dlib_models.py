@@ -160,7 +160,13 @@ class CnnDetector:
         #: Which runtime found the faces (after the first call): "onnx" or "dlib".
         self.runtime: str | None = None
 
+    #: Images narrower than this hold no face the 80 px window could find; dlib itself
+    #: fails on them (and aborts the process on some), so they are not passed on.
+    min_side = 20
+
     def detect(self, rgb: np.ndarray) -> list[Detection]:
+        if min(rgb.shape[:2]) < self.min_side:
+            return []
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         found = [
