@@ -252,7 +252,10 @@ class Engine:
                     notice(f"Building the large-gallery (IVF) index for {len(index):,} faces; "
                            "this takes about a minute per million faces.")
                 else:
-                    notice(f"Returning to exact search for {len(index):,} faces (at or below VULTUS_IVF_THRESHOLD).")
+                    threshold = self.settings.ivf_threshold
+                    why = ("VULTUS_IVF_THRESHOLD is 0: always exact" if threshold <= 0
+                           else "the gallery is now within VULTUS_IVF_THRESHOLD")
+                    notice(f"Returning to exact search for {len(index):,} faces ({why}).")
             index.fit_size(self.settings.ivf_threshold, self._searchable_vectors)
             index.save()
             return plan

@@ -152,6 +152,9 @@ class CnnDetector:
     # 1600 px both find faces down to 5% of the long side. (At 800 px the shared group
     # photos lose 14 of their 42 faces.)
     default_size = 1600
+    #: Images narrower than this hold no face the 80 px window could find; dlib itself
+    #: fails on them (and aborts the process on some), so they are not passed on.
+    min_side = 20
 
     def __init__(self, backend: str | None = None) -> None:
         self.backend = _backend(backend)
@@ -159,10 +162,6 @@ class CnnDetector:
         self._dlib = _Lazy()
         #: Which runtime found the faces (after the first call): "onnx" or "dlib".
         self.runtime: str | None = None
-
-    #: Images narrower than this hold no face the 80 px window could find; dlib itself
-    #: fails on them (and aborts the process on some), so they are not passed on.
-    min_side = 20
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         if min(rgb.shape[:2]) < self.min_side:
@@ -195,24 +194,17 @@ class CnnDetector:
         return self.detect_with_dlib
 
     def _onnx_runner(self) -> Any:
-        import onnxruntime
+        import onnxruntime  # noqa: F401 - not installed: dlib runs it, before any conversion
 
         from .dlib_mmod import converted_mmod, decode, tiled_pyramid
-        from .onnx_models import session_options
 
         weights = model_file("mmod_human_face_detector.dat")
         net, graph = converted_mmod(weights)
         try:
-            session = onnxruntime.InferenceSession(
-                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
-                providers=["CPUExecutionProvider"],
-            )
+            session = _session(graph)
         except Exception:  # noqa: BLE001 - a damaged cache file: convert again
             net, graph = converted_mmod(weights, use_cache=False)
-            session = onnxruntime.InferenceSession(
-                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
-                providers=["CPUExecutionProvider"],
-            )
+            session = _session(graph)
         self.runtime = "onnx"
 
         def run(rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
@@ -220,6 +212,16 @@ class CnnDetector:
             return decode(session.run(None, {"pyramid": tiled})[0], levels, net)
 
         return run
+
+
+def _session(graph: bytes | Path) -> Any:
+    """An onnxruntime CPU session for a converted graph (a cached file, or its bytes)."""
+    import onnxruntime
+
+    from .onnx_models import session_options
+
+    return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
+                                        sess_options=session_options(), providers=["CPUExecutionProvider"])
 
 
 def _backend(explicit: str | None) -> str:
@@ -315,22 +317,17 @@ class DlibResNetEmbedder:
         return self.embed_with_dlib
 
     def _onnx_runner(self) -> Any:
-        import onnxruntime
+        import onnxruntime  # noqa: F401 - not installed: dlib runs it, before any conversion
 
         from .dlib_onnx import converted_resnet
-        from .onnx_models import session_options
 
         weights = model_file("dlib_face_recognition_resnet_model_v1.dat")
         graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib)
         try:
-            session = onnxruntime.InferenceSession(
-                graph if isinstance(graph, bytes) else str(graph), sess_options=session_options(),
-                providers=["CPUExecutionProvider"],
-            )
+            session = _session(graph)
         except Exception:  # noqa: BLE001 - a damaged cache file: convert again, in memory
             graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib, use_cache=False)
-            session = onnxruntime.InferenceSession(graph, sess_options=session_options(),
-                                                   providers=["CPUExecutionProvider"])
+            session = _session(graph)
         self.runtime = "onnx"
 
         def run(chips: Sequence[np.ndarray]) -> np.ndarray:
