@@ -146,3 +146,11 @@ def test_ingest_and_search_with_the_cnn_detector(faces_root: Path, tmp_path: Pat
         probe = sorted((faces_root / "facerec_obama").iterdir())[0]
         result = engine.search(probe, purpose="test", case="T-1")
         assert result.candidates and result.candidates[0].similarity > 0.99
+
+
+def test_damaged_weight_file_is_refused_with_a_fix(tmp_path: Path):
+    data = Path(model_file("mmod_human_face_detector.dat")).read_bytes()
+    cut = tmp_path / "mmod_human_face_detector.dat"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match="damaged.*reinstall"):
+        dlib_mmod.read_mmod_network(cut)

@@ -88,7 +88,15 @@ class MmodNetwork:
 
 def read_mmod_network(path: str | Path) -> MmodNetwork:
     """The detector in a dlib MMOD weight file (the training form with batch norms, or affine)."""
-    data = Path(path).read_bytes()
+    try:
+        return _read(path, Path(path).read_bytes())
+    except (IndexError, ValueError) as exc:  # records running past the end: a cut-off file
+        raise ModelFormatError(
+            f"{path} is damaged ({exc}); reinstall it with: pip install --force-reinstall face_recognition_models"
+        ) from exc
+
+
+def _read(path: str | Path, data: bytes) -> MmodNetwork:
     loss: dict | None = None
     means: np.ndarray | None = None
     padding = (10, 11)
