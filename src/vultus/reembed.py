@@ -55,14 +55,14 @@ def convert_gallery(
     total = sum(count for model, count in before.items() if model != target)
     started = time.monotonic()
     images = done = 0
+    undo = (f"Restore the data directory from a backup, or go back to the gallery's previous model "
+            f"with `vultus reindex --model {' / '.join(sorted(set(before) - {target})) or 'NAME'}`.")
     while True:
         batch = store.faces_to_reembed(target)
         if not batch:
             break
         updates = []
         for image_id, blob_key, rows in batch:
-            undo = (f"Restore the data directory from a backup, or go back to the gallery's previous model "
-                    f"with `vultus reindex --model {' / '.join(sorted(set(before) - {target})) or 'NAME'}`.")
             if blob_key is None:
                 raise TamperedDataError(
                     f"Stored image {image_id} has faces but no stored copy to re-embed them from. {undo}"

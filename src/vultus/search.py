@@ -78,8 +78,6 @@ def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int,
     return number, faces[number - 1]
 
 
-
-
 def exact_distances(store: Store, template: np.ndarray, face_ids: list[int]) -> list[tuple[float, int]]:
     """(exact distance, id) of stored faces to ``template``, nearest first."""
     pairs: list[tuple[float, int]] = []

@@ -138,7 +138,45 @@ def _frontal_detector() -> Any:
     return detector
 
 
-class CnnDetector:
+class _ConvertedNetwork:
+    """A dlib network run as Vultus's ONNX conversion of it, with dlib itself as the fallback.
+
+    Subclasses give ``_onnx_runner()`` (the converted graph behind a function) and
+    ``_reference()`` (dlib's own function, the same interface). ``runtime`` says which one
+    is in use after the first call.
+    """
+
+    #: What the network is, for the warning when dlib has to run it.
+    what = "network"
+
+    def __init__(self, backend: str | None = None) -> None:
+        self.backend = _backend(backend)
+        self._lazy = _Lazy()
+        self._dlib = _Lazy()
+        #: Which runtime ran the network (after the first call): "onnx" or "dlib".
+        self.runtime: str | None = None
+
+    def _run(self) -> Any:
+        """The function that runs the network, built on first use."""
+        return self._lazy.get(self._load)
+
+    def _load(self) -> Any:
+        if self.backend == "onnx":
+            try:
+                return self._onnx_runner()
+            except (ModelError, ImportError, OSError) as exc:
+                warnings.warn(f"Using dlib for the {self.what}: {exc}", RuntimeWarning, stacklevel=4)
+        self.runtime = "dlib"
+        return self._reference()
+
+    def _onnx_runner(self) -> Any:
+        raise NotImplementedError
+
+    def _reference(self) -> Any:
+        raise NotImplementedError
+
+
+class CnnDetector(_ConvertedNetwork):
     """dlib's MMOD CNN detector: finds turned and partly hidden faces that HOG misses.
 
     By default its network runs as an ONNX graph converted from dlib's own weight file
@@ -155,13 +193,7 @@ class CnnDetector:
     #: Images narrower than this hold no face the 80 px window could find; dlib itself
     #: fails on them (and aborts the process on some), so they are not passed on.
     min_side = 20
-
-    def __init__(self, backend: str | None = None) -> None:
-        self.backend = _backend(backend)
-        self._lazy = _Lazy()
-        self._dlib = _Lazy()
-        #: Which runtime found the faces (after the first call): "onnx" or "dlib".
-        self.runtime: str | None = None
+    what = "CNN face detector"
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         if min(rgb.shape[:2]) < self.min_side:
@@ -170,7 +202,7 @@ class CnnDetector:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         found = [
             Detection(Box(left, top, right + 1, bottom + 1), score)
-            for (left, top, right, bottom), score in self._lazy.get(self._load)(rgb)
+            for (left, top, right, bottom), score in self._run()(rgb)
         ]
         return sorted(found, key=lambda d: -d.score)
 
@@ -184,13 +216,7 @@ class CnnDetector:
             for d in detector(np.ascontiguousarray(rgb), 0)
         ]
 
-    def _load(self) -> Any:
-        if self.backend == "onnx":
-            try:
-                return self._onnx_runner()
-            except (ModelError, ImportError, OSError) as exc:
-                warnings.warn(f"Using dlib for the CNN face detector: {exc}", RuntimeWarning, stacklevel=3)
-        self.runtime = "dlib"
+    def _reference(self) -> Any:
         return self.detect_with_dlib
 
     def _onnx_runner(self) -> Any:
@@ -199,12 +225,14 @@ class CnnDetector:
         from .dlib_mmod import converted_mmod, decode, tiled_pyramid
 
         weights = model_file("mmod_human_face_detector.dat")
-        net, graph = converted_mmod(weights)
-        try:
-            session = _session(graph)
-        except Exception:  # noqa: BLE001 - a damaged cache file: convert again
-            net, graph = converted_mmod(weights, use_cache=False)
-            session = _session(graph)
+        net = None
+
+        def convert(use_cache: bool) -> bytes | Path:
+            nonlocal net
+            net, graph = converted_mmod(weights, use_cache=use_cache)
+            return graph
+
+        session = _open_converted(convert)
         self.runtime = "onnx"
 
         def run(rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
@@ -214,14 +242,24 @@ class CnnDetector:
         return run
 
 
-def _session(graph: bytes | Path) -> Any:
-    """An onnxruntime CPU session for a converted graph (a cached file, or its bytes)."""
+def _open_converted(convert: Any) -> Any:
+    """An onnxruntime CPU session for ``convert(use_cache)``'s graph (a cached file, or bytes).
+
+    A cached file onnxruntime cannot load is damaged: the graph is converted again.
+    """
     import onnxruntime
 
     from .onnx_models import session_options
 
-    return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
-                                        sess_options=session_options(), providers=["CPUExecutionProvider"])
+    def session(graph: bytes | Path) -> Any:
+        return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
+                                            sess_options=session_options(), providers=["CPUExecutionProvider"])
+
+    graph = convert(True)
+    try:
+        return session(graph)
+    except Exception:  # noqa: BLE001 - whatever onnxruntime raises for a damaged file
+        return session(convert(False))
 
 
 def _backend(explicit: str | None) -> str:
@@ -264,7 +302,7 @@ class DlibFivePointAligner:
         return landmarks, [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
 
 
-class DlibResNetEmbedder:
+class DlibResNetEmbedder(_ConvertedNetwork):
     """dlib's ResNet-34-style network: 128-d templates, same person below distance 0.6.
 
     By default the network runs as an ONNX graph converted from dlib's own weight file
@@ -278,12 +316,10 @@ class DlibResNetEmbedder:
     #: Faces per onnxruntime call.
     batch_size = 32
 
+    what = "face embedder"
+
     def __init__(self, backend: str | None = None) -> None:
-        self.backend = _backend(backend)
-        self._lazy = _Lazy()
-        self._dlib = _Lazy()
-        #: Which runtime computed the templates (after the first call): "onnx" or "dlib".
-        self.runtime: str | None = None
+        super().__init__(backend)
         #: The converted graph's largest difference from dlib on its check, when it is used.
         self.conversion_error: float | None = None
 
@@ -294,7 +330,7 @@ class DlibResNetEmbedder:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.spec.dim), dtype=np.float32)
-        return self._lazy.get(self._load)(chips)
+        return self._run()(chips)
 
     def embed_with_dlib(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Templates computed by dlib itself: the reference the ONNX graph is checked against."""
@@ -307,13 +343,7 @@ class DlibResNetEmbedder:
         vectors = net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
 
-    def _load(self) -> Any:
-        if self.backend == "onnx":
-            try:
-                return self._onnx_runner()
-            except (ModelError, ImportError, OSError) as exc:
-                warnings.warn(f"Using dlib for the face embedder: {exc}", RuntimeWarning, stacklevel=3)
-        self.runtime = "dlib"
+    def _reference(self) -> Any:
         return self.embed_with_dlib
 
     def _onnx_runner(self) -> Any:
@@ -322,12 +352,12 @@ class DlibResNetEmbedder:
         from .dlib_onnx import converted_resnet
 
         weights = model_file("dlib_face_recognition_resnet_model_v1.dat")
-        graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib)
-        try:
-            session = _session(graph)
-        except Exception:  # noqa: BLE001 - a damaged cache file: convert again, in memory
-            graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib, use_cache=False)
-            session = _session(graph)
+
+        def convert(use_cache: bool) -> bytes | Path:
+            graph, self.conversion_error = converted_resnet(weights, self.embed_with_dlib, use_cache=use_cache)
+            return graph
+
+        session = _open_converted(convert)
         self.runtime = "onnx"
 
         def run(chips: Sequence[np.ndarray]) -> np.ndarray:
