@@ -149,7 +149,7 @@ def test_ingest_by_upload_then_dpo_erasure_and_auditor_checks(server, faces_root
     assert job.status_code == 202, job.text
     for _ in range(600):
         state = client.get(f"/v1/ingest/{job.json()['id']}", headers=_auth(inv)).json()
-        if state["status"] != "running":
+        if state["status"] not in ("queued", "running"):
             break
         time.sleep(0.1)
     assert state["status"] == "done" and state["summary"]["images"] == 3, state
@@ -209,9 +209,16 @@ def test_the_public_page_refuses_bad_requests_and_limits_each_address(server, fa
     assert codes[:1] == [202] and codes[-1] == 429
 
 
+def _login_csrf(client: TestClient) -> str:
+    """The CSRF token of a fresh sign-in form (its cookie is kept by ``client``)."""
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text).group(1)
+
+
 def _sign_in(client: TestClient, token: str) -> str:
     """Sign in through the page; return the session's CSRF token from a form."""
-    response = client.post("/ui/login", data={"token": token}, follow_redirects=True)
+    response = client.post("/ui/login", data={"token": token, "csrf": _login_csrf(client)}, follow_redirects=True)
     assert response.status_code == 200, response.text
     import re
 
@@ -223,7 +230,7 @@ def test_web_pages_sign_in_search_and_carry_out_a_public_request(server, faces_r
     # A client of its own: the public page's per-client limit is spent by another test.
     client = TestClient(server[0].app, client=("192.0.2.7", 50000))
     assert client.get("/ui/search", follow_redirects=False).headers["location"] == "/ui/login"
-    assert client.post("/ui/login", data={"token": "wrong"}).status_code == 401
+    assert client.post("/ui/login", data={"token": "wrong", "csrf": _login_csrf(client)}).status_code == 401
     csrf = _sign_in(client, tokens[Role.INVESTIGATOR])
     cookie = client.cookies.jar
     assert any(c.name == "vultus_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
@@ -266,8 +273,9 @@ def test_web_sign_in_with_a_name_and_password(server):
     short = CliRunner().invoke(cli, ["--data", str(data), "user", "password", "pat", "--password", "short"])
     assert short.exit_code == 1 and "12 characters" in short.output
     web = TestClient(client.app, client=("192.0.2.8", 50000))
-    assert web.post("/ui/login", data={"name": "pat", "token": "wrong password!"}).status_code == 401
-    page = web.post("/ui/login", data={"name": "pat", "token": "correct horse battery"}, follow_redirects=True)
+    assert web.post("/ui/login", data={"name": "pat", "token": "wrong password!", "csrf": _login_csrf(web)}).status_code == 401
+    page = web.post("/ui/login", data={"name": "pat", "token": "correct horse battery", "csrf": _login_csrf(web)},
+                    follow_redirects=True)
     assert page.status_code == 200 and "Audit log" in page.text and "user.password" in page.text
     verified = web.get("/ui/audit?verify=true")
     assert "The log verifies" in verified.text
@@ -296,7 +304,7 @@ def test_web_ingest_shows_progress_and_the_dpo_discloses_an_access_report(server
     job_id = page.text.split("/ui/ingest/")[1].split(".json")[0]
     for _ in range(600):
         job = web.get(f"/ui/ingest/{job_id}.json").json()
-        if job["status"] != "running":
+        if job["status"] not in ("queued", "running"):
             break
         time.sleep(0.1)
     assert job["status"] == "done" and job["done"] == job["total"] == 2 and job["faces"] == 2

@@ -499,6 +499,10 @@ def reindex(ctx: click.Context, model: str | None, progress: bool | None, as_jso
     click.echo("Its search threshold is the model's default until you run `vultus calibrate DATASET --fmr RATE`.")
 
 
+#: Seconds `vultus serve` keeps an idle connection open for its next request.
+KEEP_ALIVE_SECONDS = 5
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
@@ -522,7 +526,11 @@ def serve(ctx: click.Context, host: str, port: int, serve_data: Path | None) -> 
 
     app = create_app(engine=_engine(ctx))
     click.echo(f"Serving {ctx.find_root().obj['settings'].data_dir} on http://{host}:{port} (docs at /docs).", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the
+    # client; Vultus reads it itself, and only from VULTUS_TRUSTED_PROXIES. An idle
+    # keep-alive connection is closed after KEEP_ALIVE_SECONDS; headers are at most 16 KiB.
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS, h11_max_incomplete_event_size=16 * 1024)
 
 
 @cli.group()

@@ -61,6 +61,14 @@ class Settings:
     #: Whether every search must state a purpose and a case reference. Only a personal
     #: deployment should turn this off; `vultus stats` then says so.
     purpose_required: bool = True
+    #: Seconds the server waits for more of a request body before answering 408 (a body
+    #: must also keep up 16 KiB/s after that allowance); see vultus.server.limits.
+    body_timeout: float = 30.0
+    #: Most photos in one ingest upload; the body limit of an upload is this many photos.
+    max_batch_photos: int = 50
+    #: Reverse proxies whose X-Forwarded-For the server believes, comma-separated addresses
+    #: or CIDR ranges; None means the client is always the socket's peer.
+    trusted_proxies: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
@@ -110,6 +118,10 @@ class Settings:
             )
         if self.actor is not None and not self.actor.strip():
             raise SettingsError("The actor may not be blank: every action is recorded under a name.")
+        if not 0.1 <= self.body_timeout <= 3600:
+            raise SettingsError(f"body_timeout is in seconds, from 0.1 to 3600, not {self.body_timeout}.")
+        if not 1 <= self.max_batch_photos <= 10_000:
+            raise SettingsError(f"max_batch_photos must be from 1 to 10000, not {self.max_batch_photos}.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise SettingsError(
                 f"threshold is a similarity between 0 and 1, not {self.threshold}."

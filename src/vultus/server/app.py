@@ -38,8 +38,11 @@ from ..errors import (
     VultusError,
 )
 from ..store.accounts import Account, Role
+from .clients import parse_proxies
+from .jobs import JobRunner
+from .limits import BodyGuard
 
-__all__ = ["create_app", "ApiError", "require", "DEFAULT_MAX_UPLOAD"]
+__all__ = ["create_app", "ApiError", "Unauthorized", "account_for", "require", "DEFAULT_MAX_UPLOAD"]
 
 #: Largest photo accepted in one upload.
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
@@ -53,6 +56,13 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class Unauthorized(ApiError):
+    """No token, or one of no active account (401)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(401, code, message)
 
 
 # Most specific first: the first matching class decides the status.
@@ -97,8 +107,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Uploads wait here, unencrypted, only until their ingest ends; a crashed server's
     # leftovers must not stay.
     shutil.rmtree(app.state.engine.data_dir / "uploads", ignore_errors=True)
+    active = app.state.engine.settings
     app.state.max_upload = max_upload
-    app.state.jobs = {}
+    app.state.max_batch_photos = active.max_batch_photos
+    app.state.body_timeout = active.body_timeout
+    app.state.trusted_proxies = parse_proxies(active.trusted_proxies)
+    app.state.jobs = JobRunner(app.state.engine)
+    app.add_middleware(BodyGuard)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -118,8 +133,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _fault(_: Request, exc: Exception) -> JSONResponse:
+        # A fault of the server, not of the request: same shape, and the traceback goes to
+        # the server's log (Starlette re-raises it), never to the client.
+        return _error(500, "internal_error", "The server failed on this request; the administrator finds why in the "
+                      "server's log. Nothing was changed by the part that failed.")
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
@@ -140,20 +162,30 @@ def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def current_account(request: Request) -> Account:
-    """The account whose bearer token the request carries (401 if none or wrong)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def account_for(engine: Engine, authorization: str) -> Account:
+    """The active account whose token the ``Authorization`` header carries (:class:`Unauthorized` if none)."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401, "unauthenticated",
+        raise Unauthorized(
+            "unauthenticated",
             "Send your token as 'Authorization: Bearer TOKEN'; an administrator creates accounts with "
             "`vultus user add NAME --role ROLE`.",
         )
-    account = engine_of(request).authenticate(token.strip())
+    account = engine.authenticate(token.strip())
     if account is None:
-        raise ApiError(401, "invalid_token", "The token is not valid or its account is disabled; ask an administrator.")
+        raise Unauthorized("invalid_token", "The token is not valid or its account is disabled; ask an administrator.")
     return account
+
+
+def current_account(request: Request) -> Account:
+    """The account whose bearer token the request carries (401 if none or wrong)."""
+    return account_for(engine_of(request), request.headers.get("authorization", ""))
+
+
+def forbidden_message(account: Account, roles: tuple[Role, ...]) -> str:
+    """What a 403 says: the roles a route needs and the account's own."""
+    allowed = " or ".join(r.value for r in roles)
+    return f"This needs the {allowed} role; your account {account.name!r} is {account.role.value}."
 
 
 def require(*roles: Role) -> Callable[..., Account]:
@@ -161,8 +193,7 @@ def require(*roles: Role) -> Callable[..., Account]:
 
     def check(account: Account = Depends(current_account)) -> Account:
         if account.role not in roles:
-            allowed = " or ".join(r.value for r in roles)
-            raise ApiError(403, "forbidden", f"This needs the {allowed} role; your account {account.name!r} is {account.role.value}.")
+            raise ApiError(403, "forbidden", forbidden_message(account, roles))
         return account
 
     check.__name__ = f"require_{'_'.join(r.value for r in roles)}"

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
+import unicodedata
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from ..media import decode_image
+from ..media.collect import PHOTO_SUFFIXES
 from ..store.accounts import Account, Role
 from .app import ApiError, as_dict, engine_of, require
+from .clients import client_of
 
 router = APIRouter(prefix="/v1")
 
 ANY_ROLE = (Role.ADMIN, Role.INVESTIGATOR, Role.DPO, Role.AUDITOR)
-#: Finished ingest jobs remembered for polling; older ones are forgotten.
-MAX_JOBS_KEPT = 200
+#: Largest id SQLite stores (int64); larger ones cannot name anything.
+MAX_ID = 2**63 - 1
+#: Bytes of an uploaded file's name kept in the stored path (file systems allow 255).
+MAX_NAME_BYTES = 120
+_SUFFIX_OF = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/x-ms-bmp"}
 
 
@@ -40,6 +46,26 @@ def _photo_bytes(request: Request, upload: UploadFile) -> bytes:
     if len(data) > limit:
         raise ApiError(413, "upload_too_large", f"The photo is over the {limit // (1024 * 1024)} MiB upload limit; send a smaller one.")
     return data
+
+
+#: A stored id in a path: 1 to SQLite's largest integer (422 otherwise, never a 500).
+RequestId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The request's number.")]
+SuppressionId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The suppression entry's number.")]
+
+
+def stored_name(filename: str | None, number: int) -> str:
+    """The name an uploaded file is kept under: its last path part, printable, at most
+    ``MAX_NAME_BYTES`` bytes (the stem is cut, the extension kept)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().lstrip(".")
+    if not name:
+        return f"photo-{number}"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext) > 10:
+        stem, dot, ext = name, "", ""
+    room = MAX_NAME_BYTES - len((dot + ext).encode("utf-8"))
+    stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore") or f"photo-{number}"
+    return stem + dot + ext
 
 
 # -- meta and sources --------------------------------------------------------------------------
@@ -80,33 +106,8 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
 
 def _start_job(request: Request, account: Account, paths: list[str], source: str, cleanup: Path | None,
                rename: tuple[str, str] | None = None) -> dict[str, Any]:
-    engine = engine_of(request)
-    engine.store.get_source(source)  # an unknown source is a 404 now, not a failed job later
-    job_id = uuid.uuid4().hex[:12]
-    job: dict[str, Any] = {"id": job_id, "status": "running", "done": 0, "total": None, "faces": 0,
-                           "summary": None, "error": None}
-    jobs = request.app.state.jobs
-    finished = [key for key, value in jobs.items() if value["status"] != "running"]
-    for key in finished[: max(0, len(jobs) - MAX_JOBS_KEPT)]:
-        del jobs[key]  # the oldest finished jobs go first; running ones always stay
-    jobs[job_id] = job
-
-    def progress(done: int, total: int, faces: int) -> None:
-        job.update(done=done, total=total, faces=faces)
-
-    def run() -> None:
-        try:
-            with engine.acting_as(account.name):
-                job["summary"] = engine.ingest(paths, source=source, progress=progress, rename=rename).as_dict()
-            job["status"] = "done"
-        except Exception as exc:  # noqa: BLE001 - reported through the job, not lost
-            job.update(status="failed", error={"code": type(exc).__name__, "message": str(exc)})
-        finally:
-            if cleanup is not None:
-                shutil.rmtree(cleanup, ignore_errors=True)
-
-    threading.Thread(target=run, name=f"ingest-{job_id}", daemon=True).start()
-    return job
+    engine_of(request).store.get_source(source)  # an unknown source is a 404 now, not a failed job later
+    return request.app.state.jobs.submit(actor=account.name, paths=paths, source=source, cleanup=cleanup, rename=rename)
 
 
 @router.post("/ingest/uploads", status_code=202, tags=["ingest"])
@@ -119,14 +120,21 @@ def ingest_uploads(
     """Ingest uploaded photos into SOURCE in the background; poll the returned job."""
     engine = engine_of(request)
     engine.store.get_source(source)
+    most = request.app.state.max_batch_photos
+    if len(photos) > most:
+        raise ApiError(413, "too_many_photos", f"{len(photos)} photos in one upload; send at most {most} at a time "
+                       "(VULTUS_MAX_BATCH_PHOTOS), in several uploads.")
     batch = engine.data_dir / "uploads" / uuid.uuid4().hex
     batch.mkdir(parents=True, mode=0o700)
     try:
         for number, upload in enumerate(photos):
-            name = Path(upload.filename or f"photo-{number}").name or f"photo-{number}"
+            name = stored_name(upload.filename, number)
             data = _photo_bytes(request, upload)
             # A bad photo is refused now, as a 4xx, rather than inside the background job.
-            decode_image(data, name=name, max_pixels=engine.settings.max_pixels)
+            decoded = decode_image(data, name=name, max_pixels=engine.settings.max_pixels)
+            if not name.lower().endswith(PHOTO_SUFFIXES):
+                # Ingest takes files by their suffix: one without a photo's would be skipped.
+                name += _SUFFIX_OF.get(decoded.format.upper(), ".jpg")
             (batch / f"{number:05d}-{name}").write_bytes(data)
     except BaseException:
         shutil.rmtree(batch, ignore_errors=True)
@@ -158,7 +166,7 @@ def ingest_paths(body: PathIngest, request: Request, account: Account = Depends(
 
 @router.get("/ingest/{job_id}", tags=["ingest"])
 def ingest_job(job_id: str, request: Request, account: Account = Depends(require(Role.INVESTIGATOR))) -> dict[str, Any]:
-    """Progress of an ingest job, and its summary when done."""
+    """Progress of an ingest job (queued, running, done or failed), and its summary when done."""
     job = request.app.state.jobs.get(job_id)
     if job is None:
         raise ApiError(404, "unknown_job", f"No ingest job {job_id!r} (jobs are kept until the server restarts).")
@@ -248,13 +256,13 @@ def list_requests(request: Request, overdue: bool = False,
 
 
 @router.get("/requests/{request_id}", tags=["rights"])
-def request_details(request_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+def request_details(request_id: RequestId, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
     """One request, with the contact address a public requester gave."""
     return engine_of(request).request_details(request_id)
 
 
 @router.post("/requests/{request_id}/fulfil", tags=["rights"])
-def fulfil_request(request_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+def fulfil_request(request_id: RequestId, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
     """Carry out an open public request: the access report to send, or the erasure receipt."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
@@ -268,7 +276,7 @@ def list_suppressions(request: Request, account: Account = Depends(require(Role.
 
 
 @router.delete("/suppressions/{suppression_id}", tags=["rights"])
-def withdraw_suppression(suppression_id: int, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
+def withdraw_suppression(suppression_id: SuppressionId, request: Request, account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
     """Withdraw a suppression entry; its template is erased."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
@@ -379,7 +387,7 @@ def public_request(
 ) -> dict[str, Any]:
     """A person asks what is held about them, or for erasure or objection, with a photo of
     their face. Creates a request for the data-protection officer; shows no result."""
-    client = request.client.host if request.client else "unknown"
+    client = client_of(request)
     return {
         **engine_of(request).submit_public_request(kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client),
         "message": "Your request is registered. The data-protection officer will answer at the address you "

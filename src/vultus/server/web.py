@@ -15,9 +15,10 @@ import json
 import secrets
 import time
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import RateLimitedError, VultusError
@@ -25,7 +26,9 @@ from ..policy import LegalBasis
 from ..report import access_report_html
 from ..store.accounts import Account, Role
 from .app import ApiError, engine_of
-from .routes import _photo_bytes
+from .clients import client_of
+from .routes import MAX_ID, _photo_bytes
+from .signin import LOGIN_COOKIE, WINDOW_SECONDS, FailureLimiter, LoginCsrf
 
 web = APIRouter()
 
@@ -69,7 +72,13 @@ def _sessions(request: Request) -> dict[str, dict[str, Any]]:
     return request.app.state.__dict__.setdefault("sessions", {})
 
 
-def _session(request: Request) -> dict[str, Any] | None:
+def _login_guards(request: Request) -> tuple[LoginCsrf, FailureLimiter]:
+    state = request.app.state.__dict__
+    return state.setdefault("login_csrf", LoginCsrf()), state.setdefault("signin_failures", FailureLimiter())
+
+
+def session_of(request: Request) -> dict[str, Any] | None:
+    """The signed-in session the request's cookie names, with its account; None if none or expired."""
     sid = request.cookies.get(SESSION_COOKIE, "")
     session = _sessions(request).get(sid)
     if session is None or session["expires"] < time.time():
@@ -85,7 +94,7 @@ class _SignIn(Exception):
 
 
 def _signed_in(request: Request, *roles: Role) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     if session is None:
         raise _SignIn()
     if roles and session["account"].role not in roles:
@@ -142,24 +151,47 @@ def _error_box(message: str) -> str:
 
 @web.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, error: str = "") -> HTMLResponse:
-    form = f"""{_error_box(error) if error else ''}<form class="card" method="post" action="/ui/login">
+    return _login_form(request, _error_box(error) if error else "")
+
+
+def _login_form(request: Request, notice: str = "", status: int = 200) -> HTMLResponse:
+    """The sign-in page, with a CSRF token bound to a fresh pre-session cookie."""
+    csrf, _ = _login_guards(request)
+    cookie = csrf.new_cookie()
+    form = f"""{notice}<form class="card" method="post" action="/ui/login">
+<input type="hidden" name="csrf" value="{csrf.token_for(cookie)}">
 <label for="name">Name (not needed with a token)</label><input id="name" name="name" autocomplete="username">
 <label for="token">Password or access token</label><input id="token" name="token" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form><p>A person in the photos? <a href="/request">Make a request here</a>.</p>"""
-    return _page("Sign in", form)
+    response = _page("Sign in", form, status=status)
+    response.set_cookie(LOGIN_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/ui/login")
+    return response
 
 
 @web.post("/ui/login", include_in_schema=False)
-def login(request: Request, token: str = Form(""), name: str = Form("")) -> Response:
+def login(request: Request, token: str = Form(""), name: str = Form(""), csrf: str = Form("")) -> Response:
     engine = engine_of(request)
+    guard, failures = _login_guards(request)
+    if not guard.check(request.cookies.get(LOGIN_COOKIE), csrf):
+        return _login_form(request, _error_box("The sign-in form expired or did not come from this site; sign in "
+                                               "again on this page."), status=403)
+    keys = [f"client:{client_of(request)}"] + ([f"name:{name.strip()}"] if name.strip() else [])
+    wait = failures.blocked(keys)
+    if wait is not None:
+        return _login_form(request, _error_box(
+            f"Too many failed sign-ins from this address or for this account: at most 5 in {WINDOW_SECONDS // 60} "
+            f"minutes. Try again in {max(1, round(wait / 60))} minute(s), or ask an administrator for a new token."),
+            status=429)
     secret = token.strip()
     if name.strip():
         account = engine.authenticate_password(name.strip(), token) or engine.authenticate(secret)
     else:
         account = engine.authenticate(secret)
     if account is None:
-        return _page("Sign in", _error_box("That name and password, or that token, is not valid, or the account is disabled.")
-                     + '<p><a href="/ui/login">Try again</a></p>', status=401)
+        failures.failed(keys)
+        return _login_form(request, _error_box("That name and password, or that token, is not valid, or the account "
+                                               "is disabled."), status=401)
     sessions = _sessions(request)
     now = time.time()
     for stale in [key for key, value in sessions.items() if value["expires"] < now]:
@@ -170,6 +202,7 @@ def login(request: Request, token: str = Form(""), name: str = Form("")) -> Resp
     response = RedirectResponse("/ui/", status_code=303)
     response.set_cookie(SESSION_COOKIE, sid, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
     return response
 
 
@@ -238,7 +271,7 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
 
 
 @web.get("/ui/crops/{face_id}", include_in_schema=False)
-def crop(face_id: int, request: Request) -> Response:
+def crop(face_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Request) -> Response:
     session = _signed_in(request, Role.INVESTIGATOR)
     engine = engine_of(request)
     hit = engine.store.hydrate([face_id]).get(face_id)
@@ -270,7 +303,7 @@ def ingest_submit(request: Request, source: str = Form(...), photos: list[Upload
     session = _signed_in(request, Role.INVESTIGATOR)
     _check_csrf(session, csrf)
     job = ingest_uploads(request, source=source, photos=photos, account=session["account"])
-    body = f"""<div class="card"><progress id="bar" value="0" max="1"></progress><p id="status">Starting…</p></div>
+    body = f"""<div class="card"><progress id="bar" value="0" max="1"></progress><p id="status">Queued…</p></div>
 <script>
 function gated(summary) {{
   var low = (summary && summary.low_quality) || {{}}; var parts = [];
@@ -281,7 +314,7 @@ function gated(summary) {{
   var bar = document.getElementById('bar'); bar.max = job.total || 1; bar.value = job.done;
   document.getElementById('status').textContent = job.status + ': ' + job.done + ' of ' + (job.total || '?') +
     ' photos, ' + job.faces + ' faces' + (job.error ? ' — ' + job.error.message : '') + gated(job.summary);
-  if (job.status === 'running') setTimeout(poll, 500); }}); }})();
+  if (job.status === 'queued' || job.status === 'running') setTimeout(poll, 500); }}); }})();
 </script>"""
     return _page("Ingest progress", body, session)
 
@@ -359,7 +392,7 @@ def requests_page(request: Request) -> HTMLResponse:
 
 
 @web.post("/ui/requests/{request_id}/fulfil", response_class=HTMLResponse, include_in_schema=False)
-def fulfil(request_id: int, request: Request, csrf: str = Form("")) -> HTMLResponse:
+def fulfil(request_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Request, csrf: str = Form("")) -> HTMLResponse:
     session = _signed_in(request, Role.DPO)
     _check_csrf(session, csrf)
     engine = engine_of(request)
@@ -426,7 +459,7 @@ def public_page(request: Request) -> HTMLResponse:
 @web.post("/request", response_class=HTMLResponse, include_in_schema=False)
 def public_submit(request: Request, kind: str = Form(...), contact: str = Form(...),
                   photo: UploadFile = File(...)) -> HTMLResponse:
-    client = request.client.host if request.client else "unknown"
+    client = client_of(request)
     try:
         done = engine_of(request).submit_public_request(
             kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client)
@@ -454,4 +487,4 @@ def install(app: Any) -> None:
         return RedirectResponse("/ui/", status_code=303)
 
 
-__all__ = ["install", "web", "SESSION_COOKIE"]
+__all__ = ["install", "web", "session_of", "SESSION_COOKIE"]

@@ -1,0 +1,124 @@
+"""Server-side ingest jobs: one runner per app that takes them first-in first-out.
+
+The engine lets one writer at a time into a data directory and refuses a second at once
+(:class:`~vultus.errors.DataDirLockedError`, raised before anything is written). Jobs
+therefore never run side by side: each waits in the queue (status ``queued``) until the
+runner takes it, and when another process or request holds the writer lock the runner
+waits and tries the same job again rather than failing it. A job fails only for a reason
+of its own photos; its uploaded files are removed when it ends either way.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from ..engine import Engine
+from ..errors import DataDirLockedError
+
+__all__ = ["JobRunner", "MAX_JOBS_KEPT", "RETRY_SECONDS"]
+
+#: Finished ingest jobs remembered for polling; older ones are forgotten.
+MAX_JOBS_KEPT = 200
+#: How long the runner waits between tries while another writer holds the data directory,
+#: at first and at most (it doubles in between).
+RETRY_SECONDS = (0.2, 5.0)
+
+
+class JobRunner:
+    """Runs ingest jobs on one engine, one at a time, in the order they were submitted."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._queue: "queue.Queue[tuple[dict[str, Any], Callable[[], Any]]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def submit(self, *, actor: str, paths: list[str], source: str, cleanup: Path | None,
+               rename: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Queue an ingest of ``paths`` into ``source`` as ``actor``; returns the job to poll."""
+        job: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "status": "queued", "position": None, "waiting": None,
+                               "done": 0, "total": None, "faces": 0, "summary": None, "error": None}
+
+        def progress(done: int, total: int, faces: int) -> None:
+            # Called only once the engine holds the writer lock: the job has started.
+            job.update(status="running", position=None, waiting=None, done=done, total=total, faces=faces)
+
+        def work() -> Any:
+            with self.engine.acting_as(actor):
+                return self.engine.ingest(paths, source=source, progress=progress, rename=rename).as_dict()
+
+        job["_cleanup"] = cleanup
+        with self._lock:
+            self._forget_old()
+            self.jobs[job["id"]] = job
+            job["position"] = self._queue.qsize() + 1
+            self._queue.put((job, work))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="vultus-ingest-jobs", daemon=True)
+                self._thread.start()
+        return self.view(job)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job's current state, or None when it is unknown (or long finished)."""
+        job = self.jobs.get(job_id)
+        return None if job is None else self.view(job)
+
+    @staticmethod
+    def view(job: dict[str, Any]) -> dict[str, Any]:
+        """What a client sees of a job (no internal fields)."""
+        return {key: value for key, value in job.items() if not key.startswith("_")}
+
+    def stop(self) -> None:
+        """Stop taking jobs (the one running finishes); for the app's shutdown."""
+        self._stopped.set()
+
+    def _forget_old(self) -> None:
+        finished = [key for key, value in self.jobs.items() if value["status"] in ("done", "failed")]
+        for key in finished[: max(0, len(self.jobs) - MAX_JOBS_KEPT)]:
+            del self.jobs[key]  # the oldest finished jobs go first; queued and running ones stay
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                job, work = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            try:
+                self._run_one(job, work)
+            finally:
+                cleanup = job.pop("_cleanup", None)
+                if cleanup is not None:
+                    shutil.rmtree(cleanup, ignore_errors=True)
+                with self._lock:
+                    for waiting in list(self.jobs.values()):
+                        if waiting["status"] == "queued" and waiting["position"]:
+                            waiting["position"] = max(1, waiting["position"] - 1)
+
+    def _run_one(self, job: dict[str, Any], work: Callable[[], Any]) -> None:
+        delay, most = RETRY_SECONDS
+        while True:
+            try:
+                # The lock is refused before anything is written, so the job stays "queued"
+                # until the engine lets it in; its progress() then marks it running.
+                job["summary"] = work()
+                job.update(status="done", position=None, waiting=None)
+                return
+            except DataDirLockedError as exc:
+                job.update(status="queued", position=1, waiting=str(exc))
+                if self._stopped.wait(delay):
+                    job.update(status="failed", waiting=None, error={
+                        "code": "ServerStopping", "message": "The server stopped before this job could start; "
+                        "upload the photos again."})
+                    return
+                delay = min(most, delay * 2)
+            except Exception as exc:  # noqa: BLE001 - reported through the job, not lost
+                job.update(status="failed", position=None, waiting=None, error={"code": type(exc).__name__, "message": str(exc)})
+                return

@@ -1,0 +1,434 @@
+"""The server under attack: bodies before authentication, stalled uploads, queued ingest jobs,
+ids and names that used to crash it, the public page's client address and the web sign-in.
+
+Item numbers refer to issue 11. The tests that need a real socket run `vultus serve` in a
+subprocess on loopback, with its temporary directory inside the test's own folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import vultus
+from vultus.server import create_app
+from vultus.store.accounts import Role
+
+MiB = 1024 * 1024
+ATTACK_BYTES = 300 * MiB
+#: Most that a rejected request may add to the server's temporary and data directories.
+MAX_GROWTH = 25 * MiB
+INT64_OVERFLOW = "9" * 20
+SMALL_PHOTOS = ["deepface_jennifer/2.jpg", "deepface_scarlett/7.jpg", "deepface_sundar/2.jpg", "deepface_jack/5.jpg",
+                "_variants/facerec_obama_small.jpg", "deepface_angelina/4.jpg", "deepface_jack/1.jpg",
+                "deepface_scarlett/6.jpg", "deepface_unnamed_a/8.jpg", "deepface_unnamed_a/6.jpg",
+                "deepface_jack/2.jpg", "deepface_jeff/2.jpg"]
+
+
+# -- a live server -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory):
+    """`vultus serve` in a subprocess: its data and TMPDIR folders, port, pid and an investigator token."""
+    root = tmp_path_factory.mktemp("live")
+    data, tmp = root / "data", root / "tmp"
+    tmp.mkdir()
+    with vultus.open(data) as engine:
+        engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+        token = engine.add_user("inv-live", role="investigator")[1]
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp), "VULTUS_BODY_TIMEOUT": "2", "VULTUS_WORKERS": "1"}
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "vultus", "--data", str(data), "serve", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            if process.poll() is not None:
+                pytest.fail(f"vultus serve exited: {(root / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield {"port": port, "pid": process.pid, "data": data, "tmp": tmp, "token": token, "log": root / "server.log"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _open_bytes(pid: int, folders: list[Path]) -> int:
+    """Bytes in the files the server process holds open under ``folders``, deleted ones included."""
+    total = 0
+    prefixes = [str(f) for f in folders]
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if any(target.startswith(p) for p in prefixes):
+                total += os.stat(f"/proc/{pid}/fd/{fd}").st_size
+        except OSError:
+            continue
+    return total
+
+
+def _stored_bytes(folders: list[Path]) -> int:
+    return sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
+
+
+def _read_response(sock: socket.socket) -> tuple[int | None, bytes]:
+    """The status and raw bytes of the response on ``sock`` (None when it closed without one)."""
+    sock.settimeout(60)
+    raw = b""
+    try:
+        while b"\r\n\r\n" not in raw:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        while length and len(rest) < int(length.group(1)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        raw = head + b"\r\n\r\n" + rest
+    except ConnectionResetError:
+        pass
+    status = re.match(rb"HTTP/1\.1 (\d{3})", raw)
+    return (int(status.group(1)) if status else None), raw
+
+
+def _attack(live: dict, path: str, *, headers: dict[str, str] | None = None, declare_length: bool = True):
+    """Stream a 300 MB multipart body to ``path`` (never built in memory) until the server answers.
+
+    Returns the status, the response, the bytes sent, and how much the server's temporary
+    and data directories grew at most while it was sent.
+    """
+    folders = [live["tmp"], live["data"]]
+    boundary = "vultusattack"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"big.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: multipart/form-data; boundary={boundary}"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head.append(f"Content-Length: {ATTACK_BYTES}" if declare_length else "Transfer-Encoding: chunked")
+
+    def body():
+        yield part
+        filler = b"\xff" * MiB
+        left = ATTACK_BYTES - len(part) - len(tail)
+        while left > 0:
+            yield filler[:left]
+            left -= len(filler)
+        yield tail
+
+    base_open, base_stored = _open_bytes(live["pid"], folders), _stored_bytes(folders)
+    peak = 0
+    sent = 0
+    sock = socket.create_connection(("127.0.0.1", live["port"]), timeout=60)
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        for number, chunk in enumerate(body()):
+            frame = chunk if declare_length else b"%x\r\n%s\r\n" % (len(chunk), chunk)
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            if number % 8 == 0:
+                peak = max(peak, _open_bytes(live["pid"], folders) - base_open)
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server answered before the body ended
+        else:
+            if not declare_length:
+                sock.sendall(b"0\r\n\r\n")
+        peak = max(peak, _open_bytes(live["pid"], folders) - base_open, _stored_bytes(folders) - base_stored)
+        status, raw = _read_response(sock)
+    finally:
+        sock.close()
+    return status, raw, sent, peak
+
+
+# -- item 2: bodies are refused before they are read ---------------------------------------------
+
+
+def test_an_unauthenticated_300mb_upload_is_refused_before_its_body_is_stored(live):
+    status, raw, sent, peak = _attack(live, "/v1/search")
+    assert status == 401, raw[:300]
+    assert b'"error"' in raw and b"unauthenticated" in raw
+    assert peak < MAX_GROWTH, f"the server stored {peak / MiB:.0f} MiB of a rejected body"
+    assert sent < ATTACK_BYTES
+
+
+def test_an_authenticated_upload_over_the_limit_is_refused_from_its_content_length(live):
+    status, raw, sent, peak = _attack(live, "/v1/search", headers={"Authorization": f"Bearer {live['token']}"})
+    assert status == 413 and b"upload_too_large" in raw, raw[:300]
+    assert peak < MAX_GROWTH
+
+
+@pytest.mark.parametrize("path", ["/public/requests", "/request"])
+def test_a_chunked_300mb_body_to_the_public_page_stops_at_the_limit(live, path):
+    status, raw, sent, peak = _attack(live, path, declare_length=False)
+    assert status == 413, raw[:300]
+    assert peak < MAX_GROWTH, f"the server stored {peak / MiB:.0f} MiB of a rejected body"
+    assert sent < ATTACK_BYTES
+
+
+def test_a_stalled_body_is_timed_out(live):
+    sock = socket.create_connection(("127.0.0.1", live["port"]), timeout=60)
+    try:
+        sock.sendall(b"POST /public/requests HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\n")
+        status, raw = _read_response(sock)  # the server is set to wait 2 s (VULTUS_BODY_TIMEOUT)
+    except socket.timeout:
+        pytest.fail("the server was still waiting for the body after 60 s")
+    finally:
+        sock.close()
+    assert status in (408, None), raw[:300]
+    if status == 408:
+        assert b"body_timeout" in raw
+
+
+# -- item 4: the public page's client is the socket's address ------------------------------------
+
+
+def test_a_spoofed_forwarded_for_does_not_make_a_new_client(live, faces_root: Path):
+    photo = (faces_root / "deepface_jack" / "5.jpg").read_bytes()
+    codes = []
+    for number in range(4):
+        response = httpx.post(f"http://127.0.0.1:{live['port']}/public/requests", timeout=120,
+                              headers={"X-Forwarded-For": f"203.0.113.{number + 1}"},
+                              data={"kind": "access", "contact": f"person{number}@example.org"},
+                              files={"photo": ("me.jpg", photo, "image/jpeg")})
+        codes.append(response.status_code)
+    assert codes == [202, 202, 202, 429]
+
+
+def test_forwarded_for_is_read_only_from_a_trusted_proxy():
+    from vultus.server.clients import client_address, parse_proxies
+
+    proxies = parse_proxies("10.0.0.0/8, 192.0.2.1")
+    assert client_address("10.1.2.3", "198.51.100.9, 10.0.0.7", proxies) == "198.51.100.9"
+    # Only the last hop that is not a trusted proxy: whatever the client wrote before it is ignored.
+    assert client_address("192.0.2.1", "1.1.1.1, 198.51.100.9", proxies) == "198.51.100.9"
+    assert client_address("203.0.113.5", "1.1.1.1", proxies) == "203.0.113.5"
+    assert client_address("203.0.113.5", "1.1.1.1", parse_proxies(None)) == "203.0.113.5"
+    assert client_address("10.1.2.3", "not an address", proxies) == "10.1.2.3"
+    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+    with pytest.raises(vultus.errors.SettingsError, match="VULTUS_TRUSTED_PROXIES"):
+        parse_proxies("10.0.0.0/8, nonsense")
+
+
+# -- in-process deployment ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_engine(tmp_path: Path):
+    engine = vultus.open(tmp_path / "data", workers=1)
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    tokens = {role: engine.add_user(f"{role.value}-h", role=role.value)[1] for role in Role}
+    app = create_app(engine=engine)
+    yield app, engine, tokens
+    engine.close()
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class _Counted:
+    """A request body of ``total`` bytes, made as it is read, that counts what was read."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.read = 0
+
+    async def __aiter__(self):
+        part = b'--b\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        self.read += len(part)
+        yield part
+        while self.read < self.total:
+            self.read += MiB
+            yield b"\0" * MiB
+
+
+@pytest.mark.parametrize("path,role", [("/v1/search", None), ("/v1/ingest/uploads", Role.AUDITOR),
+                                       ("/ui/search", None), ("/ui/ingest", None)])
+def test_uploads_are_refused_before_the_body_is_read(app_engine, path, role):
+    app, _, tokens = app_engine
+    body = _Counted(200 * MiB)
+    headers = {"Content-Type": "multipart/form-data; boundary=b", **(_auth(tokens[role]) if role else {})}
+
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.post(path, content=body, headers=headers)
+
+    response = asyncio.run(send())
+    if path.startswith("/ui"):
+        assert response.status_code == 303 and response.headers["location"] == "/ui/login"
+    else:
+        assert response.status_code == (403 if role else 401)
+        assert response.json()["error"]["code"] in ("forbidden", "unauthenticated")
+    assert body.read < 2 * MiB
+
+
+# -- item 5: ingest jobs queue for the writer ----------------------------------------------------
+
+
+def _wait_for(client, job_id: str, headers, until=("done", "failed")) -> dict:
+    for _ in range(3000):
+        job = client.get(f"/v1/ingest/{job_id}", headers=headers).json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} still {job['status']}")
+
+
+def test_concurrent_uploads_all_finish_with_every_photo_stored(app_engine, faces_root: Path):
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    photos = [faces_root / name for name in SMALL_PHOTOS[:10]]
+
+    async def upload_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=120) as client:
+            return await asyncio.gather(*(
+                client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
+                            files=[("photos", (p.name, p.read_bytes(), "image/jpeg"))]) for p in photos))
+
+    responses = asyncio.run(upload_all())
+    assert [r.status_code for r in responses] == [202] * 10
+    assert {r.json()["status"] for r in responses} <= {"queued", "running"}
+    client = TestClient(app)
+    jobs = [_wait_for(client, r.json()["id"], headers) for r in responses]
+    assert [j["status"] for j in jobs] == ["done"] * 10, [j["error"] for j in jobs]
+    assert engine.stats().images == 10
+    assert not any((engine.data_dir / "uploads").iterdir())
+
+
+def test_a_job_waits_while_another_engine_holds_the_writer_lock(app_engine, faces_root: Path):
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    client = TestClient(app)
+    photo = faces_root / "deepface_jack" / "5.jpg"
+    with vultus.open(engine.data_dir, workers=1) as other:
+        writing = other._writing()
+        writing.__enter__()
+        try:
+            response = client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
+                                   files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))])
+            assert response.status_code == 202
+            job_id = response.json()["id"]
+            for _ in range(10):
+                job = client.get(f"/v1/ingest/{job_id}", headers=headers).json()
+                assert job["status"] == "queued", job
+                time.sleep(0.1)
+            assert "another" in job["waiting"].lower()
+            assert any((engine.data_dir / "uploads").iterdir())  # the photo waits with its job
+        finally:
+            writing.__exit__(None, None, None)
+    job = _wait_for(client, job_id, headers)
+    assert job["status"] == "done" and job["summary"]["images"] + job["summary"]["no_face"] == 1, job
+    assert engine.stats().images == 1
+
+
+# -- item 8: no input gives a 500 ----------------------------------------------------------------
+
+
+def test_ids_beyond_sqlite_integers_are_4xx_json(app_engine):
+    app, _, tokens = app_engine
+    client = TestClient(app, raise_server_exceptions=False)
+    dpo = _auth(tokens[Role.DPO])
+    for method, path in [("GET", f"/v1/requests/{INT64_OVERFLOW}"), ("POST", f"/v1/requests/{INT64_OVERFLOW}/fulfil"),
+                         ("DELETE", f"/v1/suppressions/{INT64_OVERFLOW}"), ("GET", f"/v1/requests/-{INT64_OVERFLOW}")]:
+        response = client.request(method, path, headers=dpo)
+        assert response.status_code in (404, 422), (method, path, response.status_code, response.text)
+        assert response.json()["error"]["code"]
+
+
+def test_upload_file_names_of_any_length_are_stored_cut(app_engine, faces_root: Path):
+    app, engine, tokens = app_engine
+    client = TestClient(app, raise_server_exceptions=False)
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    photo = (faces_root / "deepface_jack" / "5.jpg").read_bytes()
+    names = ["é" * 300 + ".jpg", "a" * 300, "nul\x00name.jpg"]
+    response = client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
+                           files=[("photos", (name, photo, "image/jpeg")) for name in names[:1]]
+                           + [("photos", (names[1], (faces_root / SMALL_PHOTOS[0]).read_bytes(), "image/jpeg")),
+                              ("photos", (names[2], (faces_root / SMALL_PHOTOS[1]).read_bytes(), "image/jpeg"))])
+    assert response.status_code == 202, response.text
+    job = _wait_for(client, response.json()["id"], headers)
+    assert job["status"] == "done" and job["summary"]["images"] + job["summary"]["no_face"] == 3, job["summary"]["ignored"]
+    import sqlite3
+
+    with sqlite3.connect(engine.data_dir / "vultus.db") as db:
+        stored = [row[0] for row in db.execute("select original_path from images")]
+    assert len(stored) == 3 and all(path.startswith("upload:") and len(path.encode()) < 255 for path in stored), stored
+
+
+# -- item 8: the web sign-in ---------------------------------------------------------------------
+
+
+def _login_form(client: TestClient) -> str:
+    page = client.get("/ui/login")
+    assert page.status_code == 200
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def test_sign_in_needs_the_forms_csrf_token(app_engine):
+    app, _, tokens = app_engine
+    client = TestClient(app)
+    token = tokens[Role.AUDITOR]
+    assert client.post("/ui/login", data={"token": token}, follow_redirects=False).status_code == 403
+    assert client.post("/ui/login", data={"token": token, "csrf": "forged"}, follow_redirects=False).status_code == 403
+    other = TestClient(app)
+    stolen = _login_form(other)  # a token from another browser's form does not fit this browser's cookie
+    assert client.post("/ui/login", data={"token": token, "csrf": stolen}, follow_redirects=False).status_code == 403
+    csrf = _login_form(client)
+    done = client.post("/ui/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/ui/"
+
+
+def test_the_sixth_failed_sign_in_is_refused_per_client_and_per_account(app_engine):
+    app, engine, tokens = app_engine
+    engine.set_password("auditor-h", "correct horse battery")
+    client = TestClient(app, client=("198.51.100.1", 4000))
+    for _ in range(5):
+        wrong = client.post("/ui/login", data={"token": "wrong", "csrf": _login_form(client)})
+        assert wrong.status_code == 401
+    refused = client.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": _login_form(client)})
+    assert refused.status_code == 429 and "15 minutes" in refused.text
+    # Guessing one account's password from many addresses is limited too.
+    for number in range(5):
+        guesser = TestClient(app, client=(f"198.51.100.{10 + number}", 4000))
+        assert guesser.post("/ui/login", data={"name": "auditor-h", "token": "guess",
+                                               "csrf": _login_form(guesser)}).status_code == 401
+    guesser = TestClient(app, client=("198.51.100.99", 4000))
+    assert guesser.post("/ui/login", data={"name": "auditor-h", "token": "correct horse battery",
+                                           "csrf": _login_form(guesser)}).status_code == 429
+    # Another client and another account are not affected.
+    fresh = TestClient(app, client=("198.51.100.200", 4000))
+    assert fresh.post("/ui/login", data={"token": tokens[Role.DPO], "csrf": _login_form(fresh)},
+                      follow_redirects=False).status_code == 303
