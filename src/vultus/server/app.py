@@ -4,6 +4,10 @@ Every route under ``/v1`` needs ``Authorization: Bearer TOKEN`` of an active acc
 (401 otherwise) whose role the route allows (403 otherwise); the account is the actor of
 every audit entry the request makes. Every user error is a 4xx with the body
 ``{"error": {"code": "...", "message": "..."}}``; the message says what to do.
+
+Authentication, the body's size and its pace are checked before the body is read, by the
+middleware in :mod:`vultus.server.limits`; ingest jobs run one at a time in order
+(:mod:`vultus.server.jobs`).
 """
 
 from __future__ import annotations

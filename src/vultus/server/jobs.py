@@ -36,10 +36,9 @@ class JobRunner:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.jobs: dict[str, dict[str, Any]] = {}
-        self._queue: "queue.Queue[tuple[dict[str, Any], Callable[[], Any]]]" = queue.Queue()
+        self._queue: "queue.Queue[tuple[dict[str, Any], Callable[[], Any], Path | None]]" = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
 
     def submit(self, *, actor: str, paths: list[str], source: str, cleanup: Path | None,
                rename: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -55,12 +54,11 @@ class JobRunner:
             with self.engine.acting_as(actor):
                 return self.engine.ingest(paths, source=source, progress=progress, rename=rename).as_dict()
 
-        job["_cleanup"] = cleanup
         with self._lock:
             self._forget_old()
             self.jobs[job["id"]] = job
             job["position"] = self._queue.qsize() + 1
-            self._queue.put((job, work))
+            self._queue.put((job, work, cleanup))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="vultus-ingest-jobs", daemon=True)
                 self._thread.start()
@@ -73,12 +71,8 @@ class JobRunner:
 
     @staticmethod
     def view(job: dict[str, Any]) -> dict[str, Any]:
-        """What a client sees of a job (no internal fields)."""
-        return {key: value for key, value in job.items() if not key.startswith("_")}
-
-    def stop(self) -> None:
-        """Stop taking jobs (the one running finishes); for the app's shutdown."""
-        self._stopped.set()
+        """A copy of the job for a client (its keys never change, so copying while it runs is safe)."""
+        return dict(job)
 
     def _forget_old(self) -> None:
         finished = [key for key, value in self.jobs.items() if value["status"] in ("done", "failed")]
@@ -86,15 +80,11 @@ class JobRunner:
             del self.jobs[key]  # the oldest finished jobs go first; queued and running ones stay
 
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                job, work = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                continue
+        while True:
+            job, work, cleanup = self._queue.get()
             try:
                 self._run_one(job, work)
             finally:
-                cleanup = job.pop("_cleanup", None)
                 if cleanup is not None:
                     shutil.rmtree(cleanup, ignore_errors=True)
                 with self._lock:
@@ -113,11 +103,7 @@ class JobRunner:
                 return
             except DataDirLockedError as exc:
                 job.update(status="queued", position=1, waiting=str(exc))
-                if self._stopped.wait(delay):
-                    job.update(status="failed", waiting=None, error={
-                        "code": "ServerStopping", "message": "The server stopped before this job could start; "
-                        "upload the photos again."})
-                    return
+                time.sleep(delay)
                 delay = min(most, delay * 2)
             except Exception as exc:  # noqa: BLE001 - reported through the job, not lost
                 job.update(status="failed", position=None, waiting=None, error={"code": type(exc).__name__, "message": str(exc)})

@@ -103,7 +103,11 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        path = scope["path"].rstrip("/") or "/"
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]  # routes match the path under the app's mount point
+        path = path.rstrip("/") or "/"
         refusal = await self._refuse_early(scope, state, path)
         if refusal is not None:
             await refusal(scope, receive, send)

@@ -1,7 +1,9 @@
 """The web interface: server-rendered pages, no build step, over the same engine and accounts.
 
-Sign-in takes an account's token and opens a server-side session (cookie HttpOnly,
-SameSite=Strict, Secure over HTTPS); every form carries the session's CSRF token. Pages by
+Sign-in takes an account's token (or name and password) and opens a server-side session
+(cookie HttpOnly, SameSite=Strict, Secure over HTTPS); every form carries the session's CSRF
+token, and the sign-in form one bound to a pre-session cookie, with a limit on failed
+attempts (see :mod:`vultus.server.signin`). Pages by
 role: search (investigator), ingest (investigator), sources (all; admin registers), requests
 queue (dpo), audit log (auditor), and a public request page that needs no account and never
 shows a search result.
