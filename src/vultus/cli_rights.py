@@ -293,12 +293,19 @@ def keys() -> None:
 @click.pass_context
 @_friendly
 def keys_rotate(ctx: click.Context) -> None:
-    """Re-encrypt all photo copies, crops, templates, suppression entries and the index under a new key."""
+    """Re-encrypt everything sealed (photo copies, crops, templates, suppression entries, open public
+    requests, the index) under a new key, then drop the old one.
+
+    Refused while another process (such as `vultus serve`) has the data directory open; rotate
+    through the server then (POST /v1/keys/rotate). A rotation cut short is finished by running
+    this again.
+    """
     done = _engine(ctx).rotate_keys()
     click.echo(
-        f"Now encrypting with key {done['new_key']}; re-encrypted {done['blobs']} file(s), "
-        f"{done['templates']} template(s) and {done['suppression_entries']} suppression entr(y/ies); "
-        f"dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
+        f"{'Finished the interrupted rotation' if done['resumed'] else 'Rotated'}: now encrypting with key "
+        f"{done['new_key']}; re-encrypted {done['blobs']} file(s), {done['templates']} template(s), "
+        f"{done['suppression_entries']} suppression entr(y/ies) and {done['public_requests']} open public "
+        f"request(s); dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
     )
 
 

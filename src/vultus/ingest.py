@@ -273,20 +273,22 @@ class Ingestor:
         workers: int,
         progress: Callable[[int, int, int], None] | None = None,
         rename: tuple[str, str] | None = None,
+        root: str | None = None,
     ) -> IngestSummary:
         """Ingest every photo under ``paths`` into ``source``.
 
         ``progress(done, total, faces)`` is called after each photo. ``rename=(old, new)``
         records paths starting with ``old`` as starting with ``new`` instead (uploads are
-        recorded as ``upload:NAME``, not by their temporary location). Every check that can
-        refuse the whole request runs before anything is stored.
+        recorded as ``upload:NAME``, not by their temporary location). With ``root``, files
+        whose real path is outside it are refused (see :func:`~vultus.media.collect`).
+        Every check that can refuse the whole request runs before anything is stored.
         """
         paths = [str(p) for p in paths]
         self._rename = rename
         refuse_remote(paths)
         src = self.store.get_source(source)
         check_gallery_model(self.store.model_ids(), self.model_id)
-        found = collect(paths)
+        found = collect(paths, root=root)
         summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
         # Decrypted in memory for this run only: faces of people who objected are skipped.
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]

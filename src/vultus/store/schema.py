@@ -25,6 +25,7 @@ __all__ = [
     "suppressions",
     "requests",
     "users",
+    "public_attempts",
     "SCHEMA_VERSION",
 ]
 
@@ -148,14 +149,28 @@ requests = Table(
     # "operator" (made at the command line or API) or "public" (the public request page).
     Column("origin", String(16), nullable=False, server_default="operator"),
     # Public requests only: the requester's face template and contact address, sealed, kept
-    # until the request is carried out (the photo itself is never kept); hashes of the
-    # address and of the client for rate limiting.
+    # until the request is carried out (the photo itself is never kept). The two hash
+    # columns are no longer written (see public_attempts) and are cleared on open.
     Column("template", LargeBinary),
     Column("model_id", String(64)),
     Column("contact", LargeBinary),
     Column("contact_hash", String(64), index=True),
     Column("client_hash", String(64), index=True),
     sqlite_autoincrement=True,
+)
+
+#: Every attempt on the public request page in the last day, accepted or refused (no face,
+#: unreadable photo), for its daily limit. The hashes are HMACs under the deployment's key
+#: (an unkeyed hash of an e-mail address is reversed by a dictionary); rows older than a day
+#: are deleted at the next attempt, and a request's row when it is carried out.
+public_attempts = Table(
+    "public_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", String(32), nullable=False, index=True),
+    Column("contact_hash", String(64), nullable=False, index=True),
+    Column("client_hash", String(64), nullable=False, index=True),
+    Column("request_id", Integer),
 )
 
 #: Accounts of the people who use the server: no anonymous use (ACLU v. Clearview).
