@@ -281,3 +281,19 @@ def test_a_read_only_data_directory_is_named_as_such(small_disk: Path, faces_roo
     code, out = _invoke("--data", str(data), "search", str(faces_root / "facerec_obama" / "2.jpg"),
                         "--purpose", "p", "--case", "c")
     assert code == 1 and "read-only" in out and "Traceback" not in out, out
+
+
+def test_a_reindex_that_cannot_read_the_templates_keeps_the_old_index(data: Path, monkeypatch):
+    index = data / "index" / "faces.faiss"
+    before = index.read_bytes()
+    with vultus.open(data) as engine:
+        from vultus.errors import TamperedDataError
+        from vultus.store import Store
+
+        def unreadable(self, ids=None, **kwargs):  # noqa: ANN001 - a template that fails its check
+            raise TamperedDataError("Stored data failed its integrity check.")
+
+        monkeypatch.setattr(Store, "face_vectors", unreadable)
+        with pytest.raises(TamperedDataError):
+            engine.reindex()
+    assert index.read_bytes() == before

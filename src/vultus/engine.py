@@ -647,12 +647,24 @@ class Engine:
             return change
 
     def _rebuild_index(self) -> int:
-        # Without a file, opening rebuilds the index from the store and saves it.
+        # Without a file, opening rebuilds the index from the store and saves it. The old
+        # file is set aside, not deleted, until the new one is saved: a rebuild that fails
+        # (templates that cannot be read) must not leave the deployment with no index.
         with self._index_lock:
-            (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
+            path = self.data_dir / INDEX_PATH
+            aside = path.with_name(path.name + ".previous")
+            if path.exists():
+                path.replace(aside)
             self._index = None
-            count = len(self._open_index(writable=True))
-            self._fit_index()
+            try:
+                count = len(self._open_index(writable=True))
+                self._fit_index()
+            except BaseException:
+                self._index = None
+                if aside.exists():
+                    aside.replace(path)
+                raise
+            aside.unlink(missing_ok=True)
             return count
 
     def stats(self) -> Stats:
@@ -771,7 +783,7 @@ class Engine:
         """
         for folder in (self.blobs.root, self.data_dir / INDEX_PATH.parent):
             if folder.is_dir():
-                for tmp in folder.rglob(".tmp-*"):
+                for tmp in [*folder.rglob(".tmp-*"), *folder.glob("*.previous")]:
                     tmp.unlink(missing_ok=True)
         referenced = self.store.blob_keys()
         for key in self.blobs.keys():
