@@ -267,7 +267,13 @@ def test_a_full_disk_during_ingest_is_a_message_and_loses_nothing_stored(small_d
     filler.write_bytes(b"\0" * max(0, free - 64 * 1024))
     code, out = _invoke(*base, "ingest", str(faces_root / "_group"), "--source", "news", "--workers", "1")
     assert code == 1 and "No space is left" in out and "Traceback" not in out, out
+    for args in (["search", str(faces_root / "facerec_obama" / "2.jpg"), "--purpose", "p", "--case", "c"],
+                 ["keys", "rotate"], ["stats"]):
+        code, out = _invoke(*base, *args)
+        assert (code == 0 and args == ["stats"]) or ("No space is left" in out and "Traceback" not in out), (args, out)
     filler.unlink()
+    code, out = _invoke(*base, "keys", "rotate")  # finishes whatever the full disk interrupted
+    assert code == 0, out
     with vultus.open(data) as engine:
         stats = engine.stats()
         assert stats.faces >= faces_before and stats.index_vectors == stats.faces
@@ -297,3 +303,49 @@ def test_a_reindex_that_cannot_read_the_templates_keeps_the_old_index(data: Path
         with pytest.raises(TamperedDataError):
             engine.reindex()
     assert index.read_bytes() == before
+
+
+def test_rotating_beside_a_running_server_is_refused_with_advice_and_its_route_rotates(data: Path, faces_root: Path):
+    """Acceptance 2: with a public request open and `vultus serve` running, nothing becomes unreadable."""
+    import socket
+    import sys
+    import time
+
+    import httpx
+
+    with vultus.open(data) as engine:
+        _, admin = engine.add_user("admin-1", role="admin")
+        _, dpo = engine.add_user("dpo-1", role="dpo")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "vultus", "--data", str(data), "serve", "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        photo = faces_root / "facerec_biden" / "1.jpg"
+        sent = httpx.post(f"{base}/public/requests", data={"kind": "erasure", "contact": "joe@example.org"},
+                          files={"photo": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=120)
+        assert sent.status_code == 202, sent.text
+        keys_before = (data / "keys.json").read_bytes()
+        code, out = _invoke("--data", str(data), "keys", "rotate")
+        assert code == 1 and "POST /v1/keys/rotate" in out
+        assert (data / "keys.json").read_bytes() == keys_before
+        rotated = httpx.post(f"{base}/v1/keys/rotate", headers={"Authorization": f"Bearer {admin}"}, timeout=120)
+        assert rotated.status_code == 200 and rotated.json()["public_requests"] == 1, rotated.text
+        # The request sealed before the rotation is carried out by the server under the new key.
+        done = httpx.post(f"{base}/v1/requests/{sent.json()['request_id']}/fulfil",
+                          headers={"Authorization": f"Bearer {dpo}"}, timeout=120)
+        assert done.status_code == 200 and len(done.json()["result"]["removed_images"]) == 2, done.text
+    finally:
+        server.terminate()
+        server.wait(30)
+    with vultus.open(data) as engine:
+        assert len(engine.keys.keys) == 1 and engine.verify_audit().ok
+        assert engine.stats().index_vectors == engine.stats().faces > 0

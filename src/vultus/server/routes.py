@@ -302,6 +302,19 @@ def purge(request: Request, body: PurgeBody | None = None, account: Account = De
         return engine.purge(now=now)
 
 
+@router.post("/keys/rotate", tags=["retention"])
+def rotate_keys(request: Request, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Re-encrypt everything under a new key, then drop the old one (admin).
+
+    The way to rotate while the server runs: it is the process holding the keys, so nothing
+    is left writing under a dropped key. Refused (409) while another process has the data
+    directory open too.
+    """
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.rotate_keys()
+
+
 def _entries(request: Request, since: datetime | None, until: datetime | None, action: str | None) -> list:
     from ..store import iso
 
