@@ -349,3 +349,22 @@ def test_rotating_beside_a_running_server_is_refused_with_advice_and_its_route_r
     with vultus.open(data) as engine:
         assert len(engine.keys.keys) == 1 and engine.verify_audit().ok
         assert engine.stats().index_vectors == engine.stats().faces > 0
+
+
+def test_storage_failures_are_told_apart(tmp_path: Path):
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from vultus.errors import DataDirPermissionError, DiskFullError, ReadOnlyDataDirError, storage_error
+
+    assert isinstance(storage_error(OSError(errno.ENOSPC, "No space left on device"), tmp_path), DiskFullError)
+    denied = storage_error(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "vultus.db")), tmp_path)
+    assert isinstance(denied, DataDirPermissionError) and "vultus.db" in str(denied) and "chown" in str(denied)
+    assert isinstance(storage_error(OSError(errno.EROFS, "Read-only file system"), tmp_path), ReadOnlyDataDirError)
+    full = OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(storage_error(full, tmp_path), DiskFullError)
+    readonly = OperationalError("INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database"))
+    assert isinstance(storage_error(readonly, tmp_path), ReadOnlyDataDirError)
+    assert storage_error(OSError(errno.ENOENT, "No such file"), tmp_path) is None
