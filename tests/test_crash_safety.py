@@ -13,10 +13,14 @@ import textwrap
 import time
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
 import vultus
+from vultus.config import Settings
 from vultus.crypto import Keyring
 from vultus.index import create_index
 from vultus.rights import check_receipt
+from vultus.server import create_app
 
 
 def _vultus(data: Path, *args: str) -> subprocess.Popen:
@@ -86,3 +90,105 @@ def test_kill_9_of_an_ingest_leaves_no_worker_alive(tmp_path: Path, faces_root: 
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+_KILLED_ERASURE = textwrap.dedent("""
+    import os, signal, sys
+    from datetime import datetime, timezone
+
+    import vultus
+    from vultus.store import BlobStore
+
+    def die(self, key):  # the erasure is killed as it starts deleting files
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    BlobStore.delete = die
+    with vultus.open(sys.argv[1]) as engine:
+        {call}
+    print("not killed")
+""")
+
+
+def _kill_part_way(tmp_path: Path, data: Path, call: str, *args: str) -> None:
+    program = tmp_path / "killed.py"
+    program.write_text(_KILLED_ERASURE.format(call=call))
+    run = subprocess.run([sys.executable, str(program), str(data), *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == -signal.SIGKILL, run.stdout + run.stderr
+
+
+def _index_ids(data: Path) -> set[int]:
+    index = create_index("faiss", data / "index" / "faces.faiss", 128, Keyring.open(data / "keys.json", create=False))
+    return set(index.ids().tolist())
+
+
+def _cli(data: Path, *args: str) -> str:
+    run = subprocess.run([sys.executable, "-m", "vultus", "--data", str(data), *args], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_an_erasure_killed_part_way_is_finished_by_the_next_read_command(tmp_path: Path, faces_root: Path):
+    data = tmp_path / "data"
+    probe = faces_root / "deepface_jack" / sorted(os.listdir(faces_root / "deepface_jack"))[0]
+    with vultus.open(data) as engine:
+        engine.add_source("s", basis="consent", purpose="crash test", retention="30d")
+        engine.ingest([faces_root / "deepface_jack", faces_root / "deepface_mark"], source="s", workers=1)
+        match = engine.match_person(probe)
+        erased_shas = set(match.image_sha256s)
+        erased_faces = {hit.face_id for hit, _ in match.faces}
+        erased_blobs = {hit.blob_key for hit, _ in match.faces} | {hit.crop_key for hit, _ in match.faces}
+        everyone = set(engine.store.searchable_face_ids().tolist())
+    assert erased_faces and everyone - erased_faces, "the probe must match some photos, not all"
+    assert erased_faces <= _index_ids(data)
+
+    _kill_part_way(tmp_path, data, "engine.erase(engine.match_person(sys.argv[2]))", str(probe))
+    # The rows went (they commit first); the kill came before any file was deleted.
+    with sqlite3.connect(data / "vultus.db") as conn:
+        left = {row[0] for row in conn.execute("SELECT sha256 FROM images")}
+    assert not left & erased_shas
+    assert all((data / "blobs" / key).exists() for key in erased_blobs)
+
+    _cli(data, "stats")  # a read command, not a writer
+
+    assert not [key for key in erased_blobs if (data / "blobs" / key).exists()], "an erased photo's file is left"
+    assert not _index_ids(data) & erased_faces, "an erased face is left in the index file"
+    assert _index_ids(data) == everyone - erased_faces
+    listing = json.loads(_cli(data, "receipt", "list", "--json"))
+    assert [(r["kind"], r["completed_at"] is not None) for r in listing] == [("erasure", True)]
+    receipt = json.loads(_cli(data, "receipt", "show", str(listing[0]["id"])))
+    assert set(receipt["removed_images"]) == erased_shas
+    assert receipt["faces_removed"] == len(erased_faces)
+    assert receipt["kind"] == "erasure" and receipt["request_id"] == listing[0]["request_id"]
+    assert check_receipt(receipt, keys=Keyring.open(data / "keys.json", create=False)) == (
+        "a valid signature by this deployment's key")
+    assert "chain and signed head intact" in _cli(data, "audit", "verify")
+
+
+def test_a_purge_killed_part_way_is_finished_when_the_server_starts(tmp_path: Path, faces_root: Path):
+    data = tmp_path / "data"
+    with vultus.open(data) as engine:
+        engine.add_source("s", basis="consent", purpose="crash test", retention="1d")
+        engine.ingest([faces_root / "facerec_obama"], source="s", workers=1)
+        shas = {row.sha256 for row in engine.store.hydrate(engine.store.searchable_face_ids().tolist()).values()}
+        _, dpo = engine.add_user("dpo-1", role="dpo")
+    assert shas and _index_ids(data)
+
+    _kill_part_way(tmp_path, data, "engine.purge(now=datetime(2100, 1, 1, tzinfo=timezone.utc))")
+    assert (data / "blobs" / "images").is_dir() and any((data / "blobs" / "images").rglob("*.jpg"))
+
+    app = create_app(Settings.from_env(data_dir=data))
+    try:
+        assert not [p for p in (data / "blobs").rglob("*") if p.is_file()], "a purged photo's file is left"
+        assert not _index_ids(data)
+        client = TestClient(app)
+        auth = {"Authorization": f"Bearer {dpo}"}
+        listing = client.get("/v1/receipts", headers=auth).json()
+        assert [(r["kind"], r["images_removed"]) for r in listing] == [("purge", len(shas))]
+        receipt = client.get(f"/v1/receipts/{listing[0]['id']}", headers=auth).json()
+        assert set(receipt["removed_images"]) == shas and receipt["expired_by"] == "2100-01-01T00:00:00Z"
+        assert client.post("/v1/receipts/verify", headers=auth, json=receipt).json()["valid"] is True
+        assert client.get("/v1/receipts/99", headers=auth).json()["error"]["code"] == "unknown_receipt"
+        assert client.get("/v1/receipts/99999999999999999999", headers=auth).status_code == 422
+    finally:
+        app.state.engine.close()
