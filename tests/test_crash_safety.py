@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 import vultus
+from vultus.errors import UnknownReceiptError
 from vultus.config import Settings
 from vultus.crypto import Keyring
 from vultus.index import create_index
@@ -148,6 +149,12 @@ def test_an_erasure_killed_part_way_is_finished_by_the_next_read_command(tmp_pat
         left = {row[0] for row in conn.execute("SELECT sha256 FROM images")}
     assert not left & erased_shas
     assert all((data / "blobs" / key).exists() for key in erased_blobs)
+    # The intent names files and face ids and what the receipt will list; no template, no image.
+    with sqlite3.connect(data / "vultus.db") as conn:
+        [(pending, fields, completed)] = conn.execute("SELECT pending, receipt, completed_at FROM erasures").fetchall()
+    assert completed is None and set(json.loads(pending)) == {"blob_keys", "face_ids"}
+    assert set(json.loads(pending)["face_ids"]) == erased_faces
+    assert set(json.loads(fields)) == {"receipt", "version", "kind", "request_id", "removed_images", "faces_removed"}
 
     _cli(data, "stats")  # a read command, not a writer
 
@@ -192,3 +199,42 @@ def test_a_purge_killed_part_way_is_finished_when_the_server_starts(tmp_path: Pa
         assert client.get("/v1/receipts/99999999999999999999", headers=auth).status_code == 422
     finally:
         app.state.engine.close()
+
+
+def test_a_pending_erasure_is_left_alone_while_another_process_writes(tmp_path: Path, faces_root: Path):
+    data = tmp_path / "data"
+    probe = faces_root / "facerec_biden" / "1.jpg"
+    with vultus.open(data) as engine:
+        engine.add_source("s", basis="consent", purpose="crash test", retention="30d")
+        engine.ingest([faces_root / "facerec_biden", faces_root / "facerec_obama"], source="s", workers=1)
+        before = engine.stats().images
+    _kill_part_way(tmp_path, data, "engine.erase(engine.match_person(sys.argv[2]))", str(probe))
+    files_after_kill = sorted(p for p in (data / "blobs").rglob("*") if p.is_file())
+
+    # Another writer holds the lock (its own pending erasure would look the same): a reader
+    # neither waits nor touches it, and says the receipt is not ready yet.
+    lock = os.open(data / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with vultus.open(data) as engine:
+            stats = engine.stats()
+            assert stats.images < before and stats.index_vectors == stats.faces  # the person is gone
+            [pending] = engine.receipts()
+            assert pending.completed_at is None and pending.kind == "erasure"
+            try:
+                engine.receipt(pending.id)
+            except UnknownReceiptError as exc:
+                assert "not finished" in str(exc)
+            else:
+                raise AssertionError("a pending erasure gave a receipt")
+        assert sorted(p for p in (data / "blobs").rglob("*") if p.is_file()) == files_after_kill
+    finally:
+        os.close(lock)  # releases the lock
+
+    with vultus.open(data) as engine:
+        [done] = engine.receipts()
+        assert done.completed_at is not None
+        assert engine.check_receipt(engine.receipt(done.id)) == "a valid signature by this deployment's key"
+    assert len([p for p in (data / "blobs").rglob("*") if p.is_file()]) < len(files_after_kill)
