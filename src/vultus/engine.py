@@ -22,6 +22,7 @@ from .calibration import calibrate, calibration_figures, calibration_of, evaluat
 from .config import Settings
 from .crypto import Keyring
 from .datadir import Presence, secure_permissions
+from .erasures import finish_pending
 from .errors import (
     DataDirError,
     DataDirLockedError,
@@ -156,6 +157,14 @@ class Engine:
         # use of the in-memory index under one lock (FAISS must not search while it changes).
         self._write_mutex = threading.Lock()
         self._index_lock = threading.RLock()
+        # An erasure a crash cut short is finished by the next command of any kind, reads
+        # included; when another process holds the writer lock, that one has done it at its start.
+        if self.store.erasures.has_pending():
+            try:
+                with self._writing():
+                    pass
+            except DataDirLockedError:
+                pass
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -522,6 +531,14 @@ class Engine:
         """Verify a receipt's signature; say whether this deployment signed it."""
         return check_receipt(receipt, keys=self.keys)
 
+    def receipts(self) -> list:
+        """Every erasure, objection and purge, done or still pending, with its counts."""
+        return self.store.erasures.list()
+
+    def receipt(self, erasure_id: int) -> dict:
+        """The signed receipt of a finished erasure, objection or purge (kept for good)."""
+        return self.store.erasures.receipt(erasure_id)
+
     # -- retention, keys and audit --------------------------------------------------------------
 
     def purge(self, *, now: datetime | None = None) -> dict:
@@ -763,6 +780,8 @@ class Engine:
         self._lock_fd = fd
         marker = self.data_dir / DIRTY_MARKER
         try:
+            finish_pending(store=self.store, blobs=self.blobs, keys=self.keys,
+                           index=lambda: self._open_index(writable=True))
             if marker.exists():
                 self._sweep_after_crash()
             marker.touch()

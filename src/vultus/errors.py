@@ -33,6 +33,7 @@ The hierarchy::
     │   ├── MissingPurposeError
     │   ├── InputPathError         an ingest path that does not exist
     │   ├── UnknownRequestError    no (open) request has that id
+    │   ├── UnknownReceiptError    no finished erasure has that id
     │   └── RateLimitedError       too many public requests from one address
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
@@ -80,6 +81,7 @@ __all__ = [
     "MissingPurposeError",
     "InputPathError",
     "UnknownRequestError",
+    "UnknownReceiptError",
     "RateLimitedError",
     "WorkerCrashedError",
     "ReceiptError",
@@ -232,6 +234,10 @@ class TamperedDataError(VultusError):
 
 class UnknownRequestError(PolicyError):
     """No request, or no open public request, has that id."""
+
+
+class UnknownReceiptError(PolicyError):
+    """No erasure has that id, or it is not finished yet, so it has no receipt to show."""
 
 
 class RateLimitedError(PolicyError):

@@ -12,7 +12,7 @@ from typing import Any
 
 from .crypto import Keyring
 from .index import VectorIndex
-from .rights import remove_images, signed_receipt
+from .rights import remove_images
 from .store import AuditAction, BlobStore, Store, iso
 
 __all__ = ["purge_expired", "rotate_keys"]
@@ -23,10 +23,11 @@ def purge_expired(
 ) -> dict[str, Any]:
     """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
     expired = store.expired_images(iso(now))
-    removed = remove_images(
-        expired, store=store, blobs=blobs, index=index, audit=(actor, AuditAction.PURGE, {"now": iso(now)})
+    return remove_images(
+        expired, kind="purge", store=store, blobs=blobs, index=index, keys=keys,
+        audit=(actor, AuditAction.PURGE, {"now": iso(now)}),
+        in_transaction=lambda conn, removed: (None, {"expired_by": iso(now)}),
     )
-    return signed_receipt(keys, kind="purge", request_id=None, removed=removed, extra={"expired_by": iso(now)})
 
 
 def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from ..errors import UnknownReceiptError
 from ..media import decode_image
 from ..store.accounts import Account, Role
 from .app import ApiError, as_dict, engine_of, require
@@ -275,6 +277,22 @@ def withdraw_suppression(suppression_id: int, request: Request, account: Account
         if not engine.withdraw_suppression(suppression_id):
             raise ApiError(404, "unknown_suppression", f"There is no active suppression entry {suppression_id}.")
     return {"withdrawn": suppression_id}
+
+
+@router.get("/receipts", tags=["rights"])
+def list_receipts(request: Request, account: Account = Depends(require(Role.DPO, Role.AUDITOR))) -> list[dict[str, Any]]:
+    """Every erasure, objection and purge with its receipt id; pending ones have no completed_at yet."""
+    return [r.as_dict() for r in engine_of(request).receipts()]
+
+
+@router.get("/receipts/{receipt_id}", tags=["rights"])
+def show_receipt(request: Request, receipt_id: int = PathParam(..., ge=1, le=2**63 - 1),
+                 account: Account = Depends(require(Role.DPO, Role.AUDITOR))) -> dict[str, Any]:
+    """The signed receipt of one finished erasure, objection or purge (404 while it is pending)."""
+    try:
+        return engine_of(request).receipt(receipt_id)
+    except UnknownReceiptError as exc:
+        raise ApiError(404, "unknown_receipt", str(exc)) from None
 
 
 @router.post("/receipts/verify", tags=["rights"])

@@ -17,6 +17,7 @@ from ..errors import DataDirError, SourceExistsError, UnknownSourceError, storag
 from .accounts import Accounts
 from .audit import AuditAction, AuditLog
 from .blobs import Cipher
+from .erasures import Erasures
 from .registers import Registers
 from .schema import SCHEMA_VERSION, audit, faces, images, meta, metadata, requests, search_hits, sources
 
@@ -102,6 +103,7 @@ class Store:
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         self.registers = Registers(self.engine, cipher)
         self.accounts = Accounts(self.engine)
+        self.erasures = Erasures(self.engine)
         event.listen(self.engine, "connect", _on_connect)
         try:
             metadata.create_all(self.engine)

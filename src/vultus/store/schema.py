@@ -26,6 +26,7 @@ __all__ = [
     "requests",
     "users",
     "public_attempts",
+    "erasures",
     "SCHEMA_VERSION",
 ]
 
@@ -186,5 +187,25 @@ users = Table(
     Column("password_hash", Text),
     Column("created_at", String(32), nullable=False),
     Column("disabled_at", String(32)),
+    sqlite_autoincrement=True,
+)
+
+#: Every erasure (a person's request, an objection, a purge), entered as an intent in the
+#: transaction that deletes its rows: what is left to remove (blob keys and face ids; never
+#: a template or an image) until it is done, then the signed receipt it produced. A crash
+#: between the two leaves the intent for the next command to finish. The receipt lists
+#: sha256s of the removed photos only, no biometric data.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("request_id", Integer),
+    Column("started_at", String(32), nullable=False),
+    # JSON {"blob_keys": [...], "face_ids": [...]}; cleared once done.
+    Column("pending", Text),
+    # JSON: the receipt's fields until done, then the signed receipt itself.
+    Column("receipt", Text, nullable=False),
+    Column("completed_at", String(32), index=True),
     sqlite_autoincrement=True,
 )
