@@ -1,11 +1,15 @@
-"""Load on loopback: concurrent searches over HTTP while an ingest runs in the same server.
+"""Load on loopback: concurrent searches over HTTP while an ingest runs in the same server,
+then the server's peak memory while the public page receives a decompression-bomb TIFF.
 
 Usage: python bench/load.py [--clients 8] [--seconds 60] [--data-root ../shared/data]
 
 Starts `vultus serve` on 127.0.0.1 with a fresh data directory holding half of the identity
 folders, starts an ingest of the other half through the API, and runs CLIENTS threads that
 search with real photos for SECONDS (at most 20,000 requests in all). Prints status counts,
-5xx count and latency percentiles. Traffic goes to the loopback address only.
+5xx count and latency percentiles. Then, on a fresh server, it sends the public page one
+ordinary request, then a 10000x11000 float32 TIFF (deflate, under 1 MB on the wire), alone and
+two at once, and prints the server's peak RSS (VmHWM, reset between the steps) for each.
+Traffic goes to the loopback address only.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(30)
+        memory = bomb_memory(data, faces_root)
     latencies.sort()
     total = sum(statuses.values())
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
@@ -116,12 +121,87 @@ def main() -> int:
         ("latency p99", f"{pick(0.99):.0f} ms"),
         ("latency mean", f"{statistics.fmean(latencies) * 1000:.0f} ms" if latencies else "-"),
         ("ingest during the load", f"{state['status']}, {state['done']}/{state['total']} photos, {state['faces']} faces"),
+        *memory,
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\nSearch over HTTP on loopback while an ingest runs (this machine, {os.cpu_count()} cores)\n")
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
     return 1 if any(code >= 500 for code in statuses) else 0
+
+
+def start_server(data: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`vultus serve` on a free loopback port, once it answers /healthz."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vultus", "--data", str(data), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env or dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return server, base
+
+
+def peak_rss_mb(pid: int, *, reset: bool = False) -> float:
+    """The process's peak resident memory (VmHWM) in MB; ``reset`` starts a new peak."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    if reset:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return peak
+
+
+def float_tiff() -> bytes:
+    """A 10000x11000 float32 TIFF, deflate-compressed: under 1 MB, 440 MB of pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((11000, 10000), dtype=np.float32), mode="F").save(buffer, format="TIFF",
+                                                                                 compression="tiff_deflate")
+    return buffer.getvalue()
+
+
+def bomb_memory(data: Path, faces_root: Path) -> list[tuple[str, str]]:
+    """Peak RSS of a fresh server: after one ordinary public request, then with the float TIFF."""
+    bomb = float_tiff()
+    server, base = start_server(data)
+    rows = []
+    try:
+        def send(photo: bytes, name: str, contact: str) -> int:
+            return httpx.post(f"{base}/public/requests", data={"kind": "access", "contact": contact},
+                              files={"photo": (name, photo, "image/tiff" if name.endswith("tif") else "image/jpeg")},
+                              timeout=300).status_code
+
+        ordinary = next(iter(sorted((faces_root / "facerec_obama").glob("*.jpg"))))
+        code = send(ordinary.read_bytes(), ordinary.name, "first@example.org")
+        rows.append(("server peak RSS, one ordinary public request", f"{peak_rss_mb(server.pid, reset=True):.0f} MB (answer {code})"))
+        code = send(bomb, "bomb.tif", "second@example.org")
+        rows.append((f"... then the float TIFF ({len(bomb) // 1024} KB)", f"{peak_rss_mb(server.pid, reset=True):.0f} MB (answer {code})"))
+        # The page's daily limit (3 per client) would refuse the 4th: start the day's count again.
+        import sqlite3
+
+        with sqlite3.connect(data / "vultus.db") as db:
+            db.execute("DELETE FROM public_attempts")
+        codes: list[int] = []
+        pair = [threading.Thread(target=lambda n=n: codes.append(send(bomb, "bomb.tif", f"t{n}@example.org")))
+                for n in range(2)]
+        for thread in pair:
+            thread.start()
+        for thread in pair:
+            thread.join()
+        rows.append(("... two float TIFFs at once", f"{peak_rss_mb(server.pid):.0f} MB (answers {sorted(codes)})"))
+    finally:
+        server.terminate()
+        server.wait(30)
+    return rows
 
 
 if __name__ == "__main__":

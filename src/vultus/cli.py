@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from .config import DEFAULT_DATA_DIR, Settings
-from .errors import VultusError
+from .errors import VultusError, storage_error
 from .policy import LegalBasis
 
 BASIS_CHOICES = [b.value for b in LegalBasis]
@@ -28,7 +28,24 @@ def _engine(ctx: click.Context):
         from .engine import Engine
 
         obj["engine"] = ctx.with_resource(Engine(obj["settings"]))
+        for notice in obj["engine"].notices:
+            click.echo(f"Note: {notice}", err=True)
     return obj["engine"]
+
+
+def _as_click(exc: BaseException) -> click.ClickException | None:
+    """The one-message error for a Vultus error, or a disk, permission or database failure."""
+    if isinstance(exc, VultusError):
+        return click.ClickException(str(exc))
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, (OSError, DBAPIError)):
+        ctx = click.get_current_context(silent=True)
+        settings = ctx.find_root().obj.get("settings") if ctx is not None and ctx.find_root().obj else None
+        known = storage_error(exc, settings.data_dir if settings is not None else "the data directory")
+        if known is not None:
+            return click.ClickException(str(known))
+    return None
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +55,11 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except VultusError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            friendly = _as_click(exc)
+            if friendly is None:
+                raise
+            raise friendly from exc
 
     return wrapper
 
@@ -52,8 +72,13 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except VultusError as exc:  # raised while opening the engine
-            raise click.ClickException(str(exc)) from exc
+        except click.ClickException:
+            raise
+        except Exception as exc:  # raised while opening or closing the engine
+            friendly = _as_click(exc)
+            if friendly is None:
+                raise
+            raise friendly from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

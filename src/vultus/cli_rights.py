@@ -246,7 +246,7 @@ def requests(ctx: click.Context, overdue: bool, as_json: bool) -> None:
 
 @cli.group()
 def receipt() -> None:
-    """Check signed receipts of erasures, objections and purges."""
+    """List, show and check the signed receipts of erasures, objections and purges."""
 
 
 @receipt.command("verify")
@@ -264,6 +264,44 @@ def receipt_verify(ctx: click.Context, file: Path) -> None:
     verdict = _engine(ctx).check_receipt(data)
     click.echo(f"{file}: {verdict}. {len(data.get('removed_images', []))} image(s) removed ({data.get('kind')}), "
                f"completed {data.get('completed_at')}.")
+
+
+@receipt.command("list")
+@_json_option
+@click.pass_context
+@_friendly
+def receipt_list(ctx: click.Context, as_json: bool) -> None:
+    """List every erasure, objection and purge with its receipt id; `vultus receipt show ID` prints one.
+
+    An erasure cut short by a crash is finished, and its receipt made, by the next Vultus
+    command of any kind; until then it is listed as pending.
+    """
+    rows = _engine(ctx).receipts()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No erasures, objections or purges yet.")
+        return
+    table = [[str(r.id), r.kind, "" if r.request_id is None else str(r.request_id), r.started_at,
+              r.completed_at or "PENDING", str(r.images_removed), str(r.faces_removed)] for r in rows]
+    click.echo(_table(["id", "kind", "request", "started", "completed", "photos", "faces"], table))
+
+
+@receipt.command("show")
+@click.argument("receipt_id", type=click.IntRange(min=1, max=2**63 - 1))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the signed receipt to FILE instead of printing it.")
+@click.pass_context
+@_friendly
+def receipt_show(ctx: click.Context, receipt_id: int, out_path: Path | None) -> None:
+    """Print the signed receipt RECEIPT_ID (an id from `vultus receipt list`), as JSON."""
+    text = json.dumps(_engine(ctx).receipt(receipt_id), indent=2)
+    if out_path is None:
+        click.echo(text)
+        return
+    out_path.write_text(text + "\n")
+    click.echo(f"Signed receipt written to {out_path}; check it with `vultus receipt verify {out_path}`.")
 
 
 # -- retention, keys and audit ------------------------------------------------------------
@@ -293,12 +331,19 @@ def keys() -> None:
 @click.pass_context
 @_friendly
 def keys_rotate(ctx: click.Context) -> None:
-    """Re-encrypt all photo copies, crops, templates, suppression entries and the index under a new key."""
+    """Re-encrypt everything sealed (photo copies, crops, templates, suppression entries, open public
+    requests, the index) under a new key, then drop the old one.
+
+    Refused while another process (such as `vultus serve`) has the data directory open; rotate
+    through the server then (POST /v1/keys/rotate). A rotation cut short is finished by running
+    this again.
+    """
     done = _engine(ctx).rotate_keys()
     click.echo(
-        f"Now encrypting with key {done['new_key']}; re-encrypted {done['blobs']} file(s), "
-        f"{done['templates']} template(s) and {done['suppression_entries']} suppression entr(y/ies); "
-        f"dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
+        f"{'Finished the interrupted rotation' if done['resumed'] else 'Rotated'}: now encrypting with key "
+        f"{done['new_key']}; re-encrypted {done['blobs']} file(s), {done['templates']} template(s), "
+        f"{done['suppression_entries']} suppression entr(y/ies) and {done['public_requests']} open public "
+        f"request(s); dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
     )
 
 

@@ -69,7 +69,17 @@ class Keyring:
             ) from exc
         if ring.current not in ring.keys or any(len(k) != 32 for k in ring.keys.values()):
             raise KeyFileError(f"The key file {path} is damaged (no valid current key); restore it from backup.")
+        if len(ring.signing_seed) != 32:
+            raise KeyFileError(
+                f"The key file {path} is damaged: its signing key is {len(ring.signing_seed)} bytes, not 32 "
+                "(an Ed25519 seed). Restore the key file from your backup."
+            )
         return ring
+
+    @property
+    def rotation_pending(self) -> bool:
+        """Whether a rotation was started and not finished (an old key is still held)."""
+        return len(self.keys) > 1
 
     def save(self) -> None:
         """Write the key file atomically, readable by its owner only."""

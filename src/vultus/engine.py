@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -20,6 +21,8 @@ import numpy as np
 from .calibration import calibrate, calibration_figures, calibration_of, evaluate_folder, evaluate_pairs
 from .config import Settings
 from .crypto import Keyring
+from .datadir import Presence, secure_permissions
+from .erasures import finish_pending
 from .errors import (
     DataDirError,
     DataDirLockedError,
@@ -29,6 +32,8 @@ from .errors import (
     ModelError,
     PolicyError,
     RateLimitedError,
+    TamperedDataError,
+    storage_error,
 )
 from .faces import Embedder, FaceAnalyzer, QualityGate, create_aligner, create_detector, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
@@ -109,9 +114,12 @@ class Engine:
             # Owner-only: the directory holds biometric data, even if encrypted.
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise DataDirError(f"Cannot create the data directory {self.data_dir}: {exc.strerror}.") from exc
+            raise storage_error(exc, self.data_dir) or DataDirError(
+                f"Cannot create the data directory {self.data_dir}: {exc.strerror}."
+            ) from exc
         if not os.access(self.data_dir, os.W_OK):
-            raise DataDirError(f"The data directory {self.data_dir} is not writable; check its permissions.")
+            read_only = bool(os.statvfs(self.data_dir).f_flag & os.ST_RDONLY)
+            raise storage_error(OSError(errno.EROFS if read_only else errno.EACCES, "not writable"), self.data_dir)
         # A key file is made only with a new deployment: a missing one for existing data is
         # an error, never a silent new key that would leave the data unreadable.
         is_new = not (self.data_dir / DB_NAME).exists()
@@ -122,8 +130,21 @@ class Engine:
                 f"{exc} The data directory {self.data_dir} was created with a key file: point "
                 "--key-file (or VULTUS_KEY_FILE) at it, or restore it from your backup."
             ) from None
-        self.store = Store(self.data_dir / DB_NAME, self.keys)
-        self._check_key_belongs()
+        #: Things the operator should know about this deployment (printed by the CLI).
+        self.notices: list[str] = secure_permissions(self.data_dir, settings.key_path)
+        self._presence = Presence(self.data_dir)
+        try:
+            self.store = Store(self.data_dir / DB_NAME, self.keys)
+            self._check_key_belongs()
+        except BaseException:
+            self._presence.close()
+            raise
+        self.notices += secure_permissions(self.data_dir, settings.key_path)  # a new database's files
+        if self.keys.rotation_pending:
+            self.notices.append(
+                "A key rotation was interrupted: an old key is still in the key file. Run `vultus keys rotate` "
+                "to finish it (nothing is lost meanwhile; both keys still open the data)."
+            )
         self.blobs = BlobStore(self.data_dir / "blobs", self.keys)
         # The gallery remembers its embedder, so commands after `reindex --model` need no flag.
         self._embedder_name = settings.embedder or self.store.get_meta(GALLERY_EMBEDDER) or DEFAULT_EMBEDDER
@@ -136,11 +157,25 @@ class Engine:
         # use of the in-memory index under one lock (FAISS must not search while it changes).
         self._write_mutex = threading.Lock()
         self._index_lock = threading.RLock()
+        # An erasure a crash cut short is finished by the next command of any kind, reads
+        # included; when another process holds the writer lock, that one has done it at its start.
+        if self.store.erasures.has_pending():
+            try:
+                with self._writing():
+                    pass
+            except DataDirLockedError:
+                pass
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def _check_key_belongs(self) -> None:
-        """Refuse a key file from another deployment before anything is written with it."""
+        """Refuse a key file from another deployment before anything is written with it.
+
+        The signing key's fingerprint names the deployment; one sealed template, opened
+        here, proves the encryption keys are the right ones too. Without that check a key
+        file with the right signing key but another AES key would surface later as a
+        "corrupt index", and a rebuild would be tried that cannot succeed.
+        """
         fingerprint = hashlib.sha256(self.keys.public_key).hexdigest()[:32]
         recorded = self.store.get_meta("key_fingerprint")
         if recorded is None:
@@ -152,11 +187,21 @@ class Engine:
                 f"{fingerprint}, this data directory expects {recorded}). Use the key file it was "
                 "created with."
             )
+        try:
+            self.store.open_one_template()
+        except (KeyFileError, TamperedDataError):
+            self.store.close()
+            raise KeyFileError(
+                f"The encryption keys in {self.keys.path} do not open the templates in {self.data_dir}: "
+                "this is the wrong key file (or a damaged copy of the right one). Nothing was changed. "
+                "Use the key file this data directory was created with, or restore it from your backup."
+            ) from None
 
     def close(self) -> None:
-        """Release the database and the writer lock."""
+        """Release the database, the writer lock and this process's hold on the directory."""
         self._release_lock()
         self.store.close()
+        self._presence.close()
 
     def __enter__(self) -> "Engine":
         return self
@@ -199,11 +244,13 @@ class Engine:
         progress: Callable[[int, int, int], None] | None = None,
         rename: tuple[str, str] | None = None,
         notice: Callable[[str], None] | None = None,
+        root: str | os.PathLike[str] | None = None,
     ) -> IngestSummary:
         """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``.
 
         ``notice(message)`` is told before a long step that shows no progress: rebuilding
-        the index when the gallery crosses ``ivf_threshold``.
+        the index when the gallery crosses ``ivf_threshold``. With ``root``, only files whose
+        real path (links resolved) is under it are read; the others are refused.
         """
         with self._writing():
             check_gallery_model(self.store.model_ids(), self._embedder.model_id)
@@ -224,7 +271,7 @@ class Engine:
             count = self.settings.worker_count if workers is None else max(1, workers)
             try:
                 summary = ingestor.run([str(p) for p in paths], source=source, workers=count, progress=progress,
-                                       rename=rename)
+                                       rename=rename, root=None if root is None else str(root))
             finally:
                 # Once the gallery holds this model's templates (even from an interrupted run),
                 # later commands must use the same model without being told.
@@ -420,7 +467,8 @@ class Engine:
 
         The photo is used in memory to make the face template, which is kept sealed until
         the request is carried out; the photo is not kept. At most
-        ``PUBLIC_REQUESTS_PER_DAY`` a day per contact address or client.
+        ``PUBLIC_REQUESTS_PER_DAY`` attempts a day per contact address or client, refused
+        ones included.
         """
         if kind not in PUBLIC_REQUEST_KINDS:
             raise PolicyError(f"A request is one of: {', '.join(PUBLIC_REQUEST_KINDS)}; not {kind!r}.")
@@ -428,9 +476,13 @@ class Engine:
         if not re.fullmatch(r"[^@\s]{1,100}@[^@\s]{1,100}\.[^@\s]{1,20}", contact):
             raise PolicyError("Give an e-mail address at which the data-protection officer can answer you.")
         now = utcnow()
-        if self.store.registers.recent_public_requests(
-            contact=contact, client=client, since=iso(now - timedelta(days=1))
-        ) >= PUBLIC_REQUESTS_PER_DAY:
+        # Counted before the photo is looked at, so that refused attempts (no face, a bad
+        # photo) count too, and atomically, so that concurrent ones cannot all pass.
+        attempt = self.store.registers.reserve_public_attempt(
+            contact=contact, client=client, at=iso(now), since=iso(now - timedelta(days=1)),
+            limit=PUBLIC_REQUESTS_PER_DAY,
+        )
+        if attempt is None:
             raise RateLimitedError(
                 f"At most {PUBLIC_REQUESTS_PER_DAY} requests a day may be sent from one address; your earlier "
                 "requests are registered and will be answered. Try again tomorrow if you need to."
@@ -439,8 +491,9 @@ class Engine:
         probe_sha256 = hashlib.sha256(photo).hexdigest()
         with self.store.transaction() as conn:
             request_id = self.store.registers.open_public_request(
-                kind=kind, template=template, model_id=self.analyzer.model_id, contact=contact, client=client,
-                received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, conn=conn,
+                kind=kind, template=template, model_id=self.analyzer.model_id, contact=contact,
+                received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, attempt_id=attempt,
+                conn=conn,
             )
             self.store.log(
                 actor="public", action=AuditAction.PUBLIC_REQUEST,
@@ -478,6 +531,14 @@ class Engine:
         """Verify a receipt's signature; say whether this deployment signed it."""
         return check_receipt(receipt, keys=self.keys)
 
+    def receipts(self) -> list:
+        """Every erasure, objection and purge, done or still pending, with its counts."""
+        return self.store.erasures.list()
+
+    def receipt(self, erasure_id: int) -> dict:
+        """The signed receipt of a finished erasure, objection or purge (kept for good)."""
+        return self.store.erasures.receipt(erasure_id)
+
     # -- retention, keys and audit --------------------------------------------------------------
 
     def purge(self, *, now: datetime | None = None) -> dict:
@@ -486,8 +547,16 @@ class Engine:
             return purge_expired(now=now or utcnow(), **self._erasure_parts())
 
     def rotate_keys(self) -> dict:
-        """Re-encrypt everything under a new key and drop the old one."""
-        with self._writing():
+        """Re-encrypt everything under a new key and drop the old one (or finish a rotation cut short).
+
+        Refused while another process has the data directory open: it would keep the old
+        key in memory and write under it once the key is dropped.
+        """
+        why = (f"Another process has {self.data_dir} open (`vultus serve`, or a command still running). "
+               "Rotating beside it would leave it writing under a dropped key, so nothing was changed. "
+               "Rotate through the running server (POST /v1/keys/rotate as an admin), or stop it and run "
+               "`vultus keys rotate` again.")
+        with self._presence.alone(why=why), self._writing():
             parts = self._erasure_parts()
             return rotate_keys(keys=self.keys, store=self.store, blobs=self.blobs, index=parts["index"], actor=self.actor)
 
@@ -595,12 +664,24 @@ class Engine:
             return change
 
     def _rebuild_index(self) -> int:
-        # Without a file, opening rebuilds the index from the store and saves it.
+        # Without a file, opening rebuilds the index from the store and saves it. The old
+        # file is set aside, not deleted, until the new one is saved: a rebuild that fails
+        # (templates that cannot be read) must not leave the deployment with no index.
         with self._index_lock:
-            (self.data_dir / INDEX_PATH).unlink(missing_ok=True)
+            path = self.data_dir / INDEX_PATH
+            aside = path.with_name(path.name + ".previous")
+            if path.exists():
+                path.replace(aside)
             self._index = None
-            count = len(self._open_index(writable=True))
-            self._fit_index()
+            try:
+                count = len(self._open_index(writable=True))
+                self._fit_index()
+            except BaseException:
+                self._index = None
+                if aside.exists():
+                    aside.replace(path)
+                raise
+            aside.unlink(missing_ok=True)
             return count
 
     def stats(self) -> Stats:
@@ -699,6 +780,8 @@ class Engine:
         self._lock_fd = fd
         marker = self.data_dir / DIRTY_MARKER
         try:
+            finish_pending(store=self.store, blobs=self.blobs, keys=self.keys,
+                           index=lambda: self._open_index(writable=True))
             if marker.exists():
                 self._sweep_after_crash()
             marker.touch()
@@ -719,7 +802,7 @@ class Engine:
         """
         for folder in (self.blobs.root, self.data_dir / INDEX_PATH.parent):
             if folder.is_dir():
-                for tmp in folder.rglob(".tmp-*"):
+                for tmp in [*folder.rglob(".tmp-*"), *folder.glob("*.previous")]:
                     tmp.unlink(missing_ok=True)
         referenced = self.store.blob_keys()
         for key in self.blobs.keys():

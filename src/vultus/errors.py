@@ -6,6 +6,10 @@ The hierarchy::
     ├── SettingsError              a setting or option has a value Vultus cannot use
     ├── DataDirError               the data directory cannot be used
     │   ├── DataDirLockedError     another process is writing to it
+    │   │   └── DataDirInUseError  another process has it open (key rotation needs it alone)
+    │   ├── DiskFullError          no space left on the disk (ENOSPC)
+    │   ├── DataDirPermissionError the operating system refuses access (EACCES, EPERM)
+    │   ├── ReadOnlyDataDirError   the data directory is on a read-only file system
     │   └── KeyFileError           the key file is missing, damaged or the wrong one
     ├── MediaError                 a file could not be turned into pixels
     │   ├── EmptyFileError
@@ -29,6 +33,7 @@ The hierarchy::
     │   ├── MissingPurposeError
     │   ├── InputPathError         an ingest path that does not exist
     │   ├── UnknownRequestError    no (open) request has that id
+    │   ├── UnknownReceiptError    no finished erasure has that id
     │   └── RateLimitedError       too many public requests from one address
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
@@ -48,7 +53,12 @@ __all__ = [
     "SettingsError",
     "DataDirError",
     "DataDirLockedError",
+    "DataDirInUseError",
+    "DiskFullError",
+    "DataDirPermissionError",
+    "ReadOnlyDataDirError",
     "KeyFileError",
+    "storage_error",
     "MediaError",
     "EmptyFileError",
     "NotAnImageError",
@@ -71,6 +81,7 @@ __all__ = [
     "MissingPurposeError",
     "InputPathError",
     "UnknownRequestError",
+    "UnknownReceiptError",
     "RateLimitedError",
     "WorkerCrashedError",
     "ReceiptError",
@@ -95,6 +106,22 @@ class DataDirError(VultusError):
 
 class DataDirLockedError(DataDirError):
     """Another process holds the data directory's writer lock."""
+
+
+class DataDirInUseError(DataDirLockedError):
+    """Another process (``vultus serve``, a search) has the data directory open."""
+
+
+class DiskFullError(DataDirError):
+    """The disk holding the data directory (or the temporary folder) is full."""
+
+
+class DataDirPermissionError(DataDirError):
+    """The operating system refuses Vultus access to a file it needs."""
+
+
+class ReadOnlyDataDirError(DataDirError):
+    """The data directory cannot be written: a read-only file system or database."""
 
 
 class KeyFileError(DataDirError):
@@ -209,9 +236,57 @@ class UnknownRequestError(PolicyError):
     """No request, or no open public request, has that id."""
 
 
+class UnknownReceiptError(PolicyError):
+    """No erasure has that id, or it is not finished yet, so it has no receipt to show."""
+
+
 class RateLimitedError(PolicyError):
     """Too many public requests from one contact address or client in a day."""
 
 
 class IndexCorruptError(VultusError):
     """The vector index file cannot be read; `vultus reindex` rebuilds it."""
+
+
+def storage_error(exc: BaseException, where: object = "the data directory") -> "DataDirError | None":
+    """The :class:`DataDirError` that explains an operating-system or SQLite failure, or None.
+
+    ``exc`` is an :class:`OSError` or a database error (its message is read: SQLite reports
+    a full disk as "database or disk is full", and at 100% even a read as "disk I/O error");
+    ``where`` names the folder for the message. Nothing is retried: the caller stopped
+    before anything half-written became visible (writes are atomic renames and
+    transactions), so the advice is to fix the cause and run the command again.
+    """
+    import errno
+    import shutil
+
+    code = getattr(exc, "errno", None)
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    full = code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text
+    if not full and ("disk i/o error" in text or code == errno.EIO):
+        try:
+            full = shutil.disk_usage(str(where)).free < 1024 * 1024
+        except OSError:
+            full = False
+    if full:
+        return DiskFullError(
+            f"No space is left on the disk that holds {where}. Nothing half-written was kept; "
+            "free some space (or move the data directory with --data) and run the command again."
+        )
+    if code == errno.EROFS or "readonly database" in text or "read-only file system" in text:
+        return ReadOnlyDataDirError(
+            f"{where} is on a read-only file system or its database is read-only. Vultus needs to "
+            "write there, even to search (the audit log); mount it read-write or copy it elsewhere."
+        )
+    if code in (errno.EACCES, errno.EPERM) or "unable to open database" in text:
+        name = getattr(exc, "filename", None) or where
+        return DataDirPermissionError(
+            f"Permission denied for {name}. Run Vultus as the user that owns {where} "
+            "(its files are owner-only on purpose), or fix the owner with chown."
+        )
+    if "disk i/o error" in text or code == errno.EIO:
+        return DataDirError(
+            f"The disk failed to read or write {where} (I/O error). Check the disk (dmesg, "
+            "smartctl), then run the command again; nothing half-written was kept."
+        )
+    return None

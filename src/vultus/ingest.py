@@ -14,6 +14,7 @@ import hashlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -206,8 +207,41 @@ def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels:
     return _Job(analyzer, max_pixels, gate, others, screen)
 
 
-def _init_worker(threads: int, *args: object) -> None:
+#: How often a worker checks that the ingest that started it is still alive, in seconds.
+PARENT_POLL = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker process exit as soon as ``parent``, the ingest that started it, is gone.
+
+    A kill -9 of the ingest gives its workers no signal: without this they would live on,
+    orphaned, each holding its models in memory. When the parent dies the worker is
+    re-parented, so ``os.getppid()`` changes; comparing with the pid the parent passed
+    (not one read here) also catches a parent that died before this worker started.
+    """
+    if sys.platform.startswith("linux"):
+        # Immediate on Linux, even while this process is busy in native code. The kernel
+        # sends it when the *thread* that spawned this process exits; every pool lives
+        # inside one call of Ingestor.run on one thread, so that thread outlives its workers.
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, 9)  # SIGKILL
+        except (OSError, AttributeError):
+            pass  # the poll below is enough
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os._exit(1)  # no cleanup to run: the parent that would read our results is gone
+
+    threading.Thread(target=watch, name="vultus-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int, threads: int, *args: object) -> None:
     global _WORKER_JOB
+    _exit_with_parent(parent)
     # Each worker's share of the cores for onnxruntime, so that N workers do not each run
     # a thread per core (set before any model loads in this fresh process).
     os.environ.setdefault("VULTUS_ORT_THREADS", str(threads))
@@ -273,20 +307,22 @@ class Ingestor:
         workers: int,
         progress: Callable[[int, int, int], None] | None = None,
         rename: tuple[str, str] | None = None,
+        root: str | None = None,
     ) -> IngestSummary:
         """Ingest every photo under ``paths`` into ``source``.
 
         ``progress(done, total, faces)`` is called after each photo. ``rename=(old, new)``
         records paths starting with ``old`` as starting with ``new`` instead (uploads are
-        recorded as ``upload:NAME``, not by their temporary location). Every check that can
-        refuse the whole request runs before anything is stored.
+        recorded as ``upload:NAME``, not by their temporary location). With ``root``, files
+        whose real path is outside it are refused (see :func:`~vultus.media.collect`).
+        Every check that can refuse the whole request runs before anything is stored.
         """
         paths = [str(p) for p in paths]
         self._rename = rename
         refuse_remote(paths)
         src = self.store.get_source(source)
         check_gallery_model(self.store.model_ids(), self.model_id)
-        found = collect(paths)
+        found = collect(paths, root=root)
         summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
         # Decrypted in memory for this run only: faces of people who objected are skipped.
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
@@ -361,7 +397,7 @@ class Ingestor:
         try:
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(threads, *self._names)) as pool:
+                                     initargs=(os.getpid(), threads, *self._names)) as pool:
                 for item, data, digest in self._candidates(items, summary, state):
                     pending[pool.submit(_work, data, item.display)] = (item, data, digest)
                     # A bounded window keeps memory flat however many photos there are.

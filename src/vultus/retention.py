@@ -12,7 +12,7 @@ from typing import Any
 
 from .crypto import Keyring
 from .index import VectorIndex
-from .rights import remove_images, signed_receipt
+from .rights import remove_images
 from .store import AuditAction, BlobStore, Store, iso
 
 __all__ = ["purge_expired", "rotate_keys"]
@@ -23,20 +23,25 @@ def purge_expired(
 ) -> dict[str, Any]:
     """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
     expired = store.expired_images(iso(now))
-    removed = remove_images(
-        expired, store=store, blobs=blobs, index=index, audit=(actor, AuditAction.PURGE, {"now": iso(now)})
+    return remove_images(
+        expired, kind="purge", store=store, blobs=blobs, index=index, keys=keys,
+        audit=(actor, AuditAction.PURGE, {"now": iso(now)}),
+        in_transaction=lambda conn, removed: (None, {"expired_by": iso(now)}),
     )
-    return signed_receipt(keys, kind="purge", request_id=None, removed=removed, extra={"expired_by": iso(now)})
 
 
 def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str) -> dict[str, Any]:
-    """Re-encrypt every photo copy, crop, template, suppression entry and the index under a
-    new key, then drop the old one.
+    """Re-encrypt everything sealed under a new key, then drop the old keys.
 
-    Every ciphertext names its key, so a rotation cut short leaves readable data, and
-    running it again finishes it (only what is not yet under the newest key is redone).
+    Sealed are: photo copies and crops, templates, suppression entries, the templates and
+    contact addresses of open public requests, and the index file. Every ciphertext names
+    its key, so a rotation cut short leaves readable data; the old keys are dropped only
+    after everything is re-sealed and the audit entry is committed. A rotation found
+    unfinished (the key file still holds an old key) is resumed, not started again: only
+    what is not yet under the newest key is redone.
     """
-    _, new = keys.start_rotation()
+    resumed = keys.rotation_pending
+    new = keys.current if resumed else keys.start_rotation()[1]
 
     def is_current(sealed: bytes) -> bool:
         return Keyring.key_id_of(sealed) == keys.current
@@ -48,9 +53,14 @@ def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorI
             resealed_blobs += 1
     templates = store.reseal_embeddings(is_current)
     suppressions = store.registers.reseal_suppressions(is_current)
+    requests = store.registers.reseal_requests(is_current)
     index.save()
     store.checkpoint()
-    dropped = keys.finish_rotation()
-    counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions}
-    store.log(actor=actor, action=AuditAction.KEYS_ROTATE, details={"new_key": new, "dropped_keys": dropped, **counts})
-    return {"new_key": new, "dropped_keys": dropped, **counts}
+    dropped = [key_id for key_id in keys.keys if key_id != keys.current]
+    counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions,
+              "public_requests": requests}
+    store.log(actor=actor, action=AuditAction.KEYS_ROTATE,
+              details={"new_key": new, "dropped_keys": dropped, "resumed": resumed, **counts})
+    # Only now: a kill before this line leaves both keys, and the next rotation resumes.
+    keys.finish_rotation()
+    return {"new_key": new, "dropped_keys": dropped, "resumed": resumed, **counts}

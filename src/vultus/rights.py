@@ -13,15 +13,14 @@ from __future__ import annotations
 import base64
 import calendar
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
 import numpy as np
 
-from .crypto import Keyring, verify_signature
-from .errors import ReceiptError
+from .crypto import Keyring
+from .erasures import InTransaction, check_receipt, erase_images, receipt_fields, sign_receipt
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import decode_image
@@ -213,105 +212,59 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
 def remove_images(
     image_ids: Sequence[int],
     *,
+    kind: str,
     store: Store,
     blobs: BlobStore,
     index: VectorIndex,
+    keys: Keyring,
     audit: tuple[str, AuditAction, dict[str, Any]],
-    extra: Any = None,
-) -> list[RemovedImage]:
-    """The one erasure path: rows, photo copies, crops, index entries, freed pages.
+    in_transaction: InTransaction | None = None,
+) -> dict[str, Any]:
+    """The one erasure path: rows, photo copies, crops, index entries, freed pages; signed receipt.
 
-    Rows and the audit entry commit together first; then blobs are deleted and the index
-    file rewritten, and the write-ahead log is truncated. A crash in between leaves only
-    unreferenced files and stray index entries, which the next writer sweeps away.
-    ``extra(conn)`` runs inside the transaction (a suppression entry, a request update).
+    Rows, the audit entry and an intent of what is left to do commit together; a crash
+    after that is finished by the next command (see :mod:`vultus.erasures`).
+    ``in_transaction(conn, removed)`` runs inside the transaction (a suppression entry, a
+    request update) and returns the request id and extra fields for the receipt.
     """
-    actor, action, details = audit
-    with store.transaction() as conn:
-        removed = store.delete_images(image_ids, conn)
-        if extra is not None:
-            extra(conn, removed)
-        store.log(
-            actor=actor,
-            action=action,
-            details={**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]},
-            conn=conn,
-        )
-    for item in removed:
-        for key in ([item.blob_key] if item.blob_key else []) + item.crop_keys:
-            blobs.delete(key)
-    face_ids = np.asarray([f for item in removed for f in item.face_ids], dtype=np.int64)
-    index.remove(face_ids)
-    index.save()
-    store.checkpoint()
-    return removed
+    return erase_images(image_ids, kind=kind, store=store, blobs=blobs, index=index, keys=keys, audit=audit,
+                        in_transaction=in_transaction)
 
 
 def signed_receipt(
     keys: Keyring, *, kind: str, request_id: int | None, removed: list[RemovedImage], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A receipt listing what was removed, signed with the deployment's Ed25519 key."""
-    body: dict[str, Any] = {
-        "receipt": "vultus-removal",
-        "version": 1,
-        "kind": kind,
-        "request_id": request_id,
-        "completed_at": iso(utcnow()),
-        "removed_images": sorted(r.sha256 for r in removed),
-        "faces_removed": sum(len(r.face_ids) for r in removed),
-        **(extra or {}),
-        "public_key": base64.b64encode(keys.public_key).decode(),
-    }
-    body["signature"] = base64.b64encode(keys.sign(_receipt_bytes(body))).decode()
-    return body
-
-
-def check_receipt(receipt: dict[str, Any], *, keys: Keyring | None = None) -> str:
-    """Verify a receipt's signature; return who signed it, or raise :class:`ReceiptError`."""
-    try:
-        signature = base64.b64decode(receipt["signature"], validate=True)
-        public_key = base64.b64decode(receipt["public_key"], validate=True)
-    except (KeyError, TypeError, ValueError):
-        raise ReceiptError("This is not a Vultus receipt: its signature or public key is missing.") from None
-    if not verify_signature(public_key, signature, _receipt_bytes(receipt)):
-        raise ReceiptError("The receipt's signature does not match its content: it was altered or forged.")
-    if keys is not None and public_key != keys.public_key:
-        return "a valid signature, but by another deployment's key"
-    return "a valid signature by this deployment's key"
-
-
-def _receipt_bytes(receipt: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in receipt.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return sign_receipt(keys, receipt_fields(kind=kind, request_id=request_id, removed=removed, extra=extra))
 
 
 def erase_person(
     match: PersonMatch, *, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str, kind: str = "erasure"
 ) -> dict[str, Any]:
     """Erase every photo in which the person's face matched; return the signed receipt."""
-    request: dict[str, Any] = {}
-    suppression: dict[str, Any] = {}
 
-    def in_transaction(conn: Any, removed: list[RemovedImage]) -> None:
-        request["id"], _ = _open_request(store, kind, match, conn)
+    def in_transaction(conn: Any, removed: list[RemovedImage]) -> tuple[int, dict[str, Any]]:
+        request_id, _ = _open_request(store, kind, match, conn)
+        extra: dict[str, Any] = {}
         if kind == "objection":
-            suppression["id"] = store.registers.add_suppression(
+            extra["suppression_id"] = store.registers.add_suppression(
                 match.template, model_id=match.model_id, at=iso(utcnow()), conn=conn
             )
-        outcome = f"{len(removed)} photos erased" + (f", suppression entry {suppression['id']}" if suppression else "")
-        store.registers.complete_request(request["id"], at=iso(utcnow()), outcome=outcome, conn=conn)
+        outcome = f"{len(removed)} photos erased" + (f", suppression entry {extra['suppression_id']}" if extra else "")
+        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome, conn=conn)
+        return request_id, extra
 
     action = AuditAction.OBJECTION if kind == "objection" else AuditAction.ERASURE
-    removed = remove_images(
+    return remove_images(
         match.image_ids,
+        kind=kind,
         store=store,
         blobs=blobs,
         index=index,
+        keys=keys,
         audit=(actor, action, {"probe_sha256": match.probe_sha256, "threshold": round(match.threshold, 4)}),
-        extra=in_transaction,
+        in_transaction=in_transaction,
     )
-    extra = {"suppression_id": suppression["id"]} if suppression else None
-    return signed_receipt(keys, kind=kind, request_id=request["id"], removed=removed, extra=extra)
 
 
 def object_person(match: PersonMatch, **kwargs: Any) -> dict[str, Any]:

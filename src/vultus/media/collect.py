@@ -48,12 +48,14 @@ class Collection:
     ignored: list[str] = field(default_factory=list)
 
 
-def collect(paths: Iterable[str | os.PathLike[str]]) -> Collection:
+def collect(paths: Iterable[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None) -> Collection:
     """List the photos under ``paths``, in a stable order.
 
     A file named on the command line is always tried, whatever its name; inside folders
     and archives only names ending in a photo suffix are taken, and other files are
     listed as ignored (a ``labels.csv`` beside the photos is not an error).
+    With ``root`` (the server's ingest root), every file found is refused unread unless
+    its real path, symbolic links resolved, lies under the root's real path.
     Raises :class:`InputPathError` if a named path does not exist, before anything is read.
     """
     paths = [Path(p) for p in paths]
@@ -62,16 +64,25 @@ def collect(paths: Iterable[str | os.PathLike[str]]) -> Collection:
         raise InputPathError(
             f"Not found: {', '.join(missing)}. Check the path; nothing was ingested."
         )
+    base = os.path.realpath(root) if root is not None else None
     found = Collection()
     for path in paths:
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            for folder, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
-                    _add_file(found, Path(root) / name, explicit=False)
+                    _add_file(found, Path(folder) / name, explicit=False, root=base)
         else:
-            _add_file(found, path, explicit=True)
+            _add_file(found, path, explicit=True, root=base)
     return found
+
+
+def _outside(path: Path, root: str) -> str | None:
+    """Why ``path`` may not be read under ``root``, or None when it may."""
+    real = os.path.realpath(path)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        return None
+    return f"it resolves to {real}, outside the ingest root {root} (a symbolic link?); it was not read"
 
 
 def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
@@ -138,9 +149,13 @@ def _read_tar(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
         yield item, OSError("the member disappeared from the archive")
 
 
-def _add_file(found: Collection, path: Path, *, explicit: bool) -> None:
+def _add_file(found: Collection, path: Path, *, explicit: bool, root: str | None = None) -> None:
     lower = path.name.lower()
     display = os.path.abspath(path)
+    reason = _outside(path, root) if root is not None else None
+    if reason is not None:
+        found.refused.append((display, reason))
+        return
     if lower.endswith(_ZIP_SUFFIXES):
         _add_zip(found, display)
     elif lower.endswith(_TAR_SUFFIXES):

@@ -15,6 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from ..errors import UnknownReceiptError
 from ..media import decode_image
 from ..media.collect import PHOTO_SUFFIXES
 from ..store.accounts import Account, Role
@@ -285,6 +286,22 @@ def withdraw_suppression(suppression_id: SuppressionId, request: Request, accoun
     return {"withdrawn": suppression_id}
 
 
+@router.get("/receipts", tags=["rights"])
+def list_receipts(request: Request, account: Account = Depends(require(Role.DPO, Role.AUDITOR))) -> list[dict[str, Any]]:
+    """Every erasure, objection and purge with its receipt id; pending ones have no completed_at yet."""
+    return [r.as_dict() for r in engine_of(request).receipts()]
+
+
+@router.get("/receipts/{receipt_id}", tags=["rights"])
+def show_receipt(request: Request, receipt_id: int = PathParam(..., ge=1, le=2**63 - 1),
+                 account: Account = Depends(require(Role.DPO, Role.AUDITOR))) -> dict[str, Any]:
+    """The signed receipt of one finished erasure, objection or purge (404 while it is pending)."""
+    try:
+        return engine_of(request).receipt(receipt_id)
+    except UnknownReceiptError as exc:
+        raise ApiError(404, "unknown_receipt", str(exc)) from None
+
+
 @router.post("/receipts/verify", tags=["rights"])
 def verify_receipt(receipt: dict[str, Any], request: Request,
                    account: Account = Depends(require(Role.AUDITOR, Role.DPO))) -> dict[str, Any]:
@@ -308,6 +325,19 @@ def purge(request: Request, body: PurgeBody | None = None, account: Account = De
         now = now.replace(tzinfo=timezone.utc)
     with engine.acting_as(account.name):
         return engine.purge(now=now)
+
+
+@router.post("/keys/rotate", tags=["retention"])
+def rotate_keys(request: Request, account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Re-encrypt everything under a new key, then drop the old one (admin).
+
+    The way to rotate while the server runs: it is the process holding the keys, so nothing
+    is left writing under a dropped key. Refused (409) while another process has the data
+    directory open too.
+    """
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return engine.rotate_keys()
 
 
 def _entries(request: Request, since: datetime | None, until: datetime | None, action: str | None) -> list:

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.engine import Engine
 
 from ..errors import UnknownRequestError
 from .blobs import Cipher
-from .schema import requests, suppressions
+from .schema import public_attempts, requests, suppressions
 
 __all__ = ["Registers", "Suppression", "Request"]
 
 _CONTEXT = b"suppression"
 _REQUEST_CONTEXT = b"request-template"
 _CONTACT_CONTEXT = b"request-contact"
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -143,6 +138,22 @@ class Registers:
                     done += 1
         return done
 
+    def reseal_requests(self, is_current: Callable[[bytes], bool]) -> int:
+        """Re-encrypt open public requests' templates and contacts not under the current key."""
+        done = 0
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(requests.c.id, requests.c.template, requests.c.contact)).all()
+            for row in rows:
+                values = {}
+                for column, context in (("template", _REQUEST_CONTEXT), ("contact", _CONTACT_CONTEXT)):
+                    sealed = getattr(row, column)
+                    if sealed is not None and not is_current(sealed):
+                        values[column] = self.cipher.encrypt(self.cipher.decrypt(sealed, context), context)
+                if values:
+                    conn.execute(update(requests).where(requests.c.id == row.id).values(**values))
+                    done += 1
+        return done
+
     # -- requests ---------------------------------------------------------------------------
 
     def open_request(self, *, kind: str, received_at: str, due_at: str, probe_sha256: str | None, conn) -> int:  # noqa: ANN001
@@ -153,10 +164,13 @@ class Registers:
         )
 
     def complete_request(self, request_id: int, *, at: str, outcome: str, conn) -> None:  # noqa: ANN001
-        """Mark a request done; a public request's face template is erased with it."""
+        """Mark a request done; a public request's face template and hashes are erased with it."""
         conn.execute(
-            update(requests).where(requests.c.id == request_id).values(completed_at=at, outcome=outcome, template=None)
+            update(requests).where(requests.c.id == request_id).values(
+                completed_at=at, outcome=outcome, template=None, contact_hash=None, client_hash=None
+            )
         )
+        conn.execute(delete(public_attempts).where(public_attempts.c.request_id == request_id))
 
     def list_requests(self, *, overdue_at: str | None = None) -> list[Request]:
         """All requests, or only those open past their due date at ``overdue_at``."""
@@ -176,32 +190,52 @@ class Registers:
     # -- public requests ----------------------------------------------------------------------
 
     def open_public_request(
-        self, *, kind: str, template: np.ndarray, model_id: str, contact: str, client: str,
-        received_at: str, due_at: str, probe_sha256: str, conn,  # noqa: ANN001
+        self, *, kind: str, template: np.ndarray, model_id: str, contact: str,
+        received_at: str, due_at: str, probe_sha256: str, attempt_id: int, conn,  # noqa: ANN001
     ) -> int:
-        return int(
+        """Register a public request (template and contact sealed) for its reserved attempt."""
+        request_id = int(
             conn.execute(
                 requests.insert().values(
                     kind=kind, received_at=received_at, due_at=due_at, probe_sha256=probe_sha256, origin="public",
                     template=self.cipher.encrypt(np.asarray(template, dtype="<f4").tobytes(), _REQUEST_CONTEXT),
                     model_id=model_id,
                     contact=self.cipher.encrypt(contact.encode(), _CONTACT_CONTEXT),
-                    contact_hash=_digest(contact.strip().lower()),
-                    client_hash=_digest(client),
                 )
             ).inserted_primary_key[0]
         )
+        conn.execute(update(public_attempts).where(public_attempts.c.id == attempt_id).values(request_id=request_id))
+        return request_id
 
-    def recent_public_requests(self, *, contact: str, client: str, since: str) -> int:
-        """Public requests since ``since`` from this contact address or this client."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).select_from(requests).where(
-                    requests.c.origin == "public",
-                    requests.c.received_at >= since,
-                    (requests.c.contact_hash == _digest(contact.strip().lower())) | (requests.c.client_hash == _digest(client)),
-                )
-            ).scalar_one()
+    def _hash(self, kind: str, value: str) -> str:
+        # Keyed, and by kind, so that the same text as contact and as client never match.
+        return self.cipher.mac(f"public-{kind}:{value}".encode())
+
+    def reserve_public_attempt(self, *, contact: str, client: str, at: str, since: str, limit: int) -> int | None:
+        """Count one public attempt and return its id, or None if ``limit`` were already made
+        since ``since`` from this contact address or client.
+
+        The count and the insert are one SQL statement, so concurrent requests cannot all
+        pass the check before any of them is counted (SQLite runs a writing statement under
+        the database's write lock, from its first read to its commit).
+        """
+        contact_hash = self._hash("contact", contact.strip().lower())
+        client_hash = self._hash("client", client)
+        recent = (
+            select(func.count()).select_from(public_attempts).where(
+                public_attempts.c.at >= since,
+                (public_attempts.c.contact_hash == contact_hash) | (public_attempts.c.client_hash == client_hash),
+            ).scalar_subquery()
+        )
+        values = select(literal(at), literal(contact_hash), literal(client_hash)).where(recent < limit)
+        with self.engine.begin() as conn:
+            conn.execute(delete(public_attempts).where(public_attempts.c.at < since))
+            inserted = conn.execute(
+                public_attempts.insert().from_select(["at", "contact_hash", "client_hash"], values)
+            )
+            if not inserted.rowcount:
+                return None
+            return int(conn.execute(select(func.max(public_attempts.c.id))).scalar_one())
 
     def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
         """An open public request, its requester's template and the template's model id."""

@@ -13,12 +13,13 @@ from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..errors import DataDirError, SourceExistsError, UnknownSourceError
+from ..errors import DataDirError, SourceExistsError, UnknownSourceError, storage_error
 from .accounts import Accounts
 from .audit import AuditAction, AuditLog
 from .blobs import Cipher
+from .erasures import Erasures
 from .registers import Registers
-from .schema import SCHEMA_VERSION, audit, faces, images, meta, metadata, search_hits, sources
+from .schema import SCHEMA_VERSION, audit, faces, images, meta, metadata, requests, search_hits, sources
 
 __all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
 
@@ -102,6 +103,7 @@ class Store:
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         self.registers = Registers(self.engine, cipher)
         self.accounts = Accounts(self.engine)
+        self.erasures = Erasures(self.engine)
         event.listen(self.engine, "connect", _on_connect)
         try:
             metadata.create_all(self.engine)
@@ -115,8 +117,14 @@ class Store:
                         f"{self.path} has schema version {found}; this Vultus expects "
                         f"{SCHEMA_VERSION}. Use the Vultus version that created it."
                     )
+                plain = requests.c.contact_hash.is_not(None) | requests.c.client_hash.is_not(None)
+                if conn.execute(select(requests.c.id).where(plain).limit(1)).first() is not None:
+                    # Older versions kept unkeyed sha256 hashes of requesters' addresses here.
+                    conn.execute(update(requests).where(plain).values(contact_hash=None, client_hash=None))
         except OperationalError as exc:
-            raise DataDirError(f"Cannot open the database {self.path}: {exc.orig}") from exc
+            raise storage_error(exc, self.path.parent) or DataDirError(
+                f"Cannot open the database {self.path}: {exc.orig}"
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -281,6 +289,18 @@ class Store:
                 ).all()
                 if rows:
                     yield self._unpack(rows)
+
+    def open_one_template(self) -> None:
+        """Decrypt the oldest and the newest stored template: raises when the keys are wrong.
+
+        Cheap (two rows) and enough: every template is sealed under the key file's keys,
+        so keys that open these two are this deployment's.
+        """
+        with self.engine.connect() as conn:
+            for order in (faces.c.id.asc(), faces.c.id.desc()):
+                sealed = conn.execute(select(faces.c.embedding).order_by(order).limit(1)).scalar()
+                if sealed is not None:
+                    self.cipher.decrypt(sealed, b"embedding")
 
     def _seal(self, vector: np.ndarray) -> bytes:
         return self.cipher.encrypt(np.asarray(vector, dtype="<f4").tobytes(), b"embedding")

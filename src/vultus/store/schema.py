@@ -25,6 +25,8 @@ __all__ = [
     "suppressions",
     "requests",
     "users",
+    "public_attempts",
+    "erasures",
     "SCHEMA_VERSION",
 ]
 
@@ -148,14 +150,28 @@ requests = Table(
     # "operator" (made at the command line or API) or "public" (the public request page).
     Column("origin", String(16), nullable=False, server_default="operator"),
     # Public requests only: the requester's face template and contact address, sealed, kept
-    # until the request is carried out (the photo itself is never kept); hashes of the
-    # address and of the client for rate limiting.
+    # until the request is carried out (the photo itself is never kept). The two hash
+    # columns are no longer written (see public_attempts) and are cleared on open.
     Column("template", LargeBinary),
     Column("model_id", String(64)),
     Column("contact", LargeBinary),
     Column("contact_hash", String(64), index=True),
     Column("client_hash", String(64), index=True),
     sqlite_autoincrement=True,
+)
+
+#: Every attempt on the public request page in the last day, accepted or refused (no face,
+#: unreadable photo), for its daily limit. The hashes are HMACs under the deployment's key
+#: (an unkeyed hash of an e-mail address is reversed by a dictionary); rows older than a day
+#: are deleted at the next attempt, and a request's row when it is carried out.
+public_attempts = Table(
+    "public_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", String(32), nullable=False, index=True),
+    Column("contact_hash", String(64), nullable=False, index=True),
+    Column("client_hash", String(64), nullable=False, index=True),
+    Column("request_id", Integer),
 )
 
 #: Accounts of the people who use the server: no anonymous use (ACLU v. Clearview).
@@ -171,5 +187,25 @@ users = Table(
     Column("password_hash", Text),
     Column("created_at", String(32), nullable=False),
     Column("disabled_at", String(32)),
+    sqlite_autoincrement=True,
+)
+
+#: Every erasure (a person's request, an objection, a purge), entered as an intent in the
+#: transaction that deletes its rows: what is left to remove (blob keys and face ids; never
+#: a template or an image) until it is done, then the signed receipt it produced. A crash
+#: between the two leaves the intent for the next command to finish. The receipt lists
+#: sha256s of the removed photos only, no biometric data.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("request_id", Integer),
+    Column("started_at", String(32), nullable=False),
+    # JSON {"blob_keys": [...], "face_ids": [...]}; cleared once done.
+    Column("pending", Text),
+    # JSON: the receipt's fields until done, then the signed receipt itself.
+    Column("receipt", Text, nullable=False),
+    Column("completed_at", String(32), index=True),
     sqlite_autoincrement=True,
 )
