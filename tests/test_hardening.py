@@ -368,3 +368,48 @@ def test_storage_failures_are_told_apart(tmp_path: Path):
     readonly = OperationalError("INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database"))
     assert isinstance(storage_error(readonly, tmp_path), ReadOnlyDataDirError)
     assert storage_error(OSError(errno.ENOENT, "No such file"), tmp_path) is None
+
+
+def test_the_path_ingest_route_refuses_a_link_out_of_the_root(tmp_path: Path, faces_root: Path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from vultus.server import create_app
+
+    root = tmp_path / "root"
+    (root / "batch").mkdir(parents=True)
+    shutil.copy(faces_root / "facerec_obama" / "1.jpg", root / "batch" / "inside.jpg")
+    (root / "batch" / "link.jpg").symlink_to(faces_root / "facerec_biden" / "1.jpg")
+    with vultus.open(tmp_path / "data", ingest_root=root) as engine:
+        engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+        _, token = engine.add_user("inv", role="investigator")
+        client = TestClient(create_app(engine=engine))
+        headers = {"Authorization": f"Bearer {token}"}
+        job = client.post("/v1/ingest/paths", headers=headers, json={"source": "news", "paths": ["batch"]}).json()
+        for _ in range(600):
+            state = client.get(f"/v1/ingest/{job['id']}", headers=headers).json()
+            if state["status"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert state["status"] == "done", state
+        refused = state["summary"]["refused"]
+        assert [Path(r["path"]).name for r in refused] == ["link.jpg"] and state["summary"]["images"] == 1
+
+
+def test_a_full_disk_under_the_server_is_a_507_with_advice(small_disk: Path, faces_root: Path):
+    from fastapi.testclient import TestClient
+
+    from vultus.server import create_app
+
+    data = small_disk / "data"
+    _ingest(data, faces_root, "facerec_obama")
+    with vultus.open(data) as engine:
+        _, token = engine.add_user("inv", role="investigator")
+        client = TestClient(create_app(engine=engine), raise_server_exceptions=False)
+        (small_disk / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(small_disk).free - 16 * 1024))
+        probe = faces_root / "facerec_obama" / "2.jpg"
+        answer = client.post("/v1/search", headers={"Authorization": f"Bearer {token}"},
+                             files={"photo": (probe.name, probe.read_bytes(), "image/jpeg")},
+                             data={"purpose": "p", "case": "c"})
+        assert answer.status_code == 507 and "No space is left" in answer.json()["error"]["message"], answer.text

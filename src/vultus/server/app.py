@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings
 from ..engine import Engine
 from ..errors import (
+    DataDirPermissionError,
+    DiskFullError,
+    ReadOnlyDataDirError,
+    storage_error,
     AccountError,
     DataDirLockedError,
     FaceError,
@@ -76,6 +82,9 @@ _STATUS: list[tuple[type[VultusError], int]] = [
     (UnknownAccountError, 404),
     (UnknownRequestError, 404),
     (RateLimitedError, 429),
+    (DiskFullError, 507),
+    (ReadOnlyDataDirError, 503),
+    (DataDirPermissionError, 503),
     (SourceExistsError, 409),
     (DataDirLockedError, 409),
     (ModelMismatchError, 409),
@@ -108,6 +117,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         docs_url="/docs",
     )
     app.state.engine = engine or Engine(settings or Settings.from_env())
+    for notice in app.state.engine.notices:
+        print(f"Note: {notice}", file=sys.stderr)
     # Uploads wait here, unencrypted, only until their ingest ends; a crashed server's
     # leftovers must not stay.
     shutil.rmtree(app.state.engine.data_dir / "uploads", ignore_errors=True)
@@ -142,6 +153,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.exception_handler(Exception)
     async def _fault(_: Request, exc: Exception) -> JSONResponse:
+        known = storage_error(exc, app.state.engine.data_dir) if isinstance(exc, (OSError, DBAPIError)) else None
+        if known is not None:  # the disk, not the request: say which, as the CLI does
+            return _error(507 if isinstance(known, DiskFullError) else 503, _code(known), str(known))
         # A fault of the server, not of the request: same shape, and the traceback goes to
         # the server's log (Starlette re-raises it), never to the client.
         return _error(500, "internal_error", "The server failed on this request; the administrator finds why in the "

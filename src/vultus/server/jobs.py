@@ -41,8 +41,11 @@ class JobRunner:
         self._thread: threading.Thread | None = None
 
     def submit(self, *, actor: str, paths: list[str], source: str, cleanup: Path | None,
-               rename: tuple[str, str] | None = None) -> dict[str, Any]:
-        """Queue an ingest of ``paths`` into ``source`` as ``actor``; returns the job to poll."""
+               rename: tuple[str, str] | None = None, root: str | None = None) -> dict[str, Any]:
+        """Queue an ingest of ``paths`` into ``source`` as ``actor``; returns the job to poll.
+
+        With ``root``, files whose real path is outside it are refused (the ingest root).
+        """
         job: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "status": "queued", "position": None, "waiting": None,
                                "done": 0, "total": None, "faces": 0, "summary": None, "error": None}
 
@@ -52,7 +55,7 @@ class JobRunner:
 
         def work() -> Any:
             with self.engine.acting_as(actor):
-                return self.engine.ingest(paths, source=source, progress=progress, rename=rename).as_dict()
+                return self.engine.ingest(paths, source=source, progress=progress, rename=rename, root=root).as_dict()
 
         with self._lock:
             self._forget_old()

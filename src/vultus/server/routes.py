@@ -106,9 +106,10 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
 
 
 def _start_job(request: Request, account: Account, paths: list[str], source: str, cleanup: Path | None,
-               rename: tuple[str, str] | None = None) -> dict[str, Any]:
+               rename: tuple[str, str] | None = None, root: str | None = None) -> dict[str, Any]:
     engine_of(request).store.get_source(source)  # an unknown source is a 404 now, not a failed job later
-    return request.app.state.jobs.submit(actor=account.name, paths=paths, source=source, cleanup=cleanup, rename=rename)
+    return request.app.state.jobs.submit(actor=account.name, paths=paths, source=source, cleanup=cleanup, rename=rename,
+                                         root=root)
 
 
 @router.post("/ingest/uploads", status_code=202, tags=["ingest"])
@@ -162,7 +163,9 @@ def ingest_paths(body: PathIngest, request: Request, account: Account = Depends(
         if path != base and base not in path.parents:
             raise ApiError(403, "outside_ingest_root", f"{raw} is outside the ingest root {base}.")
         resolved.append(str(path))
-    return _start_job(request, account, resolved, body.source, cleanup=None)
+    # The paths named are checked above; every file found under them is checked again, on
+    # its real path, as it is collected (a symbolic link inside the root may point out of it).
+    return _start_job(request, account, resolved, body.source, cleanup=None, root=str(base))
 
 
 @router.get("/ingest/{job_id}", tags=["ingest"])
