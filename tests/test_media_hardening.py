@@ -331,3 +331,16 @@ def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     out = io.BytesIO()
     image.save(out, format=fmt, **kwargs)
     return out.getvalue()
+
+
+def test_the_budget_setting_reaches_ingest_and_search(tmp_path: Path):
+    import vultus
+
+    photo = tmp_path / "deep.png"
+    photo.write_bytes(_encode(Image.new("I;16", (3000, 3000)), "PNG"))  # about 93 MB to decode
+    with vultus.open(tmp_path / "data", max_decode_mb=64) as eng:
+        eng.add_source("test", basis="legitimate-interests", purpose="testing", retention="30d")
+        summary = eng.ingest([photo], source="test", workers=1)
+        assert [reason for _, reason in summary.refused if "VULTUS_MAX_DECODE_MB" in reason], summary.refused
+        with pytest.raises(ImageTooLargeError, match="VULTUS_MAX_DECODE_MB"):
+            eng.search(photo.read_bytes(), purpose="testing", case="T-1")

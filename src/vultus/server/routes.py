@@ -126,7 +126,8 @@ def ingest_uploads(
             name = Path(upload.filename or f"photo-{number}").name or f"photo-{number}"
             data = _photo_bytes(request, upload)
             # A bad photo is refused now, as a 4xx, rather than inside the background job.
-            decode_image(data, name=name, max_pixels=engine.settings.max_pixels)
+            decode_image(data, name=name, max_pixels=engine.settings.max_pixels,
+                         max_decode_mb=engine.settings.max_decode_mb)
             (batch / f"{number:05d}-{name}").write_bytes(data)
     except BaseException:
         shutil.rmtree(batch, ignore_errors=True)
