@@ -344,3 +344,26 @@ def test_the_budget_setting_reaches_ingest_and_search(tmp_path: Path):
         assert [reason for _, reason in summary.refused if "VULTUS_MAX_DECODE_MB" in reason], summary.refused
         with pytest.raises(ImageTooLargeError, match="VULTUS_MAX_DECODE_MB"):
             eng.search(photo.read_bytes(), purpose="testing", case="T-1")
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_members_sharing_a_name_are_refused_not_lost_or_mixed_up(tmp_path: Path, kind: str):
+    # Found by tests/test_fuzz.py: two tar members named alike gave one answer for two photos.
+    path = tmp_path / f"twice.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("a.jpg", b"first")
+            archive.writestr("a.jpg", b"second")
+            archive.writestr("b.jpg", b"other")
+    else:
+        with tarfile.open(path, "w") as archive:
+            for name, data in (("a.jpg", b"first"), ("a.jpg", b"second"), ("b.jpg", b"other")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    found = collect([path])
+    assert [(display.rsplit("/", 1)[1], "2 members under this name" in reason) for display, reason in found.refused] == [
+        ("a.jpg", True),
+        ("a.jpg", True),
+    ]
+    assert [(item.member, data) for item, data in read_items(found.items)] == [("b.jpg", b"other")]

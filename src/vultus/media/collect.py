@@ -9,6 +9,7 @@ import os
 import tarfile
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -222,12 +223,16 @@ def _add_file(found: Collection, path: Path, *, explicit: bool) -> None:
 def _add_zip(found: Collection, archive_path: str) -> None:
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            infos = sorted(archive.infolist(), key=lambda i: i.filename)
+            copies = Counter(info.filename for info in infos)
+            for info in infos:
                 if info.is_dir():
                     continue
                 display = f"{archive_path}!/{info.filename}"
                 if not info.filename.lower().endswith(PHOTO_SUFFIXES):
                     found.ignored.append(display)
+                elif copies[info.filename] > 1:
+                    found.refused.append((display, _same_name(copies[info.filename])))
                 elif info.compress_type not in _ZIP_METHODS:
                     found.refused.append((display, _unsupported_method(info.compress_type)))
                 elif info.file_size > MAX_MEMBER_BYTES:
@@ -242,18 +247,27 @@ def _add_tar(found: Collection, archive_path: str) -> None:
     try:
         with tarfile.open(archive_path) as archive:
             # Archive order, not name order: members are then read in one forward pass.
-            for info in archive.getmembers():
-                if not info.isfile():
-                    continue
+            infos = [info for info in archive.getmembers() if info.isfile()]
+            copies = Counter(info.name for info in infos)
+            for info in infos:
                 display = f"{archive_path}!/{info.name}"
                 if not info.name.lower().endswith(PHOTO_SUFFIXES):
                     found.ignored.append(display)
+                elif copies[info.name] > 1:
+                    found.refused.append((display, _same_name(copies[info.name])))
                 elif info.size > MAX_MEMBER_BYTES:
                     found.refused.append((display, _too_big(info.size)))
                 else:
                     found.items.append(Item(display, archive_path, info.name, "tar"))
     except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         found.refused.append((archive_path, f"the tar archive cannot be read ({exc})"))
+
+
+def _same_name(count: int) -> str:
+    return (
+        f"the archive holds {count} members under this name, which cannot be told apart (the "
+        "archive is damaged or crafted); extract it and check which one is the photo"
+    )
 
 
 def _unsupported_method(method: int) -> str:
