@@ -367,3 +367,18 @@ def test_members_sharing_a_name_are_refused_not_lost_or_mixed_up(tmp_path: Path,
         ("a.jpg", True),
     ]
     assert [(item.member, data) for item, data in read_items(found.items)] == [("b.jpg", b"other")]
+
+
+def test_a_zip_needing_an_unknown_version_is_refused_not_raised(tmp_path: Path):
+    # Found by tests/test_fuzz.py: zipfile raises NotImplementedError for such a header.
+    path = tmp_path / "future.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.jpg", b"photo")
+    data = bytearray(path.read_bytes())
+    central = struct.unpack_from("<I", data, len(data) - 22 + 16)[0]
+    struct.pack_into("<H", data, central + 6, 235)  # version needed to extract: 23.5
+    path.write_bytes(bytes(data))
+    found = collect([path])
+    assert found.items == [] and "zip archive cannot be read" in found.refused[0][1]
+    [(_, outcome)] = list(read_items([collect_module.Item("a", str(path), "a.jpg", "zip")]))
+    assert isinstance(outcome, Exception)

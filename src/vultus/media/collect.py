@@ -6,6 +6,7 @@ import copy
 import io
 import lzma
 import os
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -27,6 +28,11 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".tx
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
 #: Bytes inflated at a time while reading a member.
 _CHUNK = 1 << 20
+#: What zipfile and tarfile raise for archives they cannot read (malformed headers included).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError, ValueError, NotImplementedError,
+               OverflowError, struct.error, zlib.error)
+_TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, NotImplementedError, OverflowError,
+               struct.error, zlib.error, lzma.LZMAError)
 #: Zip compression methods read; others (bzip2, lzma) inflate in unbounded steps in zipfile.
 _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
@@ -116,7 +122,7 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
 def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
     try:
         archive = zipfile.ZipFile(group[0].container)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         for item in group:
             yield item, exc
         return
@@ -124,8 +130,7 @@ def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
         for item in group:
             try:
                 yield item, _read_zip_member(archive, archive.getinfo(item.member))  # type: ignore[arg-type]
-            except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, ValueError, EOFError,
-                    zlib.error, ArchiveMemberTooLargeError, DamagedArchiveMemberError) as exc:
+            except (*_ZIP_ERRORS, ArchiveMemberTooLargeError, DamagedArchiveMemberError) as exc:
                 yield item, exc
 
 
@@ -140,7 +145,7 @@ def _read_tar(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
                 yield item, _read_tar_member(archive, info)
                 if not wanted:
                     return
-    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+    except _TAR_ERRORS as exc:
         for item in wanted.values():
             yield item, exc
         return
@@ -174,7 +179,7 @@ def _read_tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes |
         return _read_counted(handle, info.size, what)
     except (ArchiveMemberTooLargeError, DamagedArchiveMemberError) as exc:
         return exc
-    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+    except _TAR_ERRORS as exc:
         return DamagedArchiveMemberError(
             f"{what} cannot be read to its end ({exc}); copy the complete archive again."
         )
@@ -239,7 +244,7 @@ def _add_zip(found: Collection, archive_path: str) -> None:
                     found.refused.append((display, _too_big(info.file_size)))
                 else:
                     found.items.append(Item(display, archive_path, info.filename, "zip"))
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         found.refused.append((archive_path, f"the zip archive cannot be read ({exc})"))
 
 
@@ -259,7 +264,7 @@ def _add_tar(found: Collection, archive_path: str) -> None:
                     found.refused.append((display, _too_big(info.size)))
                 else:
                     found.items.append(Item(display, archive_path, info.name, "tar"))
-    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+    except _TAR_ERRORS as exc:
         found.refused.append((archive_path, f"the tar archive cannot be read ({exc})"))
 
 
