@@ -382,3 +382,11 @@ def test_a_zip_needing_an_unknown_version_is_refused_not_raised(tmp_path: Path):
     assert found.items == [] and "zip archive cannot be read" in found.refused[0][1]
     [(_, outcome)] = list(read_items([collect_module.Item("a", str(path), "a.jpg", "zip")]))
     assert isinstance(outcome, Exception)
+
+
+def test_a_colour_mode_vultus_cannot_convert_is_refused_before_decoding():
+    from vultus.errors import NotAnImageError
+
+    data = _encode(Image.new("LAB", (20, 20), (50, 10, 10)), "TIFF")
+    with pytest.raises(NotAnImageError, match="LAB colour mode"):
+        decode_image(data)
