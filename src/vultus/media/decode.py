@@ -216,11 +216,13 @@ def _check_budget(cost: DecodeCost, image: Image.Image, max_decode_mb: int, name
     if cost.total <= max_decode_mb * _MB:
         return
     width, height = image.size
+    # Only a float, 16- or 32-bit image is made cheaper by converting it to 8 bits.
+    advice = "Scale it down" if image.mode in ("1", "L", "P", "RGB") else "Convert it to 8-bit RGB (JPEG or 8-bit PNG) or scale it down"
     raise ImageTooLargeError(
         f"{name}: decoding this {width}x{height} {image.mode} {image.format or ''} image would take "
         f"about {-(-cost.total // _MB):,} MB of memory ({cost.describe()}), over the "
-        f"{max_decode_mb:,} MB budget. Convert it to 8-bit RGB (JPEG or 8-bit PNG) or scale it "
-        "down; or, if the machine has the memory, raise VULTUS_MAX_DECODE_MB."
+        f"{max_decode_mb:,} MB budget. {advice}; or, if the machine has the memory, raise "
+        "VULTUS_MAX_DECODE_MB."
     )
 
 

@@ -51,10 +51,11 @@ class DecodeCost:
         return self.raw + self.decoder + self.output + self.overhead
 
     def describe(self) -> str:
-        """The parts in words, e.g. ``440 MB decoded + 330 MB RGB result``."""
+        """The parts in words, e.g. ``420 MB decoded + 315 MB 8-bit RGB result + 48 MB working space``."""
         parts = [f"{_mb(self.raw)} MB decoded", f"{_mb(self.output)} MB 8-bit RGB result"]
         if self.decoder:
             parts.insert(1, f"{_mb(self.decoder)} MB decoder buffer")
+        parts.append(f"{_mb(self.overhead)} MB working space")
         return " + ".join(parts)
 
 
