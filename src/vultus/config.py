@@ -36,6 +36,11 @@ class Settings:
     workers: int = 0
     #: Images with more pixels than this are refused (decompression-bomb guard).
     max_pixels: int = 120_000_000
+    #: Memory, in MiB, that decoding one photo may take (estimated from its header before
+    #: any pixel is decoded: the decoded image at its mode's size plus the 8-bit RGB result);
+    #: photos that would take more are refused. The default admits an 8-bit photo of
+    #: ``max_pixels``; a float or 16-bit image of that size needs more.
+    max_decode_mb: int = 1024
     #: Long side, in pixels, that photos are scaled to (down or up) before detection;
     #: None means the detector's own choice (1600 for both HOG and CNN).
     detect_size: int | None = None
@@ -100,6 +105,10 @@ class Settings:
             raise SettingsError(f"workers must be 0 (one per core) or more, not {self.workers}.")
         if self.max_pixels < 1:
             raise SettingsError("max_pixels must be a positive number of pixels.")
+        if self.max_decode_mb < 64:
+            raise SettingsError(
+                f"max_decode_mb must be at least 64 (MiB of memory for one decode), not {self.max_decode_mb}."
+            )
         if self.detect_size is not None and not 160 <= self.detect_size <= 8000:
             raise SettingsError(
                 f"detect_size must be between 160 and 8000 pixels, not {self.detect_size}."

@@ -264,6 +264,7 @@ class Engine:
                 model_id=self._embedder.model_id,
                 detect_size=self.settings.detect_size,
                 max_pixels=self.settings.max_pixels,
+                max_decode_mb=self.settings.max_decode_mb,
                 actor=self.actor,
                 suppression=self._suppression_checks(),
                 gate=QualityGate(self.settings.min_face_size, self.settings.min_detector_score),
@@ -386,6 +387,7 @@ class Engine:
             face=face,
             name=name,
             max_pixels=self.settings.max_pixels,
+            max_decode_mb=self.settings.max_decode_mb,
             actor=self.actor,
             purpose_required=self.settings.purpose_required,
             calibration=calibration_of(self.store, self._embedder.model_id),
@@ -426,6 +428,7 @@ class Engine:
             threshold=self.rights_threshold,
             face=face,
             max_pixels=self.settings.max_pixels,
+            max_decode_mb=self.settings.max_decode_mb,
         )
 
     def access(self, photo: bytes | str | os.PathLike[str], *, face: int | None = None, include_crops: bool = False) -> dict:
@@ -487,7 +490,8 @@ class Engine:
                 f"At most {PUBLIC_REQUESTS_PER_DAY} requests a day may be sent from one address; your earlier "
                 "requests are registered and will be answered. Try again tomorrow if you need to."
             )
-        template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels)
+        template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels,
+                                      max_decode_mb=self.settings.max_decode_mb)
         probe_sha256 = hashlib.sha256(photo).hexdigest()
         with self.store.transaction() as conn:
             request_id = self.store.registers.open_public_request(

@@ -16,7 +16,9 @@ The hierarchy::
     │   ├── NotAnImageError
     │   ├── CorruptImageError
     │   ├── TruncatedImageError
-    │   └── ImageTooLargeError
+    │   ├── ImageTooLargeError
+    │   ├── ArchiveMemberTooLargeError  an archive member inflates past the member limit
+    │   └── DamagedArchiveMemberError   an archive member's data is not what its header says
     ├── FaceError
     │   ├── NoFaceError            the probe photo has no face
     │   └── FaceChoiceError        --face N names a face the probe does not have
@@ -65,6 +67,8 @@ __all__ = [
     "CorruptImageError",
     "TruncatedImageError",
     "ImageTooLargeError",
+    "ArchiveMemberTooLargeError",
+    "DamagedArchiveMemberError",
     "FaceError",
     "NoFaceError",
     "FaceChoiceError",
@@ -149,7 +153,15 @@ class TruncatedImageError(MediaError):
 
 
 class ImageTooLargeError(MediaError):
-    """The image has more pixels than the configured limit (decompression-bomb guard)."""
+    """The image has more pixels, or would take more memory to decode, than the limits allow."""
+
+
+class ArchiveMemberTooLargeError(MediaError):
+    """An archive member inflates to more bytes than a photo may have (archive-bomb guard)."""
+
+
+class DamagedArchiveMemberError(MediaError):
+    """An archive member inflates to another size than its header says, or ends early."""
 
 
 class FaceError(VultusError):

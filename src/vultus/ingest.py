@@ -28,6 +28,7 @@ from .errors import MediaError, WorkerCrashedError
 from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
 from .index import VectorIndex
 from .media import Item, collect, decode_image, face_crop_jpeg, read_items, redact_regions, strip_location
+from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 
@@ -137,6 +138,7 @@ def analyze_photo(
     *,
     name: str,
     max_pixels: int,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
     gate: QualityGate | None = None,
     others: Sequence[tuple[str, Aligner, Embedder]] = (),
     screen: bool = False,
@@ -148,7 +150,7 @@ def analyze_photo(
     checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
     models whose templates are needed too.
     """
-    image = decode_image(data, name=name, max_pixels=max_pixels)
+    image = decode_image(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb)
     screened: list = []
     if gate is None:
         faces, rejected = analyzer.analyze(image.rgb), {}
@@ -189,6 +191,7 @@ class _Job:
 
     analyzer: FaceAnalyzer
     max_pixels: int
+    max_decode_mb: int
     gate: QualityGate
     others: list[tuple[str, Aligner, Embedder]]
     screen: bool
@@ -197,14 +200,14 @@ class _Job:
 _WORKER_JOB: _Job | None = None
 
 
-def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels: int,
+def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels: int, max_decode_mb: int,
               gate: QualityGate, other_embedders: Sequence[tuple[str, str]], screen: bool) -> _Job:
     others = []
     for model_id, name in other_embedders:
         other = create_embedder(name)
         others.append((model_id, create_aligner(other.aligner), other))
     analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
-    return _Job(analyzer, max_pixels, gate, others, screen)
+    return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen)
 
 
 #: How often a worker checks that the ingest that started it is still alive, in seconds.
@@ -256,7 +259,8 @@ def _work(data: bytes, name: str) -> PhotoAnalysis | str:
 def _analyze_or_reason(job: _Job, data: bytes, name: str) -> PhotoAnalysis | str:
     """Analyze one photo; a problem with it comes back as its message, not an exception."""
     try:
-        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels, gate=job.gate,
+        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels,
+                             max_decode_mb=job.max_decode_mb, gate=job.gate,
                              others=job.others, screen=job.screen)
     except MediaError as exc:
         return str(exc)
@@ -283,6 +287,7 @@ class Ingestor:
         detect_size: int | None,
         max_pixels: int,
         actor: str,
+        max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
         suppression: Sequence[SuppressionCheck] = (),
         gate: QualityGate | None = None,
     ):
@@ -293,7 +298,7 @@ class Ingestor:
         self.gate = gate or QualityGate()
         self.suppression = list(suppression)
         others = [(c.model_id, c.embedder) for c in self.suppression if c.embedder is not None]
-        self._names: tuple = (detector, embedder, detect_size, max_pixels, self.gate, others, False)
+        self._names: tuple = (detector, embedder, detect_size, max_pixels, max_decode_mb, self.gate, others, False)
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.actor = actor

@@ -24,6 +24,7 @@ from .erasures import InTransaction, check_receipt, erase_images, receipt_fields
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import decode_image
+from .media.decode import DEFAULT_MAX_DECODE_MB
 from .search import exact_distances, pick_face
 from .store import AuditAction, BlobStore, FaceHit, RemovedImage, Store, iso, utcnow
 
@@ -80,9 +81,11 @@ def match_person(
     threshold: float,
     face: int | None = None,
     max_pixels: int = 120_000_000,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
 ) -> PersonMatch:
     """Every stored face, restricted ones included, within ``threshold`` of the probe's face."""
-    template = requester_template(data, analyzer=analyzer, face=face, max_pixels=max_pixels)
+    template = requester_template(data, analyzer=analyzer, face=face, max_pixels=max_pixels,
+                                  max_decode_mb=max_decode_mb)
     return match_template(
         template, probe_sha256=hashlib.sha256(data).hexdigest(), analyzer=analyzer, store=store, index=index,
         threshold=threshold,
@@ -90,9 +93,9 @@ def match_person(
 
 
 def requester_template(data: bytes, *, analyzer: FaceAnalyzer, face: int | None = None,
-                       max_pixels: int = 120_000_000) -> np.ndarray:
+                       max_pixels: int = 120_000_000, max_decode_mb: int = DEFAULT_MAX_DECODE_MB) -> np.ndarray:
     """The template of the requester's face (largest unless ``face`` says), in memory only."""
-    image = decode_image(data, name="the requester's photo", max_pixels=max_pixels)
+    image = decode_image(data, name="the requester's photo", max_pixels=max_pixels, max_decode_mb=max_decode_mb)
     _, chosen = pick_face(analyzer.analyze(image.rgb), face, name="the requester's photo")
     return np.asarray(chosen.embedding, dtype=np.float32)
 

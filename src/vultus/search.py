@@ -17,6 +17,7 @@ from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
 from .index import RERANK, VectorIndex
 from .media import decode_image
+from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, require_purpose
 from .store import AuditAction, Store
 
@@ -99,6 +100,7 @@ def search_photo(
     face: int | None = None,
     name: str = "probe",
     max_pixels: int = 120_000_000,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
     actor: str,
     purpose_required: bool = True,
     calibration: dict | None = None,
@@ -117,7 +119,7 @@ def search_photo(
         purpose, case = (purpose or "").strip() or "(not stated)", (case or "").strip() or "(none)"
     spec = analyzer.embedder.spec
     check_gallery_model(store.model_ids(), analyzer.model_id)
-    image = decode_image(data, name=name, max_pixels=max_pixels)
+    image = decode_image(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb)
     faces = analyzer.analyze(image.rgb)
     number, chosen = pick_face(faces, face, name=name)
     if not hasattr(index, "search"):  # a loader, run while the probe was being analysed

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import io
+import lzma
 import os
+import struct
 import tarfile
 import zipfile
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import InputPathError
+from ..errors import ArchiveMemberTooLargeError, DamagedArchiveMemberError, InputPathError
 
 __all__ = ["Item", "Collection", "collect", "read_items", "PHOTO_SUFFIXES", "MAX_MEMBER_BYTES"]
 
@@ -17,8 +23,18 @@ __all__ = ["Item", "Collection", "collect", "read_items", "PHOTO_SUFFIXES", "MAX
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _ZIP_SUFFIXES = (".zip",)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-#: An archive member larger than this is refused unread (a guard against archive bombs).
+#: An archive member larger than this is refused unread (a guard against archive bombs);
+#: one that inflates past what its header says is refused as soon as it does.
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
+#: Bytes inflated at a time while reading a member.
+_CHUNK = 1 << 20
+#: What zipfile and tarfile raise for archives they cannot read (malformed headers included).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError, ValueError, NotImplementedError,
+               OverflowError, struct.error, zlib.error)
+_TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, NotImplementedError, OverflowError,
+               struct.error, zlib.error, lzma.LZMAError)
+#: Zip compression methods read; others (bzip2, lzma) inflate in unbounded steps in zipfile.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,10 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
     """Yield each item with its bytes, or with the exception that stopped its reading.
 
     Consecutive members of one archive are read in a single pass over it: a compressed
-    tar cannot seek, so opening it once per member would cost quadratic time.
+    tar cannot seek, so opening it once per member would cost quadratic time. Members are
+    inflated a chunk at a time and counted, whatever their headers say: one that inflates
+    past :data:`MAX_MEMBER_BYTES` gives :class:`ArchiveMemberTooLargeError`, one whose real
+    size is not its header's gives :class:`DamagedArchiveMemberError`.
     """
     pending = list(items)
     position = 0
@@ -114,15 +133,15 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
 def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
     try:
         archive = zipfile.ZipFile(group[0].container)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         for item in group:
             yield item, exc
         return
     with archive:
         for item in group:
             try:
-                yield item, archive.read(item.member)  # type: ignore[arg-type]
-            except (zipfile.BadZipFile, OSError, KeyError, RuntimeError) as exc:
+                yield item, _read_zip_member(archive, archive.getinfo(item.member))  # type: ignore[arg-type]
+            except (*_ZIP_ERRORS, ArchiveMemberTooLargeError, DamagedArchiveMemberError) as exc:
                 yield item, exc
 
 
@@ -134,19 +153,74 @@ def _read_tar(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
                 item = wanted.pop(info.name, None)
                 if item is None:
                     continue
-                handle = archive.extractfile(info)
-                if handle is None:
-                    yield item, OSError(f"{info.name} is not a regular file in the archive")
-                else:
-                    yield item, handle.read()
+                yield item, _read_tar_member(archive, info)
                 if not wanted:
                     return
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except _TAR_ERRORS as exc:
         for item in wanted.values():
             yield item, exc
         return
     for item in wanted.values():
         yield item, OSError("the member disappeared from the archive")
+
+
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """Inflate one zip member, counting the bytes rather than trusting its header's size."""
+    # zipfile stops at the header's size; telling it more than the limit lets the real size
+    # show (and its CRC check, made at that stop, comes after the limit has refused a bomb).
+    probe = copy.copy(info)
+    probe.file_size = min(info.file_size, MAX_MEMBER_BYTES) + 2 * _CHUNK
+    what = f"{info.filename} in the zip archive"
+    try:
+        with archive.open(probe) as handle:
+            return _read_counted(handle, info.file_size, what)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DamagedArchiveMemberError(
+            f"{what} is damaged ({exc}); re-create the archive from the original photos."
+        ) from exc
+
+
+def _read_tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes | Exception:
+    """One tar member's bytes, or why not (a member cut short is damaged, not a short photo)."""
+    what = f"{info.name} in the tar archive"
+    try:
+        handle = archive.extractfile(info)
+        if handle is None:
+            return OSError(f"{info.name} is not a regular file in the archive")
+        return _read_counted(handle, info.size, what)
+    except (ArchiveMemberTooLargeError, DamagedArchiveMemberError) as exc:
+        return exc
+    except _TAR_ERRORS as exc:
+        return DamagedArchiveMemberError(
+            f"{what} cannot be read to its end ({exc}); copy the complete archive again."
+        )
+
+
+def _read_counted(handle: io.BufferedIOBase, expected: int, what: str) -> bytes:
+    """Read ``handle`` to its end in chunks, stopping as soon as it passes its header's size.
+
+    Nothing past ``expected`` (at most :data:`MAX_MEMBER_BYTES`) is kept: a member that
+    inflates further is refused after one chunk more, however far it would go.
+    """
+    if expected > MAX_MEMBER_BYTES:
+        raise ArchiveMemberTooLargeError(f"{what}: {_too_big(expected)}.")
+    out = io.BytesIO()
+    while True:
+        chunk = handle.read(_CHUNK)
+        if not chunk:
+            break
+        out.write(chunk)
+        if out.tell() > expected:
+            raise DamagedArchiveMemberError(
+                f"{what} inflates to more than the {expected:,} bytes its header says (it was not "
+                "read further): the archive is damaged or forged. Re-create it from the original photos."
+            )
+    if out.tell() != expected:
+        raise DamagedArchiveMemberError(
+            f"{what} inflates to {out.tell():,} bytes but its header says {expected:,}: the archive "
+            "is damaged or forged. Re-create it from the original photos."
+        )
+    return out.getvalue()
 
 
 def _add_file(found: Collection, path: Path, *, explicit: bool, root: str | None = None) -> None:
@@ -169,17 +243,23 @@ def _add_file(found: Collection, path: Path, *, explicit: bool, root: str | None
 def _add_zip(found: Collection, archive_path: str) -> None:
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            infos = sorted(archive.infolist(), key=lambda i: i.filename)
+            copies = Counter(info.filename for info in infos)
+            for info in infos:
                 if info.is_dir():
                     continue
                 display = f"{archive_path}!/{info.filename}"
                 if not info.filename.lower().endswith(PHOTO_SUFFIXES):
                     found.ignored.append(display)
+                elif copies[info.filename] > 1:
+                    found.refused.append((display, _same_name(copies[info.filename])))
+                elif info.compress_type not in _ZIP_METHODS:
+                    found.refused.append((display, _unsupported_method(info.compress_type)))
                 elif info.file_size > MAX_MEMBER_BYTES:
                     found.refused.append((display, _too_big(info.file_size)))
                 else:
                     found.items.append(Item(display, archive_path, info.filename, "zip"))
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         found.refused.append((archive_path, f"the zip archive cannot be read ({exc})"))
 
 
@@ -187,18 +267,36 @@ def _add_tar(found: Collection, archive_path: str) -> None:
     try:
         with tarfile.open(archive_path) as archive:
             # Archive order, not name order: members are then read in one forward pass.
-            for info in archive.getmembers():
-                if not info.isfile():
-                    continue
+            infos = [info for info in archive.getmembers() if info.isfile()]
+            copies = Counter(info.name for info in infos)
+            for info in infos:
                 display = f"{archive_path}!/{info.name}"
                 if not info.name.lower().endswith(PHOTO_SUFFIXES):
                     found.ignored.append(display)
+                elif copies[info.name] > 1:
+                    found.refused.append((display, _same_name(copies[info.name])))
                 elif info.size > MAX_MEMBER_BYTES:
                     found.refused.append((display, _too_big(info.size)))
                 else:
                     found.items.append(Item(display, archive_path, info.name, "tar"))
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except _TAR_ERRORS as exc:
         found.refused.append((archive_path, f"the tar archive cannot be read ({exc})"))
+
+
+def _same_name(count: int) -> str:
+    return (
+        f"the archive holds {count} members under this name, which cannot be told apart (the "
+        "archive is damaged or crafted); extract it and check which one is the photo"
+    )
+
+
+def _unsupported_method(method: int) -> str:
+    names = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+    return (
+        f"the archive member is compressed with {names.get(method, f'method {method}')}, which "
+        "Vultus does not inflate (its size cannot be bounded while inflating); re-create the zip "
+        "with the ordinary deflate method, or extract it first"
+    )
 
 
 def _too_big(size: int) -> str:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import (
     CorruptImageError,
@@ -16,11 +20,29 @@ from ..errors import (
     NotAnImageError,
     TruncatedImageError,
 )
+from .pixels import CONVERTIBLE_MODES, DecodeCost, decode_cost, orientation_of, to_upright_rgb8
 
-__all__ = ["DecodedImage", "decode_image", "sniff_format", "SUPPORTED_FORMATS"]
+__all__ = [
+    "DecodedImage",
+    "decode_image",
+    "sniff_format",
+    "SUPPORTED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_DECODE_MB",
+]
+
+#: The pixel limit when a caller gives none (the default of VULTUS_MAX_PIXELS).
+DEFAULT_MAX_PIXELS = 120_000_000
+#: The decode memory budget when a caller gives none (the default of VULTUS_MAX_DECODE_MB):
+#: room for an 8-bit RGB photo at the default pixel limit (about 920 MB).
+DEFAULT_MAX_DECODE_MB = 1024
+_MB = 1024 * 1024
 
 #: Pillow format names Vultus accepts, with the signature bytes that announce each.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
+
+#: The Pillow plugins tried on a file: the supported formats' (MPO opens through JPEG's).
+_OPENERS = tuple(f for f in SUPPORTED_FORMATS if f != "MPO")
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -59,37 +81,59 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, *, name: str = "image", max_pixels: int = 120_000_000) -> DecodedImage:
+def decode_image(
+    data: bytes,
+    *,
+    name: str = "image",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
+) -> DecodedImage:
     """Decode ``data`` into an upright RGB image.
 
     EXIF orientation is applied; greyscale, palette, alpha, CMYK and 16-bit images are
     converted to 8-bit RGB (alpha is composited on white); an animated GIF gives its first
-    frame. Raises a specific :class:`~vultus.errors.MediaError` subclass for empty,
-    non-image, corrupt, truncated and oversized files, naming ``name`` in the message.
+    frame. Before any pixel is decoded, the header's size is checked against ``max_pixels``
+    and the decode's estimated peak memory (:func:`~vultus.media.pixels.decode_cost`)
+    against ``max_decode_mb``; decodes running at once in one process share that budget
+    (one waits for another to finish rather than both exceeding it). Raises a specific
+    :class:`~vultus.errors.MediaError` subclass for empty, non-image, corrupt, truncated
+    and oversized files, naming ``name`` in the message.
     """
     if not data:
         raise EmptyFileError(f"{name}: the file is empty (0 bytes); there is no photo to read.")
     announced = sniff_format(data)
+    _let_vultus_limit_govern(max_pixels)
     try:
         with warnings.catch_warnings():
             # Pillow only warns below twice its own limit; we enforce ours before decoding.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = _open(data, name, announced)
             _check_size(image.size, max_pixels, name)
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)
-            image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, Image.DecompressionBombError):
-            raise ImageTooLargeError(f"{name}: {exc}") from exc
-        if announced is None:
-            raise NotAnImageError(
-                f"{name}: not an image ({_describe_content(data)}). Supported formats are "
-                "JPEG, PNG, WebP, BMP, GIF and TIFF."
-            ) from exc
-        raise CorruptImageError(
-            f"{name}: the file starts like a {announced} image but its data is damaged and "
-            "cannot be decoded; re-export or re-copy it from the original."
+            _check_size(image.size, max_pixels, name)
+            fmt = image.format or announced or "UNKNOWN"
+            if image.mode not in CONVERTIBLE_MODES:
+                raise NotAnImageError(
+                    f"{name}: the {fmt} image uses the {image.mode} colour mode, which Vultus "
+                    "cannot convert; re-export it as an 8-bit RGB JPEG or PNG."
+                )
+            cost = decode_cost(image)
+            _check_budget(cost, image, max_decode_mb, name)
+            with _BUDGET.reserve(cost.total, max_decode_mb * _MB):
+                image.load()
+                if image.mode not in CONVERTIBLE_MODES or image.size[0] * image.size[1] > max_pixels:
+                    raise CorruptImageError(
+                        f"{name}: the {fmt} data decodes to a {image.mode} image of {image.size[0]}x"
+                        f"{image.size[1]}, not what its header says; re-export it from the original."
+                    )
+                orientation = orientation_of(image)
+                rgb = to_upright_rgb8(image, orientation)
+                image.close()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            f"{name}: the image is over the limit of {max_pixels:,} pixels (a guard against "
+            "decompression bombs). Scale the photo down, or raise VULTUS_MAX_PIXELS if it is genuine."
         ) from exc
     except OSError as exc:
         message = str(exc)
@@ -102,22 +146,58 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = 120_000_
             f"{name}: the {announced or 'image'} data cannot be decoded ({message}); "
             "re-export or re-copy it from the original."
         ) from exc
-    except (ValueError, SyntaxError, EOFError) as exc:
-        # Pillow's plugins raise these for malformed headers and chunk tables.
+    except (ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, struct.error,
+            ZeroDivisionError, OverflowError) as exc:
+        # Pillow's plugins raise these for malformed headers, chunk tables and tags.
         raise CorruptImageError(
             f"{name}: the {announced or 'image'} data is malformed ({exc}); re-export it."
         ) from exc
-    fmt = image.format or announced or "UNKNOWN"
-    if fmt not in SUPPORTED_FORMATS:
-        raise NotAnImageError(
-            f"{name}: {fmt} images are not supported; convert it to JPEG, PNG, WebP, BMP, "
-            "GIF or TIFF."
-        )
+    return DecodedImage(rgb=rgb, format="JPEG" if fmt == "MPO" else fmt)
+
+
+def _open(data: bytes, name: str, announced: str | None) -> Image.Image:
+    """Open ``data`` with the plugins of the supported formats only (nothing is decoded)."""
     try:
-        upright = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the photo
-        upright = image
-    return DecodedImage(rgb=_to_rgb8(upright), format="JPEG" if fmt == "MPO" else fmt)
+        return Image.open(io.BytesIO(data), formats=_OPENERS)
+    except UnidentifiedImageError as exc:
+        if announced is not None:
+            raise CorruptImageError(
+                f"{name}: the file starts like a {announced} image but its data is damaged and "
+                "cannot be decoded; re-export or re-copy it from the original."
+            ) from exc
+        other = _other_format(data)
+        if other is not None:
+            raise NotAnImageError(
+                f"{name}: {other} images are not supported; convert it to JPEG, PNG, WebP, BMP, "
+                "GIF or TIFF."
+            ) from exc
+        raise NotAnImageError(
+            f"{name}: not an image ({_describe_content(data)}). Supported formats are "
+            "JPEG, PNG, WebP, BMP, GIF and TIFF."
+        ) from exc
+
+
+def _other_format(data: bytes) -> str | None:
+    """The name of an unsupported format Pillow recognises in ``data``, for the message."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:  # header only: nothing is decoded
+                return image.format
+    except Exception:  # noqa: BLE001 - only a name for the message is at stake
+        return None
+
+
+def _let_vultus_limit_govern(max_pixels: int) -> None:
+    """Raise Pillow's own bomb limit, if needed, so that Vultus's ``max_pixels`` decides.
+
+    Pillow refuses in ``Image.open`` above twice ``Image.MAX_IMAGE_PIXELS``, before Vultus
+    can look at the header. The limit is only ever raised: every decode checks its own
+    ``max_pixels`` before loading, so a higher Pillow limit admits nothing unchecked.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and 2 * limit < max_pixels:
+        Image.MAX_IMAGE_PIXELS = -(-max_pixels // 2)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
@@ -132,22 +212,46 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
         )
 
 
-def _to_rgb8(image: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to an 8-bit, three-channel, C-contiguous array."""
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16-bit and float greyscale: scale the full range down instead of clipping at 255.
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+def _check_budget(cost: DecodeCost, image: Image.Image, max_decode_mb: int, name: str) -> None:
+    if cost.total <= max_decode_mb * _MB:
+        return
+    width, height = image.size
+    # Only a float, 16- or 32-bit image is made cheaper by converting it to 8 bits.
+    advice = "Scale it down" if image.mode in ("1", "L", "P", "RGB") else "Convert it to 8-bit RGB (JPEG or 8-bit PNG) or scale it down"
+    raise ImageTooLargeError(
+        f"{name}: decoding this {width}x{height} {image.mode} {image.format or ''} image would take "
+        f"about {-(-cost.total // _MB):,} MB of memory ({cost.describe()}), over the "
+        f"{max_decode_mb:,} MB budget. {advice}; or, if the machine has the memory, raise "
+        "VULTUS_MAX_DECODE_MB."
+    )
+
+
+class _SharedBudget:
+    """Memory reserved by the decodes running in this process, so that together they fit.
+
+    A decode waits until its estimate fits beside those already running; one that is alone
+    always runs (its estimate was checked against the budget before it got here).
+    """
+
+    def __init__(self) -> None:
+        self._in_use = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def reserve(self, size: int, budget: int) -> Iterator[None]:
+        with self._changed:
+            while self._in_use and self._in_use + size > budget:
+                self._changed.wait()
+            self._in_use += size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_use -= size
+                self._changed.notify_all()
+
+
+_BUDGET = _SharedBudget()
 
 
 def _describe_content(data: bytes) -> str:

@@ -133,7 +133,8 @@ def ingest_uploads(
             name = stored_name(upload.filename, number)
             data = _photo_bytes(request, upload)
             # A bad photo is refused now, as a 4xx, rather than inside the background job.
-            decoded = decode_image(data, name=name, max_pixels=engine.settings.max_pixels)
+            decoded = decode_image(data, name=name, max_pixels=engine.settings.max_pixels,
+                                   max_decode_mb=engine.settings.max_decode_mb)
             if not name.lower().endswith(PHOTO_SUFFIXES):
                 # Ingest takes files by their suffix: one without a photo's would be skipped.
                 name += _SUFFIX_OF.get(decoded.format.upper(), ".jpg")
