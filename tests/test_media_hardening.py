@@ -390,3 +390,29 @@ def test_a_colour_mode_vultus_cannot_convert_is_refused_before_decoding():
     data = _encode(Image.new("LAB", (20, 20), (50, 10, 10)), "TIFF")
     with pytest.raises(NotAnImageError, match="LAB colour mode"):
         decode_image(data)
+
+
+def test_location_tags_are_never_kept_when_the_format_cannot_be_re_encoded():
+    """A CMYK TIFF with a GPS block cannot become a PNG as it is: its pixels are stored instead."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vultus.errors import MediaError
+    from vultus.media import decode_image, strip_location
+    from vultus.media.location import GPS_IFD
+
+    exif = Image.Exif()
+    exif[GPS_IFD] = {1: "N", 2: (51.0, 30.0, 0.0)}
+    buffer = io.BytesIO()
+    Image.new("CMYK", (64, 48), (10, 200, 30, 0)).save(buffer, format="TIFF", exif=exif.tobytes())
+    data = buffer.getvalue()
+    rgb = decode_image(data, name="gps.tif").rgb
+    clean, fmt = strip_location(data, "TIFF", pixels=rgb)
+    assert fmt == "PNG"
+    with Image.open(io.BytesIO(clean)) as stored:
+        assert not stored.getexif().get_ifd(GPS_IFD) and GPS_IFD not in stored.getexif()
+        assert np.array_equal(np.asarray(stored.convert("RGB")), rgb)
+    with pytest.raises(MediaError):
+        strip_location(data, "TIFF")

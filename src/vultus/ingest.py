@@ -176,7 +176,7 @@ def analyze_photo(
     )
     copy, copy_format = (data, image.format)
     if found:  # only photos with faces are kept, so only they need cleaning
-        copy, copy_format = strip_location(data, image.format)
+        copy, copy_format = strip_location(data, image.format, pixels=image.rgb)
     return PhotoAnalysis(
         image.width, image.height, image.format, found, None if copy is data else copy, copy_format,
         dict(rejected), extra,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from PIL import Image
+
+from ..errors import CorruptImageError
 
 __all__ = ["strip_location", "GPS_IFD"]
 
@@ -21,8 +24,14 @@ _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
-def strip_location(data: bytes, fmt: str) -> tuple[bytes, str]:
-    """Return the photo's bytes without location tags, and the format they are in."""
+def strip_location(data: bytes, fmt: str, *, pixels: np.ndarray | None = None) -> tuple[bytes, str]:
+    """Return the photo's bytes without location tags, and the format they are in.
+
+    ``pixels`` (the decoded 8-bit RGB image) is the fallback for a photo that carries a GPS
+    block but cannot be re-encoded as PNG with its own mode (a float or CMYK TIFF): it is
+    then stored as a PNG of those pixels, with no metadata at all. Without ``pixels`` such
+    a photo raises :class:`~vultus.errors.MediaError`: its location is never kept.
+    """
     if fmt == "JPEG" and data.startswith(b"\xff\xd8"):
         stripped = _strip_jpeg(data)
         if stripped is not None:
@@ -32,12 +41,24 @@ def strip_location(data: bytes, fmt: str) -> tuple[bytes, str]:
             exif = image.getexif()
             if not exif.get_ifd(GPS_IFD) and GPS_IFD not in exif:
                 return data, fmt
-            clean = _without_gps(exif)
-            out = io.BytesIO()
-            image.seek(0)
-            frame = image.copy()
-            frame.save(out, format="PNG", exif=clean.tobytes())
-            return out.getvalue(), "PNG"
+            try:
+                clean = _without_gps(exif)
+                out = io.BytesIO()
+                image.seek(0)
+                frame = image.copy()
+                frame.save(out, format="PNG", exif=clean.tobytes())
+                return out.getvalue(), "PNG"
+            except Exception:  # noqa: BLE001 - a mode PNG cannot hold: fall back to the pixels
+                if pixels is None:
+                    raise CorruptImageError(
+                        "The photo carries location tags that cannot be removed from its format; convert it to "
+                        "JPEG or PNG and ingest it again."
+                    ) from None
+                out = io.BytesIO()
+                Image.fromarray(pixels).save(out, format="PNG")
+                return out.getvalue(), "PNG"
+    except CorruptImageError:
+        raise
     except Exception:  # noqa: BLE001 - undecodable here means it was refused earlier anyway
         return data, fmt
 
