@@ -416,3 +416,22 @@ def test_location_tags_are_never_kept_when_the_format_cannot_be_re_encoded():
         assert np.array_equal(np.asarray(stored.convert("RGB")), rgb)
     with pytest.raises(MediaError):
         strip_location(data, "TIFF")
+
+
+@pytest.mark.parametrize("shape", [(4000, 3000), (3001, 4003), (6000, 4000), (999, 5000), (1700, 1200), (500, 700)])
+def test_the_detection_copy_is_pillows_resize_without_its_full_size_copy(shape, data_root: Path):
+    """Strip-wise reduction gives exactly Pillow's pixels (random data, and a real group photo)."""
+    import numpy as np
+    from PIL import Image
+
+    from vultus.faces.pipeline import scaled_for_detection
+    from vultus.media import decode_image
+
+    rng = np.random.default_rng(sum(shape))
+    group = next(iter(sorted((data_root / "faces" / "_group").glob("*.jpg"))))
+    for rgb in (rng.integers(0, 256, (*shape, 3), dtype=np.uint8), decode_image(group.read_bytes()).rgb):
+        height, width = rgb.shape[:2]
+        scale = 1600 / max(height, width) * (shape[0] / 4000)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        expected = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
+        assert np.array_equal(scaled_for_detection(rgb, size), expected)
