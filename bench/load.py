@@ -58,21 +58,9 @@ def main() -> int:
             engine.add_source("news", basis="legitimate-interests", purpose="load test", retention="30d")
             engine.ingest([faces_root / f for f in first], source="news")
             _, token = engine.add_user("loadtest", role="investigator")
-        port = free_port()
-        env = {**os.environ, "VULTUS_INGEST_ROOT": str(faces_root)}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "vultus", "--data", str(data), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
+        server, base = start_server(data, {**os.environ, "VULTUS_INGEST_ROOT": str(faces_root)})
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             job = httpx.post(f"{base}/v1/ingest/paths", headers=headers, json={"source": "news", "paths": second}, timeout=30).json()
             statuses: Counter[int] = Counter()
             latencies: list[float] = []
