@@ -113,7 +113,7 @@ class BodyGuard:
             await refusal(scope, receive, send)
             return
         limit = body_limit(path, max_upload=state.max_upload, max_batch_photos=state.max_batch_photos)
-        declared = _content_length(scope)
+        declared = None if _header(scope, b"transfer-encoding") else _content_length(scope)
         if declared is not None and declared > limit:
             await _error(413, BodyTooLarge.code, BodyTooLarge(limit).detail)(scope, receive, send)
             return
@@ -221,8 +221,15 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def _has_body(scope: Scope) -> bool:
-    """Whether the request says it carries a body (a length above 0, or chunked)."""
+    """Whether the request may carry a body (chunked, a length above 0, or a form method).
+
+    Transfer-Encoding is looked at first: with both headers, the HTTP parser reads the
+    chunked body whatever Content-Length says, so ``Content-Length: 0`` must not wave a
+    chunked body past the checks.
+    """
+    if _header(scope, b"transfer-encoding"):
+        return True
     length = _content_length(scope)
     if length is not None:
         return length > 0
-    return bool(_header(scope, b"transfer-encoding")) or scope["method"] in ("POST", "PUT", "PATCH")
+    return scope["method"] in ("POST", "PUT", "PATCH")
