@@ -413,3 +413,37 @@ def test_a_full_disk_under_the_server_is_a_507_with_advice(small_disk: Path, fac
                              files={"photo": (probe.name, probe.read_bytes(), "image/jpeg")},
                              data={"purpose": "p", "case": "c"})
         assert answer.status_code == 507 and "No space is left" in answer.json()["error"]["message"], answer.text
+
+
+def test_a_refused_rotation_never_leaves_the_server_without_its_hold(tmp_path: Path, monkeypatch):
+    """The moment Linux drops a shared flock during a failed conversion, another rotation tries."""
+    import fcntl
+
+    from vultus import datadir
+
+    server, cli = datadir.Presence(tmp_path), datadir.Presence(tmp_path)
+    real = fcntl.flock
+    raced = []
+
+    def flock(file, operation):  # noqa: ANN001
+        try:
+            return real(file, operation)
+        except BlockingIOError:
+            if file is server._file and operation == fcntl.LOCK_EX | fcntl.LOCK_NB and not raced:
+                raced.append("cli tried")
+                with pytest.raises(DataDirInUseError):
+                    with cli.alone(why="cli refused"):
+                        raced.append("cli was alone beside the server")
+            raise
+
+    monkeypatch.setattr(datadir.fcntl, "flock", flock)
+    with pytest.raises(DataDirInUseError):
+        with server.alone(why="server refused"):
+            pass
+    monkeypatch.undo()
+    assert raced == ["cli tried"]
+    cli.close()
+    with pytest.raises(DataDirInUseError):  # the server still holds the deployment open
+        with datadir.Presence(tmp_path).alone(why="refused"):
+            pass
+    server.close()

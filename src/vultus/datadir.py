@@ -81,21 +81,33 @@ class Presence:
 
     @contextmanager
     def alone(self, *, why: str) -> Iterator[None]:
-        """Hold the deployment exclusively (no other process has it open), or refuse."""
+        """Hold the deployment exclusively (no other process has it open), or refuse.
+
+        Linux converts a ``flock`` from shared to exclusive by dropping the shared lock
+        first, and a failed conversion leaves none: another process could then take the
+        exclusive lock in between and find this one absent. So every conversion happens
+        under a second lock, ``DATA/.open.gate``, taken exclusively without waiting: while
+        it is held nobody else can try to be alone, so the shared lock is always taken back.
+        """
         assert self._file is not None
+        gate = open(os.open(self.path.with_name(PRESENCE_FILE + ".gate"), os.O_RDWR | os.O_CREAT, 0o600),
+                    "rb", buffering=0)
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Linux drops the shared lock before trying the exclusive one: take it back.
             try:
-                fcntl.flock(self._file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                pass
-            raise DataDirInUseError(why) from None
-        try:
-            yield
+                raise DataDirInUseError(why) from None
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(self._file, fcntl.LOCK_SH)  # no one can hold it exclusively now
+                raise DataDirInUseError(why) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_SH)
         finally:
-            fcntl.flock(self._file, fcntl.LOCK_SH)
+            gate.close()
 
     def close(self) -> None:
         if self._file is not None:
