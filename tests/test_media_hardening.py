@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -435,3 +436,26 @@ def test_the_detection_copy_is_pillows_resize_without_its_full_size_copy(shape, 
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         expected = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0 if scale < 1 else None))
         assert np.array_equal(scaled_for_detection(rgb, size), expected)
+
+
+def test_redaction_decodes_under_the_deployments_limits_not_the_defaults():
+    """A photo showing an objector is redacted under VULTUS_MAX_PIXELS as raised, or refused."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vultus.errors import ImageTooLargeError
+    from vultus.media import redact_regions
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((12000, 11000), 200, dtype=np.uint8)).save(buffer, format="PNG")  # 132 megapixels
+    data = buffer.getvalue()
+    with pytest.raises(ImageTooLargeError):
+        redact_regions(data, [(10, 10, 50, 50)], max_pixels=120_000_000, max_decode_mb=1024)
+    redacted = redact_regions(data, [(100, 100, 300, 300)], max_pixels=200_000_000, max_decode_mb=2048)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # this test's own look at it
+        image = Image.open(io.BytesIO(redacted))
+    with image:
+        assert image.size == (11000, 12000) and image.getpixel((200, 200)) == (0, 0, 0)

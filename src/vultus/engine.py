@@ -157,6 +157,7 @@ class Engine:
         # use of the in-memory index under one lock (FAISS must not search while it changes).
         self._write_mutex = threading.Lock()
         self._index_lock = threading.RLock()
+        self._seal_lock = threading.Lock()
         # An erasure a crash cut short is finished by the next command of any kind, reads
         # included; when another process holds the writer lock, that one has done it at its start.
         if self.store.erasures.has_pending():
@@ -165,6 +166,9 @@ class Engine:
                     pass
             except DataDirLockedError:
                 pass
+            except BaseException:
+                self.close()
+                raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -493,7 +497,10 @@ class Engine:
         template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels,
                                       max_decode_mb=self.settings.max_decode_mb)
         probe_sha256 = hashlib.sha256(photo).hexdigest()
-        with self.store.transaction() as conn:
+        # Sealed outside the writer lock (the public page must not wait for an ingest): a
+        # rotation in this process starts only between two such seal-and-commits, so every
+        # request is either committed before it (and re-sealed by it) or sealed under the new key.
+        with self._seal_lock, self.store.transaction() as conn:
             request_id = self.store.registers.open_public_request(
                 kind=kind, template=template, model_id=self.analyzer.model_id, contact=contact,
                 received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, attempt_id=attempt,
@@ -562,7 +569,8 @@ class Engine:
                "`vultus keys rotate` again.")
         with self._presence.alone(why=why), self._writing():
             parts = self._erasure_parts()
-            return rotate_keys(keys=self.keys, store=self.store, blobs=self.blobs, index=parts["index"], actor=self.actor)
+            return rotate_keys(keys=self.keys, store=self.store, blobs=self.blobs, index=parts["index"], actor=self.actor,
+                               sealing=self._seal_lock)
 
     def audit_entries(self, *, since: str | None = None, until: str | None = None, action: str | None = None) -> list:
         """Audit entries in order, optionally in [since, until) and of one action."""
@@ -662,6 +670,7 @@ class Engine:
                 self._embedder_name, self._embedder, self._analyzer = embedder, new, analyzer
             self._remember_model()
             change = convert_gallery(self.store, self.blobs, analyzer, max_pixels=self.settings.max_pixels,
+                                     max_decode_mb=self.settings.max_decode_mb,
                                      progress=progress)
             self.store.log(actor=self.actor, action=AuditAction.MODEL_CHANGE, details=change.as_dict())
             self._rebuild_index()

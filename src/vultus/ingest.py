@@ -301,6 +301,7 @@ class Ingestor:
         self._names: tuple = (detector, embedder, detect_size, max_pixels, max_decode_mb, self.gate, others, False)
         self.model_id = model_id
         self.max_pixels = max_pixels
+        self.max_decode_mb = max_decode_mb
         self.actor = actor
         self._suppressed: list[tuple[SuppressionCheck, np.ndarray]] = []
 
@@ -457,7 +458,13 @@ class Ingestor:
             copy = result.copy if result.copy is not None else data
             copy_format = result.copy_format or result.format
             if objected:
-                copy, copy_format = redact_regions(copy, objected), "JPEG"
+                try:
+                    copy = redact_regions(copy, objected, max_pixels=self.max_pixels, max_decode_mb=self.max_decode_mb)
+                except MediaError as exc:  # nothing of it is stored rather than an objector's face
+                    summary.refused.append((self._label(item.display), str(exc)))
+                    state.tick(summary)
+                    return
+                copy_format = "JPEG"
             blob_key = self.blobs.image_key(digest, _extension(copy_format))
             self.blobs.put(blob_key, copy)
             for number, face in kept:

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import MediaError, TamperedDataError
+from .errors import ImageTooLargeError, MediaError, TamperedDataError
 from .faces import Box, Detection, FaceAnalyzer
 from .media import decode_image
+from .media.decode import DEFAULT_MAX_DECODE_MB
 from .store import BlobStore, Store
 
 __all__ = ["ModelChange", "convert_gallery"]
@@ -47,6 +48,7 @@ def convert_gallery(
     analyzer: FaceAnalyzer,
     *,
     max_pixels: int,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
     progress: Callable[[int, int], None] | None = None,
 ) -> ModelChange:
     """Re-embed every face not yet made by ``analyzer``'s embedder; ``progress(done, total)``."""
@@ -68,7 +70,15 @@ def convert_gallery(
                     f"Stored image {image_id} has faces but no stored copy to re-embed them from. {undo}"
                 )
             try:
-                image = decode_image(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels)
+                image = decode_image(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels,
+                                     max_decode_mb=max_decode_mb)
+            except ImageTooLargeError as exc:
+                # Stored under the limits of its ingest; lowered since, they refuse it now.
+                raise ImageTooLargeError(
+                    f"The stored copy of image {image_id} is over the current limits ({exc}). Raise "
+                    "VULTUS_MAX_PIXELS or VULTUS_MAX_DECODE_MB back to what it was ingested with, and run "
+                    "this again to finish."
+                ) from None
             except MediaError as exc:
                 raise TamperedDataError(f"The stored copy of image {image_id} cannot be read ({exc}). {undo}") from None
             detections = [Detection(Box(*box), score) for _, box, score in rows]

@@ -7,6 +7,7 @@ erasure path as a person's request, with a signed receipt and an audit entry.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,8 @@ def purge_expired(
     )
 
 
-def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str) -> dict[str, Any]:
+def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str,
+                sealing: AbstractContextManager[Any] = nullcontext()) -> dict[str, Any]:
     """Re-encrypt everything sealed under a new key, then drop the old keys.
 
     Sealed are: photo copies and crops, templates, suppression entries, the templates and
@@ -38,10 +40,12 @@ def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorI
     its key, so a rotation cut short leaves readable data; the old keys are dropped only
     after everything is re-sealed and the audit entry is committed. A rotation found
     unfinished (the key file still holds an old key) is resumed, not started again: only
-    what is not yet under the newest key is redone.
+    what is not yet under the newest key is redone. ``sealing`` is held while the new key
+    becomes current: the lock of writers that seal outside the writer lock (public requests).
     """
     resumed = keys.rotation_pending
-    new = keys.current if resumed else keys.start_rotation()[1]
+    with sealing:
+        new = keys.current if resumed else keys.start_rotation()[1]
 
     def is_current(sealed: bytes) -> bool:
         return Keyring.key_id_of(sealed) == keys.current

@@ -24,16 +24,20 @@ def face_crop_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], *, size: int
     return out.getvalue()
 
 
-def redact_regions(data: bytes, boxes: list[tuple[int, int, int, int]], *, margin: float = 0.3) -> bytes:
+def redact_regions(data: bytes, boxes: list[tuple[int, int, int, int]], *, margin: float = 0.3,
+                   max_pixels: int, max_decode_mb: int) -> bytes:
     """The photo re-encoded as JPEG with each box (widened by ``margin``) filled black.
 
     Used when a photo shows a person who objected next to others: the others' faces are
     kept, the objector's pixels are not. Boxes are in upright (EXIF-applied) coordinates,
-    and the result is saved upright with no metadata.
+    and the result is saved upright with no metadata. The decode keeps the deployment's
+    pixel and memory limits, as every decode does.
     """
     from .decode import decode_image
 
-    rgb = decode_image(data).rgb.copy()
+    rgb = decode_image(data, name="the photo to redact", max_pixels=max_pixels, max_decode_mb=max_decode_mb).rgb
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()
     height, width = rgb.shape[:2]
     for left, top, right, bottom in boxes:
         pad_x = round((right - left) * margin)

@@ -27,10 +27,12 @@ _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 def strip_location(data: bytes, fmt: str, *, pixels: np.ndarray | None = None) -> tuple[bytes, str]:
     """Return the photo's bytes without location tags, and the format they are in.
 
-    ``pixels`` (the decoded 8-bit RGB image) is the fallback for a photo that carries a GPS
-    block but cannot be re-encoded as PNG with its own mode (a float or CMYK TIFF): it is
-    then stored as a PNG of those pixels, with no metadata at all. Without ``pixels`` such
-    a photo raises :class:`~vultus.errors.MediaError`: its location is never kept.
+    ``pixels`` is the photo already decoded (upright 8-bit RGB). When given, a non-JPEG
+    photo that carries a GPS block is stored as a PNG of those pixels with no metadata at
+    all: decoding it a second time, in its own mode, would cost its full memory again
+    outside the decode budget, and some modes (float or CMYK TIFF) cannot be PNGs at all.
+    Without ``pixels`` the photo is re-encoded from its own data, keeping its other tags;
+    one that cannot be raises :class:`~vultus.errors.MediaError`: its location is never kept.
     """
     if fmt == "JPEG" and data.startswith(b"\xff\xd8"):
         stripped = _strip_jpeg(data)
@@ -41,6 +43,10 @@ def strip_location(data: bytes, fmt: str, *, pixels: np.ndarray | None = None) -
             exif = image.getexif()
             if not exif.get_ifd(GPS_IFD) and GPS_IFD not in exif:
                 return data, fmt
+            if pixels is not None:
+                out = io.BytesIO()
+                Image.fromarray(pixels).save(out, format="PNG")
+                return out.getvalue(), "PNG"
             try:
                 clean = _without_gps(exif)
                 out = io.BytesIO()
@@ -48,15 +54,11 @@ def strip_location(data: bytes, fmt: str, *, pixels: np.ndarray | None = None) -
                 frame = image.copy()
                 frame.save(out, format="PNG", exif=clean.tobytes())
                 return out.getvalue(), "PNG"
-            except Exception:  # noqa: BLE001 - a mode PNG cannot hold: fall back to the pixels
-                if pixels is None:
-                    raise CorruptImageError(
-                        "The photo carries location tags that cannot be removed from its format; convert it to "
-                        "JPEG or PNG and ingest it again."
-                    ) from None
-                out = io.BytesIO()
-                Image.fromarray(pixels).save(out, format="PNG")
-                return out.getvalue(), "PNG"
+            except Exception:  # noqa: BLE001 - a mode PNG cannot hold
+                raise CorruptImageError(
+                    "The photo carries location tags that cannot be removed from its format; convert it to "
+                    "JPEG or PNG and ingest it again."
+                ) from None
     except CorruptImageError:
         raise
     except Exception:  # noqa: BLE001 - undecodable here means it was refused earlier anyway
