@@ -447,3 +447,23 @@ def test_a_refused_rotation_never_leaves_the_server_without_its_hold(tmp_path: P
         with datadir.Presence(tmp_path).alone(why="refused"):
             pass
     server.close()
+
+
+def test_a_file_swapped_for_a_link_after_it_was_listed_is_refused_when_read(tmp_path: Path, faces_root: Path):
+    """The ingest root is checked on what is opened, not only on the name that was listed."""
+    from vultus.media import collect, read_items
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.jpg").write_bytes((faces_root / "facerec_obama" / "1.jpg").read_bytes())
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"SECRET-OUTSIDE-ROOT")
+    found = collect([root], root=root)
+    assert [Path(i.container).name for i in found.items] == ["a.jpg"]
+    (root / "a.jpg").unlink()
+    (root / "a.jpg").symlink_to(secret)  # swapped between listing and reading
+    [(item, data)] = list(read_items(found.items))
+    assert isinstance(data, PermissionError) and "outside the ingest root" in str(data)
+    os.mkfifo(root / "pipe.jpg")  # a FIFO named like a photo would block the read for ever
+    [(_, blocked)] = [(i, d) for i, d in read_items(collect([root / "pipe.jpg"]).items)]
+    assert isinstance(blocked, OSError) and "not a regular file" in str(blocked)

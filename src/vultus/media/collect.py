@@ -6,6 +6,7 @@ import copy
 import io
 import lzma
 import os
+import stat
 import struct
 import tarfile
 import zipfile
@@ -13,7 +14,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import ArchiveMemberTooLargeError, DamagedArchiveMemberError, InputPathError
 
@@ -45,6 +46,8 @@ class Item:
     container: str
     member: str | None = None
     archive: str | None = None  # "zip" or "tar"
+    #: The ingest root the file must really be under when it is opened (None: anywhere).
+    root: str | None = None
 
     def read(self) -> bytes:
         """The photo's bytes; raises OSError (or an archive error) when it cannot be read.
@@ -121,7 +124,8 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
         position = end
         if item.archive is None:
             try:
-                yield item, Path(item.container).read_bytes()
+                with _open_checked(item) as handle:
+                    yield item, handle.read()
             except OSError as exc:
                 yield item, exc
         elif item.archive == "zip":
@@ -130,14 +134,46 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
             yield from _read_tar(group)
 
 
+def _open_checked(item: Item) -> BinaryIO:
+    """Open the file holding ``item``; refuse what is not a regular file, or not under its root.
+
+    The check is made on what was opened (the descriptor's own path), not on the name: a
+    file swapped for a symbolic link after :func:`collect` looked at it is still refused.
+    A FIFO or device named like a photo would block or never end: refused too.
+    """
+    # Non-blocking, so that opening a FIFO does not wait for a writer; a regular file
+    # reads the same either way.
+    handle = os.fdopen(os.open(item.container, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    try:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{item.container} is not a regular file")
+        if item.root is not None:
+            proc = f"/proc/self/fd/{handle.fileno()}"
+            real = os.readlink(proc) if os.path.exists(proc) else os.path.realpath(item.container)
+            reason = _outside(Path(real), item.root)
+            if reason is not None:
+                raise PermissionError(reason)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
 def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
     try:
-        archive = zipfile.ZipFile(group[0].container)
-    except _ZIP_ERRORS as exc:
+        handle = _open_checked(group[0])
+    except OSError as exc:
         for item in group:
             yield item, exc
         return
-    with archive:
+    try:
+        archive = zipfile.ZipFile(handle)
+    except _ZIP_ERRORS as exc:
+        handle.close()
+        for item in group:
+            yield item, exc
+        return
+    with handle, archive:
         for item in group:
             try:
                 yield item, _read_zip_member(archive, archive.getinfo(item.member))  # type: ignore[arg-type]
@@ -148,7 +184,7 @@ def _read_zip(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
 def _read_tar(group: list[Item]) -> Iterator[tuple[Item, bytes | Exception]]:
     wanted = {item.member: item for item in group}
     try:
-        with tarfile.open(group[0].container) as archive:
+        with _open_checked(group[0]) as handle, tarfile.open(fileobj=handle) as archive:
             for info in archive:
                 item = wanted.pop(info.name, None)
                 if item is None:
@@ -231,16 +267,16 @@ def _add_file(found: Collection, path: Path, *, explicit: bool, root: str | None
         found.refused.append((display, reason))
         return
     if lower.endswith(_ZIP_SUFFIXES):
-        _add_zip(found, display)
+        _add_zip(found, display, root)
     elif lower.endswith(_TAR_SUFFIXES):
-        _add_tar(found, display)
+        _add_tar(found, display, root)
     elif explicit or lower.endswith(PHOTO_SUFFIXES):
-        found.items.append(Item(display=display, container=display))
+        found.items.append(Item(display=display, container=display, root=root))
     else:
         found.ignored.append(display)
 
 
-def _add_zip(found: Collection, archive_path: str) -> None:
+def _add_zip(found: Collection, archive_path: str, root: str | None = None) -> None:
     try:
         with zipfile.ZipFile(archive_path) as archive:
             infos = sorted(archive.infolist(), key=lambda i: i.filename)
@@ -258,12 +294,12 @@ def _add_zip(found: Collection, archive_path: str) -> None:
                 elif info.file_size > MAX_MEMBER_BYTES:
                     found.refused.append((display, _too_big(info.file_size)))
                 else:
-                    found.items.append(Item(display, archive_path, info.filename, "zip"))
+                    found.items.append(Item(display, archive_path, info.filename, "zip", root))
     except _ZIP_ERRORS as exc:
         found.refused.append((archive_path, f"the zip archive cannot be read ({exc})"))
 
 
-def _add_tar(found: Collection, archive_path: str) -> None:
+def _add_tar(found: Collection, archive_path: str, root: str | None = None) -> None:
     try:
         with tarfile.open(archive_path) as archive:
             # Archive order, not name order: members are then read in one forward pass.
@@ -278,7 +314,7 @@ def _add_tar(found: Collection, archive_path: str) -> None:
                 elif info.size > MAX_MEMBER_BYTES:
                     found.refused.append((display, _too_big(info.size)))
                 else:
-                    found.items.append(Item(display, archive_path, info.name, "tar"))
+                    found.items.append(Item(display, archive_path, info.name, "tar", root))
     except _TAR_ERRORS as exc:
         found.refused.append((archive_path, f"the tar archive cannot be read ({exc})"))
 
