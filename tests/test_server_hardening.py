@@ -183,6 +183,15 @@ def test_an_unauthenticated_300mb_upload_is_refused_before_its_body_is_stored(li
     assert sent < ATTACK_BYTES
 
 
+def test_a_chunked_body_declaring_content_length_0_is_still_refused_before_it_is_read(live):
+    # Both headers: the HTTP parser reads the chunked body whatever Content-Length says, so
+    # "Content-Length: 0" must not wave it past the checks made before a body is read.
+    status, raw, sent, peak = _attack(live, "/v1/search", headers={"Content-Length": "0"}, declare_length=False)
+    assert status in (401, 413), raw[:300]
+    assert peak < MAX_GROWTH, f"the server stored {peak / MiB:.0f} MiB of a rejected body"
+    assert sent < ATTACK_BYTES
+
+
 def test_an_authenticated_upload_over_the_limit_is_refused_from_its_content_length(live):
     status, raw, sent, peak = _attack(live, "/v1/search", headers={"Authorization": f"Bearer {live['token']}"})
     assert status == 413 and b"upload_too_large" in raw, raw[:300]
