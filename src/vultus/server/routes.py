@@ -20,7 +20,7 @@ from ..media import decode_image
 from ..media.collect import PHOTO_SUFFIXES
 from ..store.accounts import Account, Role
 from .app import ApiError, as_dict, engine_of, require
-from .clients import client_of
+from .clients import client_key
 
 router = APIRouter(prefix="/v1")
 
@@ -421,7 +421,7 @@ def public_request(
 ) -> dict[str, Any]:
     """A person asks what is held about them, or for erasure or objection, with a photo of
     their face. Creates a request for the data-protection officer; shows no result."""
-    client = client_of(request)
+    client = client_key(request)
     return {
         **engine_of(request).submit_public_request(kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client),
         "message": "Your request is registered. The data-protection officer will answer at the address you "
