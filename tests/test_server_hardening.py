@@ -221,6 +221,47 @@ def test_a_stalled_body_is_timed_out(live):
         assert b"body_timeout" in raw
 
 
+def _closed_by_server(sock: socket.socket, bound: float = 20.0) -> bool:
+    """Whether the server closes ``sock`` within ``bound`` seconds (a generous bound, not a timing)."""
+    sock.settimeout(bound)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_a_connection_that_sends_nothing_is_closed(live):
+    # The server is set to give a request head 2 s (VULTUS_BODY_TIMEOUT in the fixture).
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        assert _closed_by_server(sock), "an idle connection that never sent a request was still open"
+
+
+def test_a_connection_that_stalls_in_its_request_head_is_closed(live):
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        sock.sendall(b"GET /heal")
+        assert _closed_by_server(sock), "a connection stalled in its request line was still open"
+
+
+def test_a_kept_alive_connection_that_stalls_in_its_next_head_is_closed(live):
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _ = _read_response(sock)
+        assert status == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for _ in range(8):  # a byte now and then: each would have cancelled uvicorn's keep-alive timer
+            time.sleep(1)
+            try:
+                sock.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        assert _closed_by_server(sock), "a connection trickling its headers was still open"
+
+
 # -- item 4: the public page's client is the socket's address ------------------------------------
 
 
