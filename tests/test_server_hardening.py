@@ -637,3 +637,89 @@ def test_cookies_are_secure_behind_a_trusted_tls_proxy_only(app_engine):
     direct = TestClient(app, client=("203.0.113.5", 4000))
     assert "secure" not in direct.get("/ui/login", headers=https).headers["set-cookie"].lower()
     assert "secure" not in behind.get("/ui/login").headers["set-cookie"].lower()
+
+
+# -- ingest jobs: uploads never left behind, a bounded queue, a runner that survives ------------
+
+
+def _upload(client: TestClient, headers, photo: Path):
+    return client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
+                       files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))])
+
+
+def test_an_upload_refused_when_its_job_starts_leaves_no_files(app_engine, faces_root: Path, monkeypatch):
+    from vultus.errors import UnknownSourceError
+
+    app, engine, tokens = app_engine
+    client = TestClient(app, raise_server_exceptions=False)
+    real = engine.store.get_source
+    calls = []
+
+    def get_source(name):
+        calls.append(name)
+        if len(calls) > 1:  # the source goes between the upload's check and its job's start
+            raise UnknownSourceError(f"No source {name!r}.")
+        return real(name)
+
+    monkeypatch.setattr(engine.store, "get_source", get_source)
+    response = _upload(client, _auth(tokens[Role.INVESTIGATOR]), faces_root / "deepface_jack" / "5.jpg")
+    assert response.status_code == 404, response.text
+    assert not any((engine.data_dir / "uploads").iterdir())
+
+
+def test_the_ingest_queue_is_bounded(app_engine, faces_root: Path, monkeypatch):
+    from vultus.server import jobs
+
+    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    client = TestClient(app, raise_server_exceptions=False)
+    photo = faces_root / "deepface_jack" / "5.jpg"
+    with vultus.open(engine.data_dir, workers=1) as other:
+        writing = other._writing()
+        writing.__enter__()  # the runner waits on its first job, so later ones stay queued
+        try:
+            first = _upload(client, headers, photo)
+            assert first.status_code == 202
+            for _ in range(100):
+                if client.get(f"/v1/ingest/{first.json()['id']}", headers=headers).json()["waiting"]:
+                    break
+                time.sleep(0.05)
+            accepted = [_upload(client, headers, photo) for _ in range(2)]
+            assert [r.status_code for r in accepted] == [202, 202]
+            refused = _upload(client, headers, photo)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "ingest_queue_full"
+            assert "later" in refused.json()["error"]["message"]
+            assert len(list((engine.data_dir / "uploads").iterdir())) == 3  # the refused upload's folder is gone
+        finally:
+            writing.__exit__(None, None, None)
+    for response in [first, *accepted]:
+        assert _wait_for(client, response.json()["id"], headers)["status"] == "done"
+
+
+def test_a_base_exception_in_one_job_fails_it_and_the_runner_goes_on(app_engine, faces_root: Path, monkeypatch):
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    client = TestClient(app)
+    real = engine.ingest
+    calls = []
+
+    class Abort(BaseException):
+        pass
+
+    def ingest(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise Abort("stop")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "ingest", ingest)
+    broken = _upload(client, headers, faces_root / "deepface_jack" / "5.jpg")
+    job = _wait_for(client, broken.json()["id"], headers)
+    assert job["status"] == "failed" and job["error"]["code"] == "Abort", job
+    runner = app.state.jobs._thread
+    fine = _upload(client, headers, faces_root / SMALL_PHOTOS[0])
+    assert _wait_for(client, fine.json()["id"], headers)["status"] == "done"
+    assert app.state.jobs._thread is runner  # the same runner took the next job
+    assert not any((engine.data_dir / "uploads").iterdir())
