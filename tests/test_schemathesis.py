@@ -2,7 +2,9 @@
 
 Every operation is called with a token of a role it allows (so the route itself runs, not
 only the 401), on a small deployment with one source, one ingested photo and an ingest
-root, for a bounded number of generated examples each.
+root, for a bounded number of generated examples each. The web forms, which are not in the
+OpenAPI document, get the same with Hypothesis: random text (non-ASCII, NUL, long) in every
+field of every POST page, signed in with the page's role, with and without the right CSRF token.
 """
 
 from __future__ import annotations
@@ -90,3 +92,88 @@ def test_no_operation_answers_a_5xx(deployment):
 
         call()
     assert not faults, faults
+
+
+# -- the web forms: random text in every field of every POST page, signed in with its role -------
+
+#: Each web POST route: the role it needs ("any" for any signed-in account, None for none), its
+#: text fields and its file fields.
+WEB_FORMS = {
+    "/ui/login": (None, ["token", "name", "csrf"], []),
+    "/ui/logout": ("any", ["csrf"], []),
+    "/ui/search": (Role.INVESTIGATOR, ["purpose", "case", "csrf"], ["photo"]),
+    "/ui/ingest": (Role.INVESTIGATOR, ["source", "csrf"], ["photos"]),
+    "/ui/sources": (Role.ADMIN, ["name", "basis", "purpose", "retention", "controller", "consent_ref", "csrf"], []),
+    "/ui/requests/{request_id}/fulfil": (Role.DPO, ["csrf"], []),
+    "/request": (None, ["kind", "contact"], ["photo"]),
+}
+#: Examples per web form.
+FORM_EXAMPLES = 30
+
+_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "é", "\x00", "news", "access", "legitimate-interests", "365d", "a@example.org"]),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=200, max_size=2000),
+    st.integers(1000, 200_000).map(lambda n: "é\x00" * n),
+)
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_no_web_form_answers_a_5xx(deployment):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    app, tokens = deployment
+    from vultus.server.web import web
+
+    posted = {route.path for route in web.routes if "POST" in getattr(route, "methods", set())}
+    assert posted == set(WEB_FORMS), "a web POST route is missing from WEB_FORMS (or one is gone)"
+    files = st.tuples(st.sampled_from(["a.jpg", "é\x00.png", "x" * 300]),
+                      st.sampled_from([b"", b"\xff\xd8\xff not a photo", _tiny_png(), bytes(range(256)) * 8]),
+                      st.sampled_from(["image/jpeg", "image/png", "text/plain", ""]))
+
+    def signed_in(role: Role) -> tuple[TestClient, str]:
+        client = TestClient(app, raise_server_exceptions=False)
+        page = client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        assert client.post("/ui/login", data={"token": tokens[role], "csrf": csrf},
+                           follow_redirects=False).status_code == 303
+        home = client.get("/ui/sources")
+        return client, re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)
+
+    sessions = {role: signed_in(role) for role in (Role.INVESTIGATOR, Role.ADMIN, Role.DPO)}
+    faults: list[tuple] = []
+    for path, (role, fields, file_fields) in WEB_FORMS.items():
+        form = st.fixed_dictionaries({}, optional={name: _TEXT for name in fields})
+        uploads = st.fixed_dictionaries({}, optional={name: files for name in file_fields})
+
+        @given(data=form, upload=uploads, right_csrf=st.booleans(), number=st.sampled_from(INT_EDGES + [1, 2]))
+        @settings(max_examples=FORM_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def call(data, upload, right_csrf, number) -> None:
+            if role is None:
+                client = TestClient(app, raise_server_exceptions=False, client=("198.51.100.250", 5000))
+                if path == "/ui/login" and right_csrf:
+                    page = client.get("/ui/login")
+                    data = {**data, "csrf": re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)}
+            else:
+                client, csrf = signed_in(Role.AUDITOR) if role == "any" else sessions[role]
+                if right_csrf:
+                    data = {**data, "csrf": csrf}
+            url = path.replace("{request_id}", str(number))
+            response = client.post(url, data=data, files=upload or None, follow_redirects=False)
+            if response.status_code >= 500:
+                faults.append((url, sorted(data), response.status_code, response.text[:300]))
+
+        call()
+    assert not faults, faults[:5]

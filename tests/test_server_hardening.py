@@ -183,6 +183,15 @@ def test_an_unauthenticated_300mb_upload_is_refused_before_its_body_is_stored(li
     assert sent < ATTACK_BYTES
 
 
+def test_a_chunked_body_declaring_content_length_0_is_still_refused_before_it_is_read(live):
+    # Both headers: the HTTP parser reads the chunked body whatever Content-Length says, so
+    # "Content-Length: 0" must not wave it past the checks made before a body is read.
+    status, raw, sent, peak = _attack(live, "/v1/search", headers={"Content-Length": "0"}, declare_length=False)
+    assert status in (401, 413), raw[:300]
+    assert peak < MAX_GROWTH, f"the server stored {peak / MiB:.0f} MiB of a rejected body"
+    assert sent < ATTACK_BYTES
+
+
 def test_an_authenticated_upload_over_the_limit_is_refused_from_its_content_length(live):
     status, raw, sent, peak = _attack(live, "/v1/search", headers={"Authorization": f"Bearer {live['token']}"})
     assert status == 413 and b"upload_too_large" in raw, raw[:300]
@@ -210,6 +219,47 @@ def test_a_stalled_body_is_timed_out(live):
     assert status in (408, None), raw[:300]
     if status == 408:
         assert b"body_timeout" in raw
+
+
+def _closed_by_server(sock: socket.socket, bound: float = 20.0) -> bool:
+    """Whether the server closes ``sock`` within ``bound`` seconds (a generous bound, not a timing)."""
+    sock.settimeout(bound)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_a_connection_that_sends_nothing_is_closed(live):
+    # The server is set to give a request head 2 s (VULTUS_BODY_TIMEOUT in the fixture).
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        assert _closed_by_server(sock), "an idle connection that never sent a request was still open"
+
+
+def test_a_connection_that_stalls_in_its_request_head_is_closed(live):
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        sock.sendall(b"GET /heal")
+        assert _closed_by_server(sock), "a connection stalled in its request line was still open"
+
+
+def test_a_kept_alive_connection_that_stalls_in_its_next_head_is_closed(live):
+    with socket.create_connection(("127.0.0.1", live["port"]), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _ = _read_response(sock)
+        assert status == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for _ in range(8):  # a byte now and then: each would have cancelled uvicorn's keep-alive timer
+            time.sleep(1)
+            try:
+                sock.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        assert _closed_by_server(sock), "a connection trickling its headers was still open"
 
 
 # -- item 4: the public page's client is the socket's address ------------------------------------
@@ -432,3 +482,244 @@ def test_the_sixth_failed_sign_in_is_refused_per_client_and_per_account(app_engi
     fresh = TestClient(app, client=("198.51.100.200", 4000))
     assert fresh.post("/ui/login", data={"token": tokens[Role.DPO], "csrf": _login_form(fresh)},
                       follow_redirects=False).status_code == 303
+
+
+def _guess_in_parallel(app, count: int, *, name: str, client: tuple[str, int]) -> list[int]:
+    """The statuses of ``count`` wrong sign-ins for ``name`` from ``client``, sent at once."""
+
+    async def attempt(number: int) -> int:
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as browser:
+            page = await browser.get("/ui/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            response = await browser.post("/ui/login", data={"name": name, "token": f"guess{number}", "csrf": csrf})
+            return response.status_code
+
+    async def run() -> list[int]:
+        return list(await asyncio.gather(*(attempt(number) for number in range(count))))
+
+    return asyncio.run(run())
+
+
+def test_parallel_wrong_sign_ins_get_at_most_the_limit_of_tries(app_engine):
+    from vultus.server.signin import MAX_FAILURES
+
+    app, engine, _ = app_engine
+    engine.set_password("auditor-h", "correct horse battery")
+    codes = _guess_in_parallel(app, 24, name="auditor-h", client=("198.51.100.1", 4000))
+    assert codes.count(401) <= MAX_FAILURES, codes
+    assert codes.count(401) + codes.count(429) == len(codes), codes
+
+
+def test_a_successful_sign_in_does_not_count_as_a_failure(app_engine):
+    app, _, tokens = app_engine
+    client = TestClient(app, client=("198.51.100.2", 4000))
+    for _ in range(8):
+        signed = client.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": _login_form(client)},
+                             follow_redirects=False)
+        assert signed.status_code == 303
+    for _ in range(5):
+        assert client.post("/ui/login", data={"token": "wrong", "csrf": _login_form(client)}).status_code == 401
+    assert client.post("/ui/login", data={"token": "wrong", "csrf": _login_form(client)}).status_code == 429
+
+
+def test_a_non_ascii_csrf_value_is_a_403_not_a_500(app_engine):
+    app, _, tokens = app_engine
+    client = TestClient(app, raise_server_exceptions=False)
+    client.get("/ui/login")
+    assert client.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": "é"}).status_code == 403
+    signed = client.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": _login_form(client)},
+                         follow_redirects=False)
+    assert signed.status_code == 303
+    assert client.post("/ui/logout", data={"csrf": "é"}, follow_redirects=False).status_code == 403
+    assert client.post("/ui/logout", data={"csrf": "\x00" * 40}, follow_redirects=False).status_code == 403
+
+
+# -- the client behind proxies: several header lines, IPv4-mapped peers, IPv6 /64s, the scheme ---
+
+
+def _request(peer: str, headers: list[tuple[bytes, bytes]], proxies: str | None, scheme: str = "http"):
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from vultus.server.clients import parse_proxies
+
+    app = SimpleNamespace(state=SimpleNamespace(trusted_proxies=parse_proxies(proxies)))
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 1234),
+                    "scheme": scheme, "server": ("t", 80), "query_string": b"", "app": app})
+
+
+def test_forwarded_for_on_several_header_lines_is_read_as_one_chain():
+    from vultus.server.clients import client_of
+
+    # The client wrote its own line; the proxy added a separate one with the real address.
+    request = _request("10.0.0.7", [(b"x-forwarded-for", b"203.0.113.66"), (b"x-forwarded-for", b"198.51.100.9")],
+                       "10.0.0.0/8")
+    assert client_of(request) == "198.51.100.9"
+
+
+def test_an_ipv4_mapped_ipv6_peer_matches_an_ipv4_trusted_network():
+    from vultus.server.clients import client_address, parse_proxies
+
+    proxies = parse_proxies("10.0.0.0/8")
+    assert client_address("::ffff:10.0.0.1", "198.51.100.9", proxies) == "198.51.100.9"
+    assert client_address("10.0.0.1", "198.51.100.9, ::ffff:10.0.0.2", proxies) == "198.51.100.9"
+    assert client_address("::ffff:203.0.113.5", "198.51.100.9", proxies) == "::ffff:203.0.113.5"
+
+
+def test_an_ipv6_client_is_counted_by_its_64():
+    from vultus.server.clients import address_key
+
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("198.51.100.9") == "198.51.100.9"
+    assert address_key("::ffff:198.51.100.9") == "198.51.100.9"
+    assert address_key("testclient") == "testclient"
+
+
+def test_sign_in_failures_from_one_ipv6_64_are_counted_together(app_engine):
+    app, _, tokens = app_engine
+    for number in range(5):
+        guesser = TestClient(app, client=(f"2001:db8:5:6::{number + 1:x}", 4000))
+        assert guesser.post("/ui/login", data={"token": "wrong", "csrf": _login_form(guesser)}).status_code == 401
+    other = TestClient(app, client=("2001:db8:5:6:abcd::99", 4000))
+    assert other.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": _login_form(other)}).status_code == 429
+    elsewhere = TestClient(app, client=("2001:db8:5:7::1", 4000))
+    assert elsewhere.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": _login_form(elsewhere)},
+                          follow_redirects=False).status_code == 303
+
+
+def test_the_public_page_counts_an_ipv6_client_by_its_64(app_engine, monkeypatch):
+    app, engine, _ = app_engine
+    seen = []
+
+    def submit(**kwargs):
+        seen.append(kwargs["client"])
+        return {"request_id": 1, "due_at": "2030-01-01T00:00:00Z"}
+
+    monkeypatch.setattr(engine, "submit_public_request", submit)
+    photo = ("me.jpg", b"\xff\xd8 not decoded here", "image/jpeg")
+    for path in ("/request", "/public/requests"):
+        client = TestClient(app, client=("2001:db8:9:9:1:2:3:4", 4000))
+        response = client.post(path, data={"kind": "access", "contact": "a@example.org"}, files={"photo": photo})
+        assert response.status_code in (200, 202), response.text
+    assert seen == ["2001:db8:9:9::/64"] * 2
+
+
+def test_a_huge_account_name_is_not_kept_whole_by_the_sign_in_limiter(app_engine):
+    app, _, _ = app_engine
+    client = TestClient(app)
+    response = client.post("/ui/login", data={"name": "n" * (512 * 1024), "token": "wrong", "csrf": _login_form(client)})
+    assert response.status_code == 401
+    keys = app.state.signin_failures._failures
+    assert keys and max(len(key) for key in keys) <= 200
+
+
+def test_cookies_are_secure_behind_a_trusted_tls_proxy_only(app_engine):
+    from vultus.server.clients import parse_proxies
+
+    app, _, tokens = app_engine
+    app.state.trusted_proxies = parse_proxies("10.0.0.0/8")
+    https = {"X-Forwarded-Proto": "https"}
+    behind = TestClient(app, client=("10.0.0.7", 4000))
+    page = behind.get("/ui/login", headers=https)
+    assert "secure" in page.headers["set-cookie"].lower()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    # The test client keeps a Secure cookie off http://; the browser sent it over the proxy's https.
+    login_cookie = re.search(r"vultus_login=([^;]+)", page.headers["set-cookie"]).group(1)
+    behind.cookies.clear()
+    signed = behind.post("/ui/login", data={"token": tokens[Role.AUDITOR], "csrf": csrf},
+                         headers={**https, "Cookie": f"vultus_login={login_cookie}"}, follow_redirects=False)
+    assert signed.status_code == 303
+    assert any("vultus_session=" in c and "secure" in c.lower() for c in signed.headers.get_list("set-cookie"))
+    # The header from anyone but a trusted proxy is not believed.
+    direct = TestClient(app, client=("203.0.113.5", 4000))
+    assert "secure" not in direct.get("/ui/login", headers=https).headers["set-cookie"].lower()
+    assert "secure" not in behind.get("/ui/login").headers["set-cookie"].lower()
+
+
+# -- ingest jobs: uploads never left behind, a bounded queue, a runner that survives ------------
+
+
+def _upload(client: TestClient, headers, photo: Path):
+    return client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
+                       files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))])
+
+
+def test_an_upload_refused_when_its_job_starts_leaves_no_files(app_engine, faces_root: Path, monkeypatch):
+    from vultus.errors import UnknownSourceError
+
+    app, engine, tokens = app_engine
+    client = TestClient(app, raise_server_exceptions=False)
+    real = engine.store.get_source
+    calls = []
+
+    def get_source(name):
+        calls.append(name)
+        if len(calls) > 1:  # the source goes between the upload's check and its job's start
+            raise UnknownSourceError(f"No source {name!r}.")
+        return real(name)
+
+    monkeypatch.setattr(engine.store, "get_source", get_source)
+    response = _upload(client, _auth(tokens[Role.INVESTIGATOR]), faces_root / "deepface_jack" / "5.jpg")
+    assert response.status_code == 404, response.text
+    assert not any((engine.data_dir / "uploads").iterdir())
+
+
+def test_the_ingest_queue_is_bounded(app_engine, faces_root: Path, monkeypatch):
+    from vultus.server import jobs
+
+    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    client = TestClient(app, raise_server_exceptions=False)
+    photo = faces_root / "deepface_jack" / "5.jpg"
+    with vultus.open(engine.data_dir, workers=1) as other:
+        writing = other._writing()
+        writing.__enter__()  # the runner waits on its first job, so later ones stay queued
+        try:
+            first = _upload(client, headers, photo)
+            assert first.status_code == 202
+            for _ in range(100):
+                if client.get(f"/v1/ingest/{first.json()['id']}", headers=headers).json()["waiting"]:
+                    break
+                time.sleep(0.05)
+            accepted = [_upload(client, headers, photo) for _ in range(2)]
+            assert [r.status_code for r in accepted] == [202, 202]
+            refused = _upload(client, headers, photo)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "ingest_queue_full"
+            assert "later" in refused.json()["error"]["message"]
+            assert len(list((engine.data_dir / "uploads").iterdir())) == 3  # the refused upload's folder is gone
+        finally:
+            writing.__exit__(None, None, None)
+    for response in [first, *accepted]:
+        assert _wait_for(client, response.json()["id"], headers)["status"] == "done"
+
+
+def test_a_base_exception_in_one_job_fails_it_and_the_runner_goes_on(app_engine, faces_root: Path, monkeypatch):
+    app, engine, tokens = app_engine
+    headers = _auth(tokens[Role.INVESTIGATOR])
+    client = TestClient(app)
+    real = engine.ingest
+    calls = []
+
+    class Abort(BaseException):
+        pass
+
+    def ingest(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise Abort("stop")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "ingest", ingest)
+    broken = _upload(client, headers, faces_root / "deepface_jack" / "5.jpg")
+    job = _wait_for(client, broken.json()["id"], headers)
+    assert job["status"] == "failed" and job["error"]["code"] == "Abort", job
+    runner = app.state.jobs._thread
+    fine = _upload(client, headers, faces_root / SMALL_PHOTOS[0])
+    assert _wait_for(client, fine.json()["id"], headers)["status"] == "done"
+    assert app.state.jobs._thread is runner  # the same runner took the next job
+    assert not any((engine.data_dir / "uploads").iterdir())

@@ -549,13 +549,18 @@ def serve(ctx: click.Context, host: str, port: int, serve_data: Path | None) -> 
         root = ctx.find_root().obj
         root["settings"] = root["settings"].with_(data_dir=serve_data)
 
+    from .server.connections import header_timeout_protocol
+
     app = create_app(engine=_engine(ctx))
     click.echo(f"Serving {ctx.find_root().obj['settings'].data_dir} on http://{host}:{port} (docs at /docs).", err=True)
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the
     # client; Vultus reads it itself, and only from VULTUS_TRUSTED_PROXIES. An idle
-    # keep-alive connection is closed after KEEP_ALIVE_SECONDS; headers are at most 16 KiB.
+    # keep-alive connection is closed after KEEP_ALIVE_SECONDS; headers are at most 16 KiB,
+    # and must be complete within VULTUS_BODY_TIMEOUT of the connection opening or of the
+    # previous response (uvicorn's own timer would let a silent or trickling client stay).
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
-                timeout_keep_alive=KEEP_ALIVE_SECONDS, h11_max_incomplete_event_size=16 * 1024)
+                timeout_keep_alive=KEEP_ALIVE_SECONDS, h11_max_incomplete_event_size=16 * 1024,
+                http=header_timeout_protocol(app.state.body_timeout))
 
 
 @cli.group()

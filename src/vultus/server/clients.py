@@ -3,8 +3,16 @@
 A ``X-Forwarded-For`` header is written by whoever sends the request, so it is read only
 when the socket's peer is one of the proxies the operator listed in
 ``VULTUS_TRUSTED_PROXIES``; then the last hop that is not itself a trusted proxy is the
-client (anything the client wrote before that hop is ignored). Everything that limits or
-records a client (the public page's daily limit, the sign-in attempt limit) uses this.
+client (anything the client wrote before that hop is ignored). The header may come on
+several lines (a proxy such as HAProxy adds its own line after the client's): they are
+read as one chain, in order. An IPv4-mapped IPv6 peer (``::ffff:10.0.0.1``, from a
+dual-stack socket) is its IPv4 address.
+
+Everything that limits or records a client (the public page's daily limit, the sign-in
+attempt limit) counts it by :func:`address_key`: an IPv6 client by its /64, the block one
+subscriber is usually given, so that walking through one's own addresses makes no new
+client. The scheme the browser used (for the cookies' ``Secure``) is likewise taken from
+``X-Forwarded-Proto`` only when a trusted proxy sends it.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from ..errors import SettingsError
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
-__all__ = ["client_address", "client_of", "parse_proxies", "Network"]
+__all__ = ["address_key", "client_address", "client_key", "client_of", "parse_proxies", "scheme_of", "Network"]
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -39,12 +47,33 @@ def parse_proxies(text: str | None) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _trusted(address: str, proxies: Iterable[Network]) -> bool:
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, an IPv4-mapped IPv6 one as its IPv4 address; None when it is not one."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.strip())
     except ValueError:
-        return False
-    return any(ip in network for network in proxies)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _trusted(address: str, proxies: Iterable[Network]) -> bool:
+    ip = _ip(address)
+    return ip is not None and any(ip in network for network in proxies)
+
+
+def address_key(address: str) -> str:
+    """The key a client address is counted under: an IPv6 address's /64, an IPv4 address itself.
+
+    Anything that is not an address (a test client's name) is its own key.
+    """
+    ip = _ip(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def client_address(peer: str, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
@@ -61,8 +90,32 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[Network,
     return peer  # every hop is a trusted proxy: the request came from inside
 
 
+def _peer(request: "HTTPConnection") -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def client_of(request: "HTTPConnection") -> str:
     """The client address of ``request`` under the app's trusted proxies."""
-    peer = request.client.host if request.client else "unknown"
     proxies = getattr(request.app.state, "trusted_proxies", ())
-    return client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+    chain = ", ".join(request.headers.getlist("x-forwarded-for"))
+    return client_address(_peer(request), chain or None, proxies)
+
+
+def client_key(request: "HTTPConnection") -> str:
+    """The key ``request``'s client is limited and recorded under (see :func:`address_key`)."""
+    return address_key(client_of(request))
+
+
+def scheme_of(request: "HTTPConnection") -> str:
+    """The scheme the browser used: the socket's, or ``https`` when a trusted proxy says so.
+
+    Any ``https`` in the header counts: wrongly marking a cookie Secure only keeps it off
+    plain HTTP, while wrongly leaving it off would send it in clear.
+    """
+    if request.url.scheme == "https":
+        return "https"
+    proxies = getattr(request.app.state, "trusted_proxies", ())
+    if not proxies or not _trusted(_peer(request), proxies):
+        return request.url.scheme
+    said = ",".join(request.headers.getlist("x-forwarded-proto")).lower()
+    return "https" if "https" in [part.strip() for part in said.split(",")] else request.url.scheme

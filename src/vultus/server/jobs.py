@@ -6,6 +6,10 @@ therefore never run side by side: each waits in the queue (status ``queued``) un
 runner takes it, and when another process or request holds the writer lock the runner
 waits and tries the same job again rather than failing it. A job fails only for a reason
 of its own photos; its uploaded files are removed when it ends either way.
+
+At most ``MAX_QUEUED`` jobs wait at a time (uploads wait unencrypted on disk with their
+job): one more is refused with :class:`QueueFull`, which the routes answer 503. Anything a
+job raises, even a ``BaseException``, fails that job alone; the runner goes on to the next.
 """
 
 from __future__ import annotations
@@ -21,13 +25,23 @@ from typing import Any, Callable
 from ..engine import Engine
 from ..errors import DataDirLockedError
 
-__all__ = ["JobRunner", "MAX_JOBS_KEPT", "RETRY_SECONDS"]
+__all__ = ["JobRunner", "MAX_JOBS_KEPT", "MAX_QUEUED", "QueueFull", "RETRY_SECONDS"]
 
 #: Finished ingest jobs remembered for polling; older ones are forgotten.
 MAX_JOBS_KEPT = 200
+#: Most jobs waiting for the runner (the one it is running or retrying not counted).
+MAX_QUEUED = 20
 #: How long the runner waits between tries while another writer holds the data directory,
 #: at first and at most (it doubles in between).
 RETRY_SECONDS = (0.2, 5.0)
+
+
+class QueueFull(Exception):
+    """``limit`` jobs are already waiting; the caller should try again later."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} ingest jobs are already waiting")
+        self.limit = limit
 
 
 class JobRunner:
@@ -45,6 +59,8 @@ class JobRunner:
         """Queue an ingest of ``paths`` into ``source`` as ``actor``; returns the job to poll.
 
         With ``root``, files whose real path is outside it are refused (the ingest root).
+        Raises :class:`QueueFull` when ``MAX_QUEUED`` jobs are waiting already (nothing is
+        queued then, and ``cleanup`` stays the caller's).
         """
         job: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "status": "queued", "position": None, "waiting": None,
                                "done": 0, "total": None, "faces": 0, "summary": None, "error": None}
@@ -58,6 +74,8 @@ class JobRunner:
                 return self.engine.ingest(paths, source=source, progress=progress, rename=rename, root=root).as_dict()
 
         with self._lock:
+            if self._queue.qsize() >= MAX_QUEUED:
+                raise QueueFull(MAX_QUEUED)
             self._forget_old()
             self.jobs[job["id"]] = job
             job["position"] = self._queue.qsize() + 1
@@ -108,6 +126,6 @@ class JobRunner:
                 job.update(status="queued", position=1, waiting=str(exc))
                 time.sleep(delay)
                 delay = min(most, delay * 2)
-            except Exception as exc:  # noqa: BLE001 - reported through the job, not lost
+            except BaseException as exc:  # noqa: BLE001 - reported through the job; the runner must go on
                 job.update(status="failed", position=None, waiting=None, error={"code": type(exc).__name__, "message": str(exc)})
                 return

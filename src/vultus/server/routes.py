@@ -20,7 +20,8 @@ from ..media import decode_image
 from ..media.collect import PHOTO_SUFFIXES
 from ..store.accounts import Account, Role
 from .app import ApiError, as_dict, engine_of, require
-from .clients import client_of
+from .clients import client_key
+from .jobs import QueueFull
 
 router = APIRouter(prefix="/v1")
 
@@ -108,8 +109,12 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
 def _start_job(request: Request, account: Account, paths: list[str], source: str, cleanup: Path | None,
                rename: tuple[str, str] | None = None, root: str | None = None) -> dict[str, Any]:
     engine_of(request).store.get_source(source)  # an unknown source is a 404 now, not a failed job later
-    return request.app.state.jobs.submit(actor=account.name, paths=paths, source=source, cleanup=cleanup, rename=rename,
-                                         root=root)
+    try:
+        return request.app.state.jobs.submit(actor=account.name, paths=paths, source=source, cleanup=cleanup,
+                                             rename=rename, root=root)
+    except QueueFull as exc:
+        raise ApiError(503, "ingest_queue_full", f"{exc.limit} ingest jobs are already waiting on this server; "
+                       "try again later, when some have finished (poll them at /v1/ingest/JOB).") from None
 
 
 @router.post("/ingest/uploads", status_code=202, tags=["ingest"])
@@ -139,10 +144,12 @@ def ingest_uploads(
                 # Ingest takes files by their suffix: one without a photo's would be skipped.
                 name += _SUFFIX_OF.get(decoded.format.upper(), ".jpg")
             (batch / f"{number:05d}-{name}").write_bytes(data)
+        # Inside the try: until the job is queued, the folder is this request's to remove.
+        return _start_job(request, account, [str(batch)], source, cleanup=batch,
+                          rename=(f"{os.path.abspath(batch)}/", "upload:"))
     except BaseException:
         shutil.rmtree(batch, ignore_errors=True)
         raise
-    return _start_job(request, account, [str(batch)], source, cleanup=batch, rename=(f"{os.path.abspath(batch)}/", "upload:"))
 
 
 class PathIngest(BaseModel):
@@ -421,7 +428,7 @@ def public_request(
 ) -> dict[str, Any]:
     """A person asks what is held about them, or for erasure or objection, with a photo of
     their face. Creates a request for the data-protection officer; shows no result."""
-    client = client_of(request)
+    client = client_key(request)
     return {
         **engine_of(request).submit_public_request(kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client),
         "message": "Your request is registered. The data-protection officer will answer at the address you "

@@ -12,7 +12,6 @@ shows a search result.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import secrets
 import time
@@ -28,9 +27,9 @@ from ..policy import LegalBasis
 from ..report import access_report_html
 from ..store.accounts import Account, Role
 from .app import ApiError, engine_of
-from .clients import client_of
+from .clients import client_key, scheme_of
 from .routes import MAX_ID, _photo_bytes
-from .signin import LOGIN_COOKIE, WINDOW_SECONDS, FailureLimiter, LoginCsrf
+from .signin import LOGIN_COOKIE, MAX_FAILURES, WINDOW_SECONDS, FailureLimiter, LoginCsrf, name_key, same_token
 
 web = APIRouter()
 
@@ -105,7 +104,7 @@ def _signed_in(request: Request, *roles: Role) -> dict[str, Any]:
 
 
 def _check_csrf(session: dict[str, Any], token: str) -> None:
-    if not hmac.compare_digest(session["csrf"], token or ""):
+    if not same_token(session["csrf"], token):
         raise ApiError(403, "csrf", "The form expired or did not come from this site; reload the page and try again.")
 
 
@@ -167,7 +166,7 @@ def _login_form(request: Request, notice: str = "", status: int = 200) -> HTMLRe
 <button type="submit">Sign in</button></form><p>A person in the photos? <a href="/request">Make a request here</a>.</p>"""
     response = _page("Sign in", form, status=status)
     response.set_cookie(LOGIN_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/ui/login")
+                        secure=scheme_of(request) == "https", path="/ui/login")
     return response
 
 
@@ -178,22 +177,24 @@ def login(request: Request, token: str = Form(""), name: str = Form(""), csrf: s
     if not guard.check(request.cookies.get(LOGIN_COOKIE), csrf):
         return _login_form(request, _error_box("The sign-in form expired or did not come from this site; sign in "
                                                "again on this page."), status=403)
-    keys = [f"client:{client_of(request)}"] + ([f"name:{name.strip()}"] if name.strip() else [])
-    wait = failures.blocked(keys)
-    if wait is not None:
+    keys = [f"client:{client_key(request)}"] + ([name_key(name.strip())] if name.strip() else [])
+    # Counted before the secret is checked, and given back below when it was right: checking
+    # first and counting after would let parallel guesses all through before the first count.
+    attempt = failures.reserve(keys)
+    if attempt.wait is not None:
         return _login_form(request, _error_box(
-            f"Too many failed sign-ins from this address or for this account: at most 5 in {WINDOW_SECONDS // 60} "
-            f"minutes. Try again in {max(1, round(wait / 60))} minute(s), or ask an administrator for a new token."),
-            status=429)
+            f"Too many failed sign-ins from this address or for this account: at most {MAX_FAILURES} in "
+            f"{WINDOW_SECONDS // 60} minutes. Try again in {max(1, round(attempt.wait / 60))} minute(s), or ask an "
+            "administrator for a new token."), status=429)
     secret = token.strip()
     if name.strip():
         account = engine.authenticate_password(name.strip(), token) or engine.authenticate(secret)
     else:
         account = engine.authenticate(secret)
     if account is None:
-        failures.failed(keys)
         return _login_form(request, _error_box("That name and password, or that token, is not valid, or the account "
                                                "is disabled."), status=401)
+    failures.release(attempt)
     sessions = _sessions(request)
     now = time.time()
     for stale in [key for key, value in sessions.items() if value["expires"] < now]:
@@ -203,7 +204,7 @@ def login(request: Request, token: str = Form(""), name: str = Form(""), csrf: s
                                "expires": time.time() + SESSION_SECONDS}
     response = RedirectResponse("/ui/", status_code=303)
     response.set_cookie(SESSION_COOKIE, sid, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=scheme_of(request) == "https", path="/")
     response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
     return response
 
@@ -461,7 +462,7 @@ def public_page(request: Request) -> HTMLResponse:
 @web.post("/request", response_class=HTMLResponse, include_in_schema=False)
 def public_submit(request: Request, kind: str = Form(...), contact: str = Form(...),
                   photo: UploadFile = File(...)) -> HTMLResponse:
-    client = client_of(request)
+    client = client_key(request)
     try:
         done = engine_of(request).submit_public_request(
             kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client)
