@@ -467,3 +467,20 @@ def test_a_file_swapped_for_a_link_after_it_was_listed_is_refused_when_read(tmp_
     os.mkfifo(root / "pipe.jpg")  # a FIFO named like a photo would block the read for ever
     [(_, blocked)] = [(i, d) for i, d in read_items(collect([root / "pipe.jpg"]).items)]
     assert isinstance(blocked, OSError) and "not a regular file" in str(blocked)
+
+
+def test_the_public_pages_counts_are_forgotten_after_a_day_without_new_attempts(data: Path, faces_root: Path):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from vultus.store import iso, utcnow
+
+    noface = (faces_root / "_noface" / "017_0.jpg").read_bytes()
+    with vultus.open(data) as engine:
+        with pytest.raises(VultusError):
+            engine.submit_public_request(kind="access", photo=noface, contact="old@example.org", client="192.0.2.8")
+        with engine.store.engine.begin() as conn:
+            conn.execute(update(public_attempts).values(at=iso(utcnow() - timedelta(days=2))))
+    with vultus.open(data) as engine, engine.store.engine.connect() as conn:
+        assert conn.execute(select(public_attempts)).all() == []

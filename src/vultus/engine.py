@@ -140,6 +140,8 @@ class Engine:
             self._presence.close()
             raise
         self.notices += secure_permissions(self.data_dir, settings.key_path)  # a new database's files
+        # The public page's counts live a day; without new attempts nothing else would delete them.
+        self.store.registers.forget_public_attempts(before=iso(utcnow() - timedelta(days=1)))
         if self.keys.rotation_pending:
             self.notices.append(
                 "A key rotation was interrupted: an old key is still in the key file. Run `vultus keys rotate` "

@@ -211,6 +211,13 @@ class Registers:
         # Keyed, and by kind, so that the same text as contact and as client never match.
         return self.cipher.mac(f"public-{kind}:{value}".encode())
 
+    def forget_public_attempts(self, *, before: str) -> None:
+        """Delete the public page's attempt records older than ``before`` (their hashes too)."""
+        old = public_attempts.c.at < before
+        with self.engine.begin() as conn:
+            if conn.execute(select(public_attempts.c.id).where(old).limit(1)).first() is not None:
+                conn.execute(delete(public_attempts).where(old))
+
     def reserve_public_attempt(self, *, contact: str, client: str, at: str, since: str, limit: int) -> int | None:
         """Count one public attempt and return its id, or None if ``limit`` were already made
         since ``since`` from this contact address or client.
