@@ -144,6 +144,9 @@ def test_refused_public_requests_count_toward_the_limit(data: Path, faces_root: 
         with pytest.raises(RateLimitedError):
             engine.submit_public_request(kind="access", photo=(faces_root / "facerec_obama" / "2.jpg").read_bytes(),
                                          contact="other@example.org", client="203.0.113.5")
+        # Refused attempts do not block the address they named (anyone can name anyone's).
+        engine.submit_public_request(kind="access", photo=(faces_root / "facerec_obama" / "2.jpg").read_bytes(),
+                                     contact="eve@example.org", client="198.51.100.77")
 
 
 def test_requester_hashes_are_keyed_and_erased_once_the_request_is_carried_out(data: Path, faces_root: Path):

@@ -496,8 +496,14 @@ class Engine:
                 f"At most {PUBLIC_REQUESTS_PER_DAY} requests a day may be sent from one address; your earlier "
                 "requests are registered and will be answered. Try again tomorrow if you need to."
             )
-        template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels,
-                                      max_decode_mb=self.settings.max_decode_mb)
+        try:
+            template = requester_template(photo, analyzer=self.analyzer, max_pixels=self.settings.max_pixels,
+                                          max_decode_mb=self.settings.max_decode_mb)
+        except BaseException:
+            # A refused attempt still counts for the client that sent it, but not for the
+            # address it named: anyone could name someone else's address to block them.
+            self.store.registers.refused_public_attempt(attempt)
+            raise
         probe_sha256 = hashlib.sha256(photo).hexdigest()
         # Sealed outside the writer lock (the public page must not wait for an ingest): a
         # rotation in this process starts only between two such seal-and-commits, so every

@@ -211,6 +211,11 @@ class Registers:
         # Keyed, and by kind, so that the same text as contact and as client never match.
         return self.cipher.mac(f"public-{kind}:{value}".encode())
 
+    def refused_public_attempt(self, attempt_id: int) -> None:
+        """Keep a refused attempt counted against its client only, not its contact address."""
+        with self.engine.begin() as conn:
+            conn.execute(update(public_attempts).where(public_attempts.c.id == attempt_id).values(contact_hash=""))
+
     def forget_public_attempts(self, *, before: str) -> None:
         """Delete the public page's attempt records older than ``before`` (their hashes too)."""
         old = public_attempts.c.at < before
