@@ -459,3 +459,15 @@ def test_redaction_decodes_under_the_deployments_limits_not_the_defaults():
         image = Image.open(io.BytesIO(redacted))
     with image:
         assert image.size == (11000, 12000) and image.getpixel((200, 200)) == (0, 0, 0)
+
+
+def test_a_plain_file_over_the_photo_limit_is_refused_unread(tmp_path: Path):
+    from vultus.errors import ImageTooLargeError
+    from vultus.media import collect, read_items
+    from vultus.media.collect import MAX_MEMBER_BYTES
+
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as handle:  # sparse: no disk is spent on it
+        handle.truncate(MAX_MEMBER_BYTES + 1)
+    [(_, result)] = list(read_items(collect([huge]).items))
+    assert isinstance(result, ImageTooLargeError) and "over the" in str(result)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from ..errors import ArchiveMemberTooLargeError, DamagedArchiveMemberError, InputPathError
+from ..errors import ArchiveMemberTooLargeError, DamagedArchiveMemberError, ImageTooLargeError, InputPathError
 
 __all__ = ["Item", "Collection", "collect", "read_items", "PHOTO_SUFFIXES", "MAX_MEMBER_BYTES"]
 
@@ -125,7 +125,14 @@ def read_items(items: Iterable[Item]) -> Iterator[tuple[Item, bytes | Exception]
         if item.archive is None:
             try:
                 with _open_checked(item) as handle:
-                    yield item, handle.read()
+                    size = os.fstat(handle.fileno()).st_size
+                    if size > MAX_MEMBER_BYTES:  # read whole, a 10 GB "photo" would be 10 GB of memory
+                        yield item, ImageTooLargeError(
+                            f"{item.container}: the file is {size:,} bytes, over the {MAX_MEMBER_BYTES:,}-byte "
+                            "limit for a photo; check what it is, and scale or convert it if it is one."
+                        )
+                    else:
+                        yield item, handle.read()
             except OSError as exc:
                 yield item, exc
         elif item.archive == "zip":
