@@ -201,7 +201,9 @@ def test_quality_gate_leaves_out_small_and_low_scoring_faces_and_counts_them(
     from vultus.media import decode_image
 
     group = faces_root / "_group" / "014_5.jpg"
-    found = FaceAnalyzer.from_names("hog", "dlib-resnet-v1").detect(
+    from vultus.config import Settings
+
+    found = FaceAnalyzer.from_names(Settings().detector, "dlib-resnet-v1").detect(
         decode_image(group.read_bytes(), name="g", max_pixels=10**9).rgb
     )
     smallest = min(min(d.box.width, d.box.height) for d in found)

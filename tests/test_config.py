@@ -13,7 +13,7 @@ from vultus.errors import SettingsError
 def test_defaults_suit_a_newcomer():
     settings = Settings.from_env({})
     assert settings.data_dir == Path("vultus-data")
-    assert settings.detector == "hog" and settings.embedder is None  # the gallery's own, dlib for a new one
+    assert settings.detector == "yunet" and settings.embedder is None  # the gallery's own, dlib for a new one
     assert settings.worker_count >= 1 and settings.top == 10 and settings.threshold is None
 
 

@@ -137,9 +137,11 @@ def test_an_erasure_killed_part_way_is_finished_by_the_next_read_command(tmp_pat
         engine.ingest([faces_root / "deepface_jack", faces_root / "deepface_mark"], source="s", workers=1)
         match = engine.match_person(probe)
         erased_shas = set(match.image_sha256s)
-        erased_faces = {hit.face_id for hit, _ in match.faces}
-        erased_blobs = {hit.blob_key for hit, _ in match.faces} | {hit.crop_key for hit, _ in match.faces}
         everyone = set(engine.store.searchable_face_ids().tolist())
+        # Whole photos are erased: every face in them goes, bystanders' included.
+        in_erased = [hit for hit in engine.store.hydrate(sorted(everyone)).values() if hit.sha256 in erased_shas]
+        erased_faces = {hit.face_id for hit in in_erased}
+        erased_blobs = {hit.blob_key for hit in in_erased} | {hit.crop_key for hit in in_erased}
     assert erased_faces and everyone - erased_faces, "the probe must match some photos, not all"
     assert erased_faces <= _index_ids(data)
 

@@ -94,10 +94,11 @@ class _Group(click.Group):
 @click.option(
     "--detector",
     envvar="VULTUS_DETECTOR",
-    default="hog",
+    default="yunet",
     show_default=True,
-    help="Face detector: hog (fast, frontal faces), cnn (dlib MMOD: more turned faces, about 3x slower) "
-    "or the path of an SCRFD-style .onnx file. Env VULTUS_DETECTOR.",
+    help="Face detector: yunet (libfacedetection's CNN: turned and small faces, fast), hog (dlib's HOG: "
+    "frontal faces), cnn (dlib's MMOD CNN, slower) or the path of an SCRFD-style .onnx file. "
+    "Env VULTUS_DETECTOR.",
 )
 @click.option(
     "--embedder",
@@ -254,7 +255,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
     click.echo(
         f"Indexed {summary.images} photo{'s' if summary.images != 1 else ''} with {summary.faces} "
         f"face{'s' if summary.faces != 1 else ''} into source {summary.source!r} in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.2f} photos/s)."
+        f"({summary.images_per_second:.2f} photos/s, detector {summary.detector})."
     )
     click.echo(f"No face found: {summary.no_face}. Already indexed (skipped): {summary.duplicates}.")
     if summary.low_quality:

@@ -27,8 +27,8 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     #: Key file with the encryption and signing keys; None means ``DATA/keys.json``.
     key_file: Path | None = None
-    #: Registered detector name (``hog`` or ``cnn``), or the path of an SCRFD-style ONNX file.
-    detector: str = "hog"
+    #: Registered detector name (``yunet``, ``hog`` or ``cnn``), or the path of an SCRFD-style ONNX file.
+    detector: str = "yunet"
     #: Registered embedder name, or the path of an ArcFace-style ONNX file; None means the
     #: one the gallery was built with (``dlib-resnet-v1`` for a new gallery).
     embedder: str | None = None

