@@ -131,3 +131,18 @@ def test_stored_impostor_counts_give_the_fmr_at_any_threshold():
     assert fmr_at(record, 0.0) == 1.0 and fmr_at(record, 1.01) == 0.0
     # Records written before the counts were kept still read exactly.
     assert fmr_at({"impostor_scores": [0.2, 0.5, 0.8]}, 0.5) == pytest.approx(2 / 3)
+
+
+def test_a_report_in_a_missing_folder_is_refused_before_anything_runs(subset: Path, tmp_path: Path, monkeypatch):
+    from vultus.engine import Engine
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran although its report could not be written")
+
+    monkeypatch.setattr(Engine, "evaluate", must_not_run)
+    missing = tmp_path / "no-such-folder" / "report.html"
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(subset), "--report", str(missing)])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert "Traceback" not in out.output
+    assert str(missing.parent) in out.output and "create" in out.output.lower()
+    assert not missing.parent.exists()  # refused, not made: a typo in the path is not a new folder

@@ -377,7 +377,10 @@ def eval_command(ctx: click.Context, dataset: Path, pairs_file: Path | None, fpi
     of images with no face found.
     """
     from .calibration import plots, public_figures
+    from .report import check_report_path
 
+    if report_path is not None:  # before the evaluation, not after it: its result would be lost
+        check_report_path(report_path)
     update, bar = _progress_bar("Evaluating")
     try:
         report = _engine(ctx).evaluate(dataset, pairs=pairs_file, fpir=fpir, progress=update)

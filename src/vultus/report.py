@@ -1,11 +1,41 @@
-"""Render an access report (GDPR Art. 15) as a self-contained HTML page."""
+"""Reports as self-contained HTML pages: an access report (GDPR Art. 15) and an evaluation report."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from html import escape
+from pathlib import Path
 from typing import Any
 
-__all__ = ["access_report_html"]
+from .errors import OutputPathError
+
+__all__ = ["access_report_html", "check_report_path"]
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse (OutputPathError) a report file that could not be written, before any work is done.
+
+    Its folder must exist and take a new file: a trial file is made and removed, since
+    permission bits do not tell (root ignores them; a read-only mount does not).
+    """
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OutputPathError(
+            f"The folder {folder} for the report does not exist; create it (mkdir -p {folder}) "
+            "or give a --report path in an existing folder, then run the command again."
+        )
+    if Path(path).is_dir():
+        raise OutputPathError(f"{path} is a folder; give a file name for the report, e.g. {Path(path) / 'report.html'}.")
+    try:
+        handle, trial = tempfile.mkstemp(dir=folder, prefix=".vultus-write-check-")
+        os.close(handle)
+        os.unlink(trial)
+    except OSError as exc:
+        raise OutputPathError(
+            f"The report cannot be written in {folder} ({exc.strerror or exc}); give a --report path in a "
+            "folder you can write to, then run the command again."
+        ) from None
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
