@@ -19,7 +19,7 @@ import numpy as np
 from .errors import FaceError, InputPathError, MediaError, PolicyError
 from .faces import FaceAnalyzer
 from .media import decode_image
-from .metrics import identification, rates_at, roc_points, tenfold_accuracy, threshold_for_fmr
+from .metrics import identification, rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
 from .store import Store, iso, utcnow
 
 __all__ = [
@@ -141,11 +141,16 @@ def _all_pairs(analyzer: FaceAnalyzer, templates: Templates) -> tuple[np.ndarray
     return np.concatenate(scores), np.concatenate(same)
 
 
+#: The FMR at which the TMR is reported (NIST FRTE's customary operating point).
+TMR_FMR = 1e-3
+
+
 def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *, threshold: float,
             dataset: str, images: int, templates: Templates) -> dict[str, Any]:
     genuine, impostor = similarity[same], similarity[~same]
     fmr, fnmr = rates_at(genuine, impostor, threshold)
     mean, std = tenfold_accuracy(similarity, same) if len(similarity) >= 10 else (float("nan"), float("nan"))
+    at = tmr_at_fmr(genuine, impostor, TMR_FMR)
     return {
         "dataset": dataset,
         "model_id": analyzer.model_id,
@@ -157,6 +162,11 @@ def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *,
         "threshold": round(threshold, 4),
         "fmr": fmr,
         "fnmr": fnmr,
+        # The lowest FMR these impostor pairs can measure: curves stop there, and an FMR
+        # target below it is not resolved.
+        "fmr_floor": 1.0 / len(impostor) if len(impostor) else None,
+        "tmr_at_fmr_1e-3": None if at is None else at[0],
+        "threshold_at_fmr_1e-3": None if at is None else round(at[1], 4),
         "accuracy_10fold": mean,
         "accuracy_10fold_std": std,
         "_genuine": genuine,
@@ -186,12 +196,19 @@ def evaluate_folder(analyzer: FaceAnalyzer, root: Path, *, threshold: float, fpi
 
 def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, threshold: float,
                    max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Verification figures on an LFW-format pairs file; pairs with no face are counted, not scored."""
+    """Verification figures on an LFW-format pairs file, as the standard protocol counts them.
+
+    A pair with an image that yields no face (or cannot be read) is a failed pair: the
+    headline ``accuracy_10fold`` counts it as an error in its fold. ``accuracy_10fold_scored``
+    is the accuracy on the pairs that could be scored, beside it; FMR, FNMR and the curves
+    are over the scored pairs.
+    """
     pairs = parse_lfw_pairs(pairs_file, images)
     unique = sorted({p for a, b, _ in pairs for p in (a, b)})
     templates = _embed(analyzer, [("", p) for p in unique], max_pixels=max_pixels, progress=progress)
     index = {path: row for row, path in enumerate(templates.paths)}
-    usable = [(a, b, same) for a, b, same in pairs if str(a) in index and str(b) in index]
+    scored = np.array([str(a) in index and str(b) in index for a, b, _ in pairs], dtype=bool)
+    usable = [pair for pair, ok in zip(pairs, scored) if ok]
     if not usable:
         raise FaceError(f"No pair in {pairs_file} has a face found in both images; check --images.")
     a_rows = templates.vectors[[index[str(a)] for a, _, _ in usable]]
@@ -200,8 +217,27 @@ def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, th
     same = np.array([s for _, _, s in usable])
     report = _report(analyzer, similarity, same, threshold=threshold, dataset=str(pairs_file),
                      images=len(unique), templates=templates)
-    report.update(pairs=len(pairs), pairs_scored=len(usable))
-    return report
+    every = np.full(len(pairs), np.nan)
+    every[scored] = similarity
+    all_same = np.array([s for _, _, s in pairs], dtype=bool)
+    headline = (tenfold_accuracy(every, all_same, failed=~scored) if len(pairs) >= 10
+                else (float("nan"), float("nan")))
+    figures: dict[str, Any] = {}
+    for key, value in report.items():
+        if key == "accuracy_10fold":
+            figures.update({
+                "accuracy_10fold": headline[0],
+                "accuracy_10fold_std": headline[1],
+                "accuracy_10fold_scored": value,
+                "accuracy_10fold_scored_std": report["accuracy_10fold_std"],
+                "pairs": len(pairs),
+                "pairs_scored": len(usable),
+                "pairs_failed": int(np.sum(~scored)),
+                "pairs_failed_genuine": int(np.sum(~scored & all_same)),
+            })
+        elif key != "accuracy_10fold_std":
+            figures[key] = value
+    return figures
 
 
 def public_figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -291,35 +327,3 @@ def expected_false_candidates(calibration: dict[str, Any] | None, threshold: flo
     if calibration is None:
         return None
     return fmr_at(calibration, threshold) * gallery_faces
-
-
-def plots(report: dict[str, Any], stem: Path) -> list[Path]:
-    """ROC and DET curves as PNG files ``STEM-roc.png`` and ``STEM-det.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    _, fmr, fnmr = roc_points(report["_genuine"], report["_impostor"])
-    written = []
-    for kind in ("roc", "det"):
-        figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
-        if kind == "roc":
-            axis.plot(np.maximum(fmr, 1e-6), 1 - fnmr)
-            axis.set_xscale("log")
-            axis.set_xlabel("false match rate")
-            axis.set_ylabel("true match rate")
-        else:
-            axis.plot(np.maximum(fmr, 1e-6), np.maximum(fnmr, 1e-6))
-            axis.set_xscale("log")
-            axis.set_yscale("log")
-            axis.set_xlabel("false match rate")
-            axis.set_ylabel("false non-match rate")
-        axis.set_title(f"{kind.upper()}: {report['model_id']}")
-        axis.grid(True, which="both", alpha=0.3)
-        path = stem.with_name(f"{stem.name}-{kind}.png")
-        figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
-        written.append(path)
-    return written

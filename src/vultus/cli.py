@@ -376,8 +376,8 @@ def eval_command(ctx: click.Context, dataset: Path, pairs_file: Path | None, fpi
     threshold, and for a folder dataset rank-1, rank-5 and FNIR at --fpir, and the number
     of images with no face found.
     """
-    from .calibration import plots, public_figures
-    from .report import check_report_path
+    from .calibration import public_figures
+    from .report import check_report_path, evaluation_html, evaluation_plots
 
     if report_path is not None:  # before the evaluation, not after it: its result would be lost
         check_report_path(report_path)
@@ -388,28 +388,23 @@ def eval_command(ctx: click.Context, dataset: Path, pairs_file: Path | None, fpi
         bar.close()
     figures = public_figures(report)
     if report_path is not None:
-        images = plots(report, report_path.with_suffix(""))
-        report_path.write_text(_eval_html(figures, images))
+        images = evaluation_plots(report, report_path.with_suffix(""))
+        report_path.write_text(evaluation_html(figures, images))
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
-    rows = [[key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value)]
+    if "pairs_failed" in figures:
+        click.echo(
+            f"Accuracy (10-fold, standard protocol): {figures['accuracy_10fold']:.4f}, the {figures['pairs_failed']} "
+            f"of {figures['pairs']} pairs with an image that yields no face counted as failed; on the "
+            f"{figures['pairs_scored']} scored pairs only: {figures['accuracy_10fold_scored']:.4f}."
+        )
+    rows = [[key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else
+             ("not resolved" if value is None else str(value))]
             for key, value in figures.items()]
     click.echo(_table(["", ""], rows, header=False))
     if report_path is not None:
         click.echo(f"Report written to {report_path}.")
-
-
-def _eval_html(figures: dict, images: list[Path]) -> str:
-    import base64
-    from html import escape
-
-    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in figures.items())
-    plots = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-                    for p in images)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Vultus evaluation</title></head>"
-            f"<body style='font-family:sans-serif'><h1>Evaluation of {escape(figures['model_id'])}</h1>"
-            f"<table border=1 cellpadding=4>{rows}</table>{plots}</body></html>")
 
 
 @cli.command("calibrate")
