@@ -14,6 +14,7 @@ from vultus.calibration import fmr_at, impostor_survival, parse_lfw_pairs
 from vultus.cli import cli
 from vultus.errors import PolicyError
 from vultus.metrics import rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
+from vultus.workers import worker_pool
 
 SUBSET = ["deepface_angelina", "deepface_jack", "facerec_obama", "deepface_mark", "facerec_biden"]
 
@@ -198,3 +199,31 @@ def test_a_report_in_a_missing_folder_is_refused_before_anything_runs(subset: Pa
     assert "Traceback" not in out.output
     assert str(missing.parent) in out.output and "create" in out.output.lower()
     assert not missing.parent.exists()  # refused, not made: a typo in the path is not a new folder
+
+
+def test_eval_and_calibrate_give_the_same_figures_in_one_process_and_in_two_workers(subset: Path, tmp_path: Path,
+                                                                                    monkeypatch):
+    from vultus import calibration
+    from vultus.calibration import calibration_figures, public_figures
+
+    pools = []
+    monkeypatch.setattr(calibration, "worker_pool", lambda *a: pools.append(a[0]) or worker_pool(*a))
+    with vultus.open(tmp_path / "d") as engine:
+        inline = engine.evaluate(subset, workers=1)
+        pooled = engine.evaluate(subset, workers=2)
+        assert public_figures(pooled) == public_figures(inline)
+        assert np.array_equal(pooled["_genuine"], inline["_genuine"])
+        assert np.array_equal(pooled["_impostor"], inline["_impostor"])
+        one = calibration_figures(engine.calibrate(subset, fmr=0.05, workers=1))
+        two = calibration_figures(engine.calibrate(subset, fmr=0.05, workers=2))
+    one.pop("at"), two.pop("at")
+    assert one == two
+    assert pools == [2, 2]  # the two-worker runs did use a pool of two
+
+
+def test_eval_shows_its_progress_on_stderr_with_json(subset: Path, tmp_path: Path):
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(subset), "--json", "--progress",
+                                   "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert "Evaluating" in out.stderr and "24/24" in out.stderr
+    assert json.loads(out.stdout)["images"] == 24  # the bar never mixes into the JSON
