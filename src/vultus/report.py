@@ -148,12 +148,12 @@ def evaluation_figures(report: dict[str, Any]) -> list[tuple[str, Any]]:
                           transform=axis.transAxes, ha="center", fontsize=8, color="0.4")
             axis.plot([max(at_fmr, fmr_floor)], [max(at_fnmr, fnmr_floor)], **point)
             axis.set_yscale("log")
-            axis.set_ylim(bottom=fnmr_floor)
+            axis.set_ylim(bottom=fnmr_floor * 0.8)  # a little room: a marker at the floor stays whole
             axis.set_ylabel("false non-match rate")
         if fmr_floor <= 1e-3:
             axis.axvline(1e-3, color="0.5", linestyle=":", linewidth=1)
         axis.set_xscale("log")
-        axis.set_xlim(fmr_floor, 1.0)
+        axis.set_xlim(fmr_floor * 0.8, 1.0)
         axis.set_xlabel(f"false match rate (from 1/{len(impostor)} impostor pairs)")
         axis.set_title(f"{kind.upper()}: {report['model_id']}\n{tmr_note}", fontsize=9)
         axis.grid(True, which="both", alpha=0.3)
