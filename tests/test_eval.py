@@ -13,7 +13,8 @@ import vultus
 from vultus.calibration import fmr_at, impostor_survival, parse_lfw_pairs
 from vultus.cli import cli
 from vultus.errors import PolicyError
-from vultus.metrics import rates_at, tenfold_accuracy, threshold_for_fmr
+from vultus.metrics import rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
+from vultus.workers import worker_pool
 
 SUBSET = ["deepface_angelina", "deepface_jack", "facerec_obama", "deepface_mark", "facerec_biden"]
 
@@ -50,17 +51,33 @@ def test_a_pairs_file_built_from_the_shared_faces_is_evaluated(tmp_path: Path, f
         (images / name).mkdir(parents=True)
         for n, photo in enumerate(sorted((faces_root / folder).iterdir()), start=1):
             (images / name / f"{name}_{n:04d}.jpg").symlink_to(photo)
+    # Photos with no face in them stand in for the LFW images a detector misses.
+    (images / "No_Face_Here").mkdir()
+    for n, photo in enumerate(sorted((faces_root / "_noface").iterdir()), start=1):
+        (images / "No_Face_Here" / f"No_Face_Here_{n:04d}.jpg").symlink_to(photo)
     lines = ["Angelina_Jo_Lie 1 2", "Angelina_Jo_Lie 3 4", "Jack_Of_All_Trades 1 2", "Jack_Of_All_Trades 3 5",
              "Angelina_Jo_Lie 1 Jack_Of_All_Trades 1", "Angelina_Jo_Lie 2 Jack_Of_All_Trades 3",
-             "Angelina_Jo_Lie 5 Jack_Of_All_Trades 4", "Angelina_Jo_Lie 6 Jack_Of_All_Trades 2"]
-    (tmp_path / "pairs.txt").write_text("8\n" + "\n".join(lines) + "\n")
+             "Angelina_Jo_Lie 5 Jack_Of_All_Trades 4", "Angelina_Jo_Lie 6 Jack_Of_All_Trades 2",
+             "Jack_Of_All_Trades 2 4", "Angelina_Jo_Lie 4 Jack_Of_All_Trades 5",
+             "No_Face_Here 1 2", "Angelina_Jo_Lie 3 No_Face_Here 1"]
+    (tmp_path / "pairs.txt").write_text("12\n" + "\n".join(lines) + "\n")
     out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(images), "--pairs",
                                    str(tmp_path / "pairs.txt"), "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
-    assert report["pairs"] == 8 and report["pairs_scored"] == 8
-    assert report["genuine_pairs"] == 4 and report["impostor_pairs"] == 4
+    assert report["pairs"] == 12 and report["pairs_scored"] == 10
+    assert report["pairs_failed"] == 2 and report["pairs_failed_genuine"] == 1 and report["no_face"] == 2
+    assert report["genuine_pairs"] == 5 and report["impostor_pairs"] == 5
     assert report["fmr"] == 0.0 and report["fnmr"] == 0.0
+    # The headline counts the two pairs with a no-face image as failed, wherever they fall in
+    # the folds: at most 10 of 12 right. The scored-pairs figure stands beside it.
+    assert report["accuracy_10fold"] <= 10 / 12 + 1e-9
+    assert report["accuracy_10fold_scored"] > report["accuracy_10fold"]
+    # 5 impostor pairs resolve no FMR below 1/5, so none at 1e-3.
+    assert report["fmr_floor"] == 0.2 and report["tmr_at_fmr_1e-3"] is None
+    text = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(images), "--pairs",
+                                    str(tmp_path / "pairs.txt")]).output
+    assert "the 2 of 12 pairs with an image that yields no face counted as failed" in text
 
 
 def test_eval_on_a_folder_gives_the_same_figures_from_the_cli_and_the_python_api(subset: Path, tmp_path: Path):
@@ -118,6 +135,42 @@ def test_metrics_on_known_scores():
     assert 0.5 < mean <= 1.0
 
 
+def test_tenfold_accuracy_counts_failed_pairs_as_errors():
+    rng = np.random.default_rng(5)
+    similarity = np.concatenate([np.full(100, 0.85), np.full(100, 0.15)])
+    same = np.array([True] * 100 + [False] * 100)
+    assert tenfold_accuracy(similarity, same)[0] == 1.0
+    failed = np.zeros(200, dtype=bool)
+    failed[rng.choice(200, 10, replace=False)] = True
+    similarity[failed] = np.nan  # never read
+    # 10 of 200 pairs are errors however the folds split them (20 pairs a fold).
+    assert tenfold_accuracy(similarity, same, failed=failed)[0] == pytest.approx(0.95)
+
+
+def test_tmr_at_fmr_is_given_only_where_the_impostors_resolve_it():
+    genuine = np.linspace(0.5, 1.0, 100)
+    impostor = np.linspace(0.0, 0.6, 2000)  # the top 2 of 2000 are at FMR 1e-3
+    tmr, threshold = tmr_at_fmr(genuine, impostor, 1e-3)
+    assert threshold == pytest.approx(impostor[-2]) and tmr == float(np.mean(genuine >= threshold))
+    assert tmr_at_fmr(genuine, impostor[:999], 1e-3) is None
+
+
+def test_the_curves_draw_only_the_fmrs_the_impostor_pairs_resolve(subset: Path, tmp_path: Path):
+    from vultus.report import evaluation_figures
+
+    with vultus.open(tmp_path / "d") as engine:
+        report = engine.evaluate(subset)
+    floor = 1 / report["impostor_pairs"]
+    assert report["fmr"] < floor  # the threshold accepts no impostor here: below what is resolved
+    for kind, figure in evaluation_figures(report):
+        axis = figure.axes[0]
+        curve, marker = axis.lines[0], axis.lines[1]
+        assert all(x >= floor for x in curve.get_xdata()), kind
+        assert kind == "det" or len(curve.get_xdata())
+        assert "threshold" in marker.get_label() and marker.get_xdata()[0] >= floor
+        assert "TMR at FMR 1e-3" in axis.get_title()
+
+
 def test_stored_impostor_counts_give_the_fmr_at_any_threshold():
     rng = np.random.default_rng(3)
     scores = np.clip(rng.normal(0.45, 0.08, 20_000), 0, 1)
@@ -132,3 +185,46 @@ def test_stored_impostor_counts_give_the_fmr_at_any_threshold():
     assert fmr_at(record, 0.0) == 1.0 and fmr_at(record, 1.01) == 0.0
     # Records written before the counts were kept still read exactly.
     assert fmr_at({"impostor_scores": [0.2, 0.5, 0.8]}, 0.5) == pytest.approx(2 / 3)
+
+
+def test_a_report_in_a_missing_folder_is_refused_before_anything_runs(subset: Path, tmp_path: Path, monkeypatch):
+    from vultus.engine import Engine
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran although its report could not be written")
+
+    monkeypatch.setattr(Engine, "evaluate", must_not_run)
+    missing = tmp_path / "no-such-folder" / "report.html"
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(subset), "--report", str(missing)])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert "Traceback" not in out.output
+    assert str(missing.parent) in out.output and "create" in out.output.lower()
+    assert not missing.parent.exists()  # refused, not made: a typo in the path is not a new folder
+
+
+def test_eval_and_calibrate_give_the_same_figures_in_one_process_and_in_two_workers(subset: Path, tmp_path: Path,
+                                                                                    monkeypatch):
+    from vultus import calibration
+    from vultus.calibration import calibration_figures, public_figures
+
+    pools = []
+    monkeypatch.setattr(calibration, "worker_pool", lambda *a: pools.append(a[0]) or worker_pool(*a))
+    with vultus.open(tmp_path / "d") as engine:
+        inline = engine.evaluate(subset, workers=1)
+        pooled = engine.evaluate(subset, workers=2)
+        assert public_figures(pooled) == public_figures(inline)
+        assert np.array_equal(pooled["_genuine"], inline["_genuine"])
+        assert np.array_equal(pooled["_impostor"], inline["_impostor"])
+        one = calibration_figures(engine.calibrate(subset, fmr=0.05, workers=1))
+        two = calibration_figures(engine.calibrate(subset, fmr=0.05, workers=2))
+    one.pop("at"), two.pop("at")
+    assert one == two
+    assert pools == [2, 2]  # the two-worker runs did use a pool of two
+
+
+def test_eval_shows_its_progress_on_stderr_with_json(subset: Path, tmp_path: Path):
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "d"), "eval", str(subset), "--json", "--progress",
+                                   "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert "Evaluating" in out.stderr and "24/24" in out.stderr
+    assert json.loads(out.stdout)["images"] == 24  # the bar never mixes into the JSON

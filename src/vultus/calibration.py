@@ -16,11 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import FaceError, InputPathError, MediaError, PolicyError
+from concurrent.futures.process import BrokenProcessPool
+
+from .errors import FaceError, InputPathError, MediaError, PolicyError, WorkerCrashedError
 from .faces import FaceAnalyzer
 from .media import decode_image
-from .metrics import identification, rates_at, roc_points, tenfold_accuracy, threshold_for_fmr
+from .metrics import identification, rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
 from .store import Store, iso, utcnow
+from .workers import main_is_importable, worker_pool
 
 __all__ = [
     "Templates",
@@ -47,22 +50,68 @@ class Templates:
     unreadable: list[str] = field(default_factory=list)
 
 
+#: (detector, embedder, detect size) by registered name: what a worker process builds its
+#: ``FaceAnalyzer`` from, the same one the caller's analyzer was built from.
+AnalyzerNames = tuple[str, str, "int | None"]
+
+
+def _template_of(analyzer: FaceAnalyzer, path: Path, max_pixels: int) -> np.ndarray | bool | None:
+    """The largest face's embedding in the photo at ``path``; False if it has no face, None if unreadable."""
+    try:
+        faces = analyzer.analyze(decode_image(path.read_bytes(), name=str(path), max_pixels=max_pixels).rgb)
+    except (MediaError, OSError):
+        return None
+    return faces[0].embedding if faces else False
+
+
+_WORKER: tuple[FaceAnalyzer, int] | None = None
+
+
+def _init_worker(names: AnalyzerNames, max_pixels: int) -> None:
+    global _WORKER
+    detector, embedder, detect_size = names
+    _WORKER = (FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size), max_pixels)
+
+
+def _work(path: Path) -> np.ndarray | bool | None:
+    assert _WORKER is not None
+    return _template_of(_WORKER[0], path, _WORKER[1])
+
+
+def _templates(analyzer: FaceAnalyzer, paths: list[Path], *, max_pixels: int, workers: int,
+               names: AnalyzerNames | None):
+    """Each photo's :func:`_template_of`, in order: in worker processes when ``workers`` > 1."""
+    if workers <= 1 or names is None or len(paths) < 2 or not main_is_importable():
+        for path in paths:
+            yield _template_of(analyzer, path, max_pixels)
+        return
+    try:
+        with worker_pool(min(workers, len(paths)), _init_worker, (names, max_pixels)) as pool:
+            # Small chunks: few round trips per photo, yet the progress bar still moves.
+            yield from pool.map(_work, paths, chunksize=max(1, min(16, len(paths) // (workers * 8))))
+    except BrokenProcessPool as exc:
+        raise WorkerCrashedError(
+            "A worker process died while analysing the photos (out of memory, or killed); nothing was "
+            "stored. Run the command again with fewer workers (--workers 1 runs in this process). From "
+            "your own script, put the call under `if __name__ == \"__main__\":` or pass workers=1."
+        ) from exc
+
+
 def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels: int,
-           progress: Callable[[int, int], None] | None) -> Templates:
+           progress: Callable[[int, int], None] | None, workers: int = 1,
+           names: AnalyzerNames | None = None) -> Templates:
     found = Templates()
     rows = []
-    for number, (label, path) in enumerate(items, start=1):
-        try:
-            faces = analyzer.analyze(decode_image(path.read_bytes(), name=str(path), max_pixels=max_pixels).rgb)
-        except (MediaError, OSError):
+    results = _templates(analyzer, [path for _, path in items], max_pixels=max_pixels, workers=workers, names=names)
+    for number, ((label, path), result) in enumerate(zip(items, results), start=1):
+        if result is None:
             found.unreadable.append(str(path))
-            faces = None
-        if faces:
+        elif result is False:
+            found.no_face.append(str(path))
+        else:
             found.labels.append(label)
             found.paths.append(str(path))
-            rows.append(faces[0].embedding)
-        elif faces is not None:
-            found.no_face.append(str(path))
+            rows.append(result)
         if progress is not None:
             progress(number, len(items))
     found.vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
@@ -70,8 +119,13 @@ def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels:
 
 
 def embed_folder(analyzer: FaceAnalyzer, root: Path, *, max_pixels: int = 120_000_000,
-                 progress: Callable[[int, int], None] | None = None) -> Templates:
-    """Templates of every photo in ``root/<identity>/`` (folders starting with ``_`` skipped)."""
+                 progress: Callable[[int, int], None] | None = None, workers: int = 1,
+                 names: AnalyzerNames | None = None) -> Templates:
+    """Templates of every photo in ``root/<identity>/`` (folders starting with ``_`` skipped).
+
+    With ``workers`` > 1 and the ``names`` ``analyzer`` was built from, the photos are
+    analysed in that many worker processes (the same templates, in the same order).
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputPathError(f"{root} is not a folder; give a folder with one sub-folder per identity.")
@@ -82,7 +136,7 @@ def embed_folder(analyzer: FaceAnalyzer, root: Path, *, max_pixels: int = 120_00
     ]
     if not items:
         raise InputPathError(f"{root} has no identity folders with photos in them.")
-    return _embed(analyzer, items, max_pixels=max_pixels, progress=progress)
+    return _embed(analyzer, items, max_pixels=max_pixels, progress=progress, workers=workers, names=names)
 
 
 def parse_lfw_pairs(pairs_file: Path, images: Path) -> list[tuple[Path, Path, bool]]:
@@ -141,11 +195,16 @@ def _all_pairs(analyzer: FaceAnalyzer, templates: Templates) -> tuple[np.ndarray
     return np.concatenate(scores), np.concatenate(same)
 
 
+#: The FMR at which the TMR is reported (NIST FRTE's customary operating point).
+TMR_FMR = 1e-3
+
+
 def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *, threshold: float,
             dataset: str, images: int, templates: Templates) -> dict[str, Any]:
     genuine, impostor = similarity[same], similarity[~same]
     fmr, fnmr = rates_at(genuine, impostor, threshold)
     mean, std = tenfold_accuracy(similarity, same) if len(similarity) >= 10 else (float("nan"), float("nan"))
+    at = tmr_at_fmr(genuine, impostor, TMR_FMR)
     return {
         "dataset": dataset,
         "model_id": analyzer.model_id,
@@ -157,6 +216,11 @@ def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *,
         "threshold": round(threshold, 4),
         "fmr": fmr,
         "fnmr": fnmr,
+        # The lowest FMR these impostor pairs can measure: curves stop there, and an FMR
+        # target below it is not resolved.
+        "fmr_floor": 1.0 / len(impostor) if len(impostor) else None,
+        "tmr_at_fmr_1e-3": None if at is None else at[0],
+        "threshold_at_fmr_1e-3": None if at is None else round(at[1], 4),
         "accuracy_10fold": mean,
         "accuracy_10fold_std": std,
         "_genuine": genuine,
@@ -165,9 +229,10 @@ def _report(analyzer: FaceAnalyzer, similarity: np.ndarray, same: np.ndarray, *,
 
 
 def evaluate_folder(analyzer: FaceAnalyzer, root: Path, *, threshold: float, fpir: float = 0.01,
-                    max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                    max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None,
+                    workers: int = 1, names: AnalyzerNames | None = None) -> dict[str, Any]:
     """Verification and identification figures on a folder-per-identity dataset."""
-    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress)
+    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress, workers=workers, names=names)
     similarity, same = _all_pairs(analyzer, templates)
     images = len(templates.labels) + len(templates.no_face) + len(templates.unreadable)
     report = _report(analyzer, similarity, same, threshold=threshold, dataset=str(root), images=images, templates=templates)
@@ -185,13 +250,22 @@ def evaluate_folder(analyzer: FaceAnalyzer, root: Path, *, threshold: float, fpi
 
 
 def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, threshold: float,
-                   max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Verification figures on an LFW-format pairs file; pairs with no face are counted, not scored."""
+                   max_pixels: int = 120_000_000, progress: Callable[[int, int], None] | None = None,
+                   workers: int = 1, names: AnalyzerNames | None = None) -> dict[str, Any]:
+    """Verification figures on an LFW-format pairs file, as the standard protocol counts them.
+
+    A pair with an image that yields no face (or cannot be read) is a failed pair: the
+    headline ``accuracy_10fold`` counts it as an error in its fold. ``accuracy_10fold_scored``
+    is the accuracy on the pairs that could be scored, beside it; FMR, FNMR and the curves
+    are over the scored pairs.
+    """
     pairs = parse_lfw_pairs(pairs_file, images)
     unique = sorted({p for a, b, _ in pairs for p in (a, b)})
-    templates = _embed(analyzer, [("", p) for p in unique], max_pixels=max_pixels, progress=progress)
+    templates = _embed(analyzer, [("", p) for p in unique], max_pixels=max_pixels, progress=progress,
+                       workers=workers, names=names)
     index = {path: row for row, path in enumerate(templates.paths)}
-    usable = [(a, b, same) for a, b, same in pairs if str(a) in index and str(b) in index]
+    scored = np.array([str(a) in index and str(b) in index for a, b, _ in pairs], dtype=bool)
+    usable = [pair for pair, ok in zip(pairs, scored) if ok]
     if not usable:
         raise FaceError(f"No pair in {pairs_file} has a face found in both images; check --images.")
     a_rows = templates.vectors[[index[str(a)] for a, _, _ in usable]]
@@ -200,8 +274,27 @@ def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, th
     same = np.array([s for _, _, s in usable])
     report = _report(analyzer, similarity, same, threshold=threshold, dataset=str(pairs_file),
                      images=len(unique), templates=templates)
-    report.update(pairs=len(pairs), pairs_scored=len(usable))
-    return report
+    every = np.full(len(pairs), np.nan)
+    every[scored] = similarity
+    all_same = np.array([s for _, _, s in pairs], dtype=bool)
+    headline = (tenfold_accuracy(every, all_same, failed=~scored) if len(pairs) >= 10
+                else (float("nan"), float("nan")))
+    figures: dict[str, Any] = {}
+    for key, value in report.items():
+        if key == "accuracy_10fold":
+            figures.update({
+                "accuracy_10fold": headline[0],
+                "accuracy_10fold_std": headline[1],
+                "accuracy_10fold_scored": value,
+                "accuracy_10fold_scored_std": report["accuracy_10fold_std"],
+                "pairs": len(pairs),
+                "pairs_scored": len(usable),
+                "pairs_failed": int(np.sum(~scored)),
+                "pairs_failed_genuine": int(np.sum(~scored & all_same)),
+            })
+        elif key != "accuracy_10fold_std":
+            figures[key] = value
+    return figures
 
 
 def public_figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -210,11 +303,12 @@ def public_figures(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def calibrate(store: Store, analyzer: FaceAnalyzer, root: Path, *, fmr: float, max_pixels: int = 120_000_000,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[int, int], None] | None = None, workers: int = 1,
+              names: AnalyzerNames | None = None) -> dict[str, Any]:
     """Set the search threshold for a target FMR on a folder dataset; keep it with the model id."""
     if not 0.0 < fmr < 1.0:
         raise PolicyError(f"--fmr is a rate between 0 and 1 (e.g. 1e-4), not {fmr}.")
-    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress)
+    templates = embed_folder(analyzer, root, max_pixels=max_pixels, progress=progress, workers=workers, names=names)
     similarity, same = _all_pairs(analyzer, templates)
     impostor, genuine = similarity[~same], similarity[same]
     if not len(impostor) or not len(genuine):
@@ -291,35 +385,3 @@ def expected_false_candidates(calibration: dict[str, Any] | None, threshold: flo
     if calibration is None:
         return None
     return fmr_at(calibration, threshold) * gallery_faces
-
-
-def plots(report: dict[str, Any], stem: Path) -> list[Path]:
-    """ROC and DET curves as PNG files ``STEM-roc.png`` and ``STEM-det.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    _, fmr, fnmr = roc_points(report["_genuine"], report["_impostor"])
-    written = []
-    for kind in ("roc", "det"):
-        figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
-        if kind == "roc":
-            axis.plot(np.maximum(fmr, 1e-6), 1 - fnmr)
-            axis.set_xscale("log")
-            axis.set_xlabel("false match rate")
-            axis.set_ylabel("true match rate")
-        else:
-            axis.plot(np.maximum(fmr, 1e-6), np.maximum(fnmr, 1e-6))
-            axis.set_xscale("log")
-            axis.set_yscale("log")
-            axis.set_xlabel("false match rate")
-            axis.set_ylabel("false non-match rate")
-        axis.set_title(f"{kind.upper()}: {report['model_id']}")
-        axis.grid(True, which="both", alpha=0.3)
-        path = stem.with_name(f"{stem.name}-{kind}.png")
-        figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
-        written.append(path)
-    return written

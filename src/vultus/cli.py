@@ -346,10 +346,11 @@ def _expected_note(expected: float | None) -> str:
 # -- accuracy -----------------------------------------------------------------------------
 
 
-def _progress_bar(label: str):  # noqa: ANN202 - a callback and the bar to close
+def _progress_bar(label: str, progress: bool | None = None):  # noqa: ANN202 - a callback and the bar to close
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="img", desc=label, file=sys.stderr, disable=None)
+    # On stderr, so that it shows with --json too and never mixes into the JSON on stdout.
+    bar = tqdm(total=0, unit="img", desc=label, file=sys.stderr, disable=(not progress) if progress is not None else None)
 
     def update(done: int, total: int) -> None:
         bar.total = total
@@ -365,66 +366,71 @@ def _progress_bar(label: str):  # noqa: ANN202 - a callback and the bar to close
 @click.option("--fpir", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.01, show_default=True,
               help="False positive identification rate at which FNIR is reported.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write an HTML report with ROC and DET curves (PNG files beside it).")
+              help="Write an HTML report with ROC and DET curves (PNG files beside it); its folder must exist.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes that analyse the photos (default or 0: one per CPU core; 1 runs in this process).")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr, with --json too (default: when on a terminal).")
 @_json_option
 @click.pass_context
 @_friendly
 def eval_command(ctx: click.Context, dataset: Path, pairs_file: Path | None, fpir: float,
-                 report_path: Path | None, as_json: bool) -> None:
+                 report_path: Path | None, workers: int | None, progress: bool | None, as_json: bool) -> None:
     """Measure accuracy on DATASET: a folder per identity, or LFW pairs with --pairs.
 
     Prints verification accuracy (10-fold cross-validation), FMR and FNMR at the search
     threshold, and for a folder dataset rank-1, rank-5 and FNIR at --fpir, and the number
     of images with no face found.
     """
-    from .calibration import plots, public_figures
+    from .calibration import public_figures
+    from .report import check_report_path, evaluation_html, evaluation_plots
 
-    update, bar = _progress_bar("Evaluating")
+    if report_path is not None:  # before the evaluation, not after it: its result would be lost
+        check_report_path(report_path)
+    update, bar = _progress_bar("Evaluating", progress)
     try:
-        report = _engine(ctx).evaluate(dataset, pairs=pairs_file, fpir=fpir, progress=update)
+        report = _engine(ctx).evaluate(dataset, pairs=pairs_file, fpir=fpir, progress=update, workers=workers or None)
     finally:
         bar.close()
     figures = public_figures(report)
     if report_path is not None:
-        images = plots(report, report_path.with_suffix(""))
-        report_path.write_text(_eval_html(figures, images))
+        images = evaluation_plots(report, report_path.with_suffix(""))
+        report_path.write_text(evaluation_html(figures, images))
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
-    rows = [[key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value)]
+    if "pairs_failed" in figures:
+        click.echo(
+            f"Accuracy (10-fold, standard protocol): {figures['accuracy_10fold']:.4f}, the {figures['pairs_failed']} "
+            f"of {figures['pairs']} pairs with an image that yields no face counted as failed; on the "
+            f"{figures['pairs_scored']} scored pairs only: {figures['accuracy_10fold_scored']:.4f}."
+        )
+    rows = [[key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else
+             ("not resolved" if value is None else str(value))]
             for key, value in figures.items()]
     click.echo(_table(["", ""], rows, header=False))
     if report_path is not None:
         click.echo(f"Report written to {report_path}.")
 
 
-def _eval_html(figures: dict, images: list[Path]) -> str:
-    import base64
-    from html import escape
-
-    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in figures.items())
-    plots = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-                    for p in images)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Vultus evaluation</title></head>"
-            f"<body style='font-family:sans-serif'><h1>Evaluation of {escape(figures['model_id'])}</h1>"
-            f"<table border=1 cellpadding=4>{rows}</table>{plots}</body></html>")
-
-
 @cli.command("calibrate")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--fmr", type=float, required=True, help="Target false match rate, e.g. 1e-4.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes that analyse the photos (default or 0: one per CPU core; 1 runs in this process).")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar on stderr, with --json too (default: when on a terminal).")
 @_json_option
 @click.pass_context
 @_friendly
-def calibrate_command(ctx: click.Context, dataset: Path, fmr: float, as_json: bool) -> None:
+def calibrate_command(ctx: click.Context, dataset: Path, fmr: float, workers: int | None, progress: bool | None,
+                      as_json: bool) -> None:
     """Set the search threshold for a target false match rate, measured on DATASET (a folder per identity).
 
     The threshold is stored with the model id; searches then use it by default and report
     the expected number of false candidates at the gallery's size.
     """
-    update, bar = _progress_bar("Calibrating")
+    update, bar = _progress_bar("Calibrating", progress)
     try:
-        record = _engine(ctx).calibrate(dataset, fmr=fmr, progress=update)
+        record = _engine(ctx).calibrate(dataset, fmr=fmr, progress=update, workers=workers or None)
     finally:
         bar.close()
     from .calibration import calibration_figures

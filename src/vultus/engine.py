@@ -402,24 +402,35 @@ class Engine:
     # -- accuracy ---------------------------------------------------------------------------------
 
     def evaluate(self, dataset: str | os.PathLike[str], *, pairs: str | os.PathLike[str] | None = None,
-                 fpir: float = 0.01, progress: Callable[[int, int], None] | None = None) -> dict:
-        """Measured accuracy on a folder-per-identity dataset, or on LFW pairs with their images."""
+                 fpir: float = 0.01, progress: Callable[[int, int], None] | None = None,
+                 workers: int | None = None) -> dict:
+        """Measured accuracy on a folder-per-identity dataset, or on LFW pairs with their images.
+
+        Photos are analysed in ``workers`` processes (default: the ``workers`` setting, one
+        per core; 1 runs here), with the same figures whatever the number.
+        """
         calibration = calibration_of(self.store, self._embedder.model_id)
         threshold = self.settings.threshold or (calibration["threshold"] if calibration else
                                                 self._embedder.spec.default_threshold)
-        common = {"threshold": threshold, "max_pixels": self.settings.max_pixels, "progress": progress}
+        common = {"threshold": threshold, "max_pixels": self.settings.max_pixels, "progress": progress,
+                  **self._analysis_workers(workers)}
         if pairs is not None:
             return evaluate_pairs(self.analyzer, Path(pairs), Path(dataset), **common)
         return evaluate_folder(self.analyzer, Path(dataset), fpir=fpir, **common)
 
     def calibrate(self, dataset: str | os.PathLike[str], *, fmr: float,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
-        """Set the search threshold for a target false match rate, measured on ``dataset``."""
+                  progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict:
+        """Set the search threshold for a target false match rate, measured on ``dataset`` (``workers`` as for evaluate)."""
         record = calibrate(self.store, self.analyzer, Path(dataset), fmr=fmr, max_pixels=self.settings.max_pixels,
-                           progress=progress)
+                           progress=progress, **self._analysis_workers(workers))
         self.store.log(actor=self.actor, action=AuditAction.CALIBRATION,
                        details=calibration_figures(record))
         return record
+
+    def _analysis_workers(self, workers: int | None) -> dict:
+        # Workers build the analyzer from the names the engine's own was built from.
+        return {"workers": self.settings.worker_count if workers is None else max(1, workers),
+                "names": (self.settings.detector, self._embedder_name, self.settings.detect_size)}
 
     # -- rights of the people in the photos -------------------------------------------------
 

@@ -34,6 +34,7 @@ The hierarchy::
     │   ├── InvalidSourceError     bad name, legal basis or retention
     │   ├── MissingPurposeError
     │   ├── InputPathError         an ingest path that does not exist
+    │   ├── OutputPathError        a file to write (a report) whose folder is missing or read-only
     │   ├── UnknownRequestError    no (open) request has that id
     │   ├── UnknownReceiptError    no finished erasure has that id
     │   └── RateLimitedError       too many public requests from one address
@@ -84,6 +85,7 @@ __all__ = [
     "InvalidSourceError",
     "MissingPurposeError",
     "InputPathError",
+    "OutputPathError",
     "UnknownRequestError",
     "UnknownReceiptError",
     "RateLimitedError",
@@ -222,6 +224,10 @@ class MissingPurposeError(PolicyError):
 
 class InputPathError(PolicyError):
     """An ingest path does not exist or cannot be read."""
+
+
+class OutputPathError(PolicyError):
+    """A file Vultus is asked to write (an evaluation report) cannot be written where asked."""
 
 
 class WorkerCrashedError(VultusError):

@@ -17,6 +17,7 @@ __all__ = [
     "Identification",
     "identification",
     "roc_points",
+    "tmr_at_fmr",
 ]
 
 
@@ -48,22 +49,57 @@ def threshold_for_fmr(impostor: np.ndarray, target: float) -> tuple[float, float
     return threshold, float(at_or_above[allowed[0]] / n), True
 
 
-def tenfold_accuracy(similarity: np.ndarray, same: np.ndarray, *, folds: int = 10, seed: int = 0) -> tuple[float, float]:
+def tenfold_accuracy(similarity: np.ndarray, same: np.ndarray, *, folds: int = 10, seed: int = 0,
+                     failed: np.ndarray | None = None) -> tuple[float, float]:
     """Verification accuracy by k-fold cross-validation (mean, std), as in the LFW protocol.
 
     For each fold the threshold that maximises accuracy on the other folds is applied to it.
+    Pairs marked ``failed`` (an image with no face: their similarity is not read) count as
+    errors in their fold whatever the threshold, as the standard protocol counts them.
     """
     similarity = np.asarray(similarity, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
+    failed = np.zeros(len(same), dtype=bool) if failed is None else np.asarray(failed, dtype=bool)
     order = np.random.default_rng(seed).permutation(len(similarity))
     parts = np.array_split(order, folds)
     accuracies = []
     for held_out in parts:
         train = np.setdiff1d(order, held_out)
-        candidates = np.unique(similarity[train])
-        best = max(candidates, key=lambda t: np.mean((similarity[train] >= t) == same[train]))
-        accuracies.append(np.mean((similarity[held_out] >= best) == same[held_out]))
+        train = train[~failed[train]]
+        best = _best_threshold(similarity[train], same[train])
+        scored = held_out[~failed[held_out]]
+        correct = int(np.sum((similarity[scored] >= best) == same[scored]))
+        accuracies.append(correct / len(held_out) if len(held_out) else 0.0)
     return float(np.mean(accuracies)), float(np.std(accuracies))
+
+
+def _best_threshold(similarity: np.ndarray, same: np.ndarray) -> float:
+    """The lowest of the scores that, as a threshold, classifies the most pairs right.
+
+    Counted for every candidate at once from sorted scores (genuine at or above it plus
+    impostors below it), the same choice as trying each candidate in turn, in n log n.
+    """
+    candidates = np.unique(similarity)
+    if not len(candidates):
+        return float("inf")  # nothing to train on: every held-out pair is rejected
+    genuine, impostor = np.sort(similarity[same]), np.sort(similarity[~same])
+    right = (len(genuine) - np.searchsorted(genuine, candidates, side="left")
+             + np.searchsorted(impostor, candidates, side="left"))
+    return float(candidates[int(np.argmax(right))])
+
+
+def tmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, target: float) -> tuple[float, float] | None:
+    """(TMR, threshold) at the lowest threshold whose measured FMR is at most ``target``.
+
+    None when the data cannot resolve ``target``: with n impostor scores no FMR below 1/n
+    is measured.
+    """
+    if not len(impostor) or not len(genuine) or target < 1.0 / len(impostor):
+        return None
+    threshold, _, resolved = threshold_for_fmr(impostor, target)
+    if not resolved:
+        return None
+    return float(np.mean(np.asarray(genuine) >= threshold)), threshold
 
 
 @dataclass(frozen=True)
@@ -120,7 +156,9 @@ def identification(labels: list[str], vectors: np.ndarray, similarity_of, *, fpi
 
 def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, FMR, FNMR) over every distinct score, for ROC and DET curves."""
+    genuine, impostor = np.sort(np.asarray(genuine)), np.sort(np.asarray(impostor))
     thresholds = np.unique(np.concatenate([genuine, impostor]))
-    fmr = np.array([np.mean(impostor >= t) for t in thresholds]) if len(impostor) else np.zeros(len(thresholds))
-    fnmr = np.array([np.mean(genuine < t) for t in thresholds]) if len(genuine) else np.zeros(len(thresholds))
+    accepted = len(impostor) - np.searchsorted(impostor, thresholds, side="left")
+    fmr = accepted / len(impostor) if len(impostor) else np.zeros(len(thresholds))
+    fnmr = np.searchsorted(genuine, thresholds, side="left") / len(genuine) if len(genuine) else np.zeros(len(thresholds))
     return thresholds, fmr, fnmr

@@ -1,11 +1,42 @@
-"""Render an access report (GDPR Art. 15) as a self-contained HTML page."""
+"""Reports as self-contained HTML pages: an access report (GDPR Art. 15) and an evaluation report."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from html import escape
+from pathlib import Path
 from typing import Any
 
-__all__ = ["access_report_html"]
+from .errors import OutputPathError
+from .metrics import roc_points
+
+__all__ = ["access_report_html", "check_report_path", "evaluation_figures", "evaluation_plots", "evaluation_html"]
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse (OutputPathError) a report file that could not be written, before any work is done.
+
+    Its folder must exist and take a new file: a trial file is made and removed, since
+    permission bits do not tell (root ignores them; a read-only mount does not).
+    """
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OutputPathError(
+            f"The folder {folder} for the report does not exist; create it (mkdir -p {folder}) "
+            "or give a --report path in an existing folder, then run the command again."
+        )
+    if Path(path).is_dir():
+        raise OutputPathError(f"{path} is a folder; give a file name for the report, e.g. {Path(path) / 'report.html'}.")
+    try:
+        handle, trial = tempfile.mkstemp(dir=folder, prefix=".vultus-write-check-")
+        os.close(handle)
+        os.unlink(trial)
+    except OSError as exc:
+        raise OutputPathError(
+            f"The report cannot be written in {folder} ({exc.strerror or exc}); give a --report path in a "
+            "folder you can write to, then run the command again."
+        ) from None
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -68,3 +99,94 @@ their use to be restricted, by sending a photo of your face again. No name or id
 needed.</p>
 </body></html>
 """
+
+
+# -- evaluation report ----------------------------------------------------------------------
+
+
+def evaluation_figures(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The ROC and DET curves of an evaluation as ``[("roc", Figure), ("det", Figure)]``.
+
+    Only what the data resolves is drawn: no FMR below 1 / impostor pairs (and, on the
+    DET's log axis, no FNMR below 1 / genuine pairs), since a rate under one comparison
+    in n is not measured, only bounded. The search threshold is marked, and the TMR at
+    FMR 1e-3 given (or said to be unresolved).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    genuine, impostor = report["_genuine"], report["_impostor"]
+    _, fmr, fnmr = roc_points(genuine, impostor)
+    fmr_floor = 1.0 / len(impostor) if len(impostor) else 1.0
+    fnmr_floor = 1.0 / len(genuine) if len(genuine) else 1.0
+    resolved = fmr >= fmr_floor
+    tmr_note = (f"TMR at FMR 1e-3: {report['tmr_at_fmr_1e-3']:.4f}" if report.get("tmr_at_fmr_1e-3") is not None
+                else f"TMR at FMR 1e-3: not resolved ({len(impostor)} impostor pairs)")
+    at_fmr, at_fnmr = report["fmr"], report["fnmr"]
+    below = at_fmr < fmr_floor  # the threshold accepts no impostor: its FMR is only bounded
+    fnmr_below = at_fnmr < fnmr_floor
+    label = (f"threshold {report['threshold']:.3f}: FMR {'< ' + format(fmr_floor, '.2g') if below else format(at_fmr, '.3g')}"
+             f", FNMR {'< ' + format(fnmr_floor, '.2g') if fnmr_below else format(at_fnmr, '.3g')}")
+    # A rate below the floor is drawn at the floor, as an open marker: a bound, not a measurement.
+    point = {"color": "C3", "marker": "o", "linestyle": "none", "label": label,
+             "fillstyle": "none" if below or fnmr_below else "full"}
+    made = []
+    for kind in ("roc", "det"):
+        figure = Figure(figsize=(5.5, 4.2), dpi=100)
+        axis = figure.add_subplot()
+        if kind == "roc":
+            axis.plot(fmr[resolved], 1 - fnmr[resolved], label="ROC")
+            axis.plot([max(at_fmr, fmr_floor)], [1 - at_fnmr], **point)
+            axis.set_ylabel("true match rate")
+        else:
+            shown = resolved & (fnmr >= fnmr_floor)
+            axis.plot(fmr[shown], fnmr[shown], label="DET")
+            if not shown.any():
+                axis.text(0.5, 0.5, "no threshold has both rates measurable\n(more pairs are needed)",
+                          transform=axis.transAxes, ha="center", fontsize=8, color="0.4")
+            axis.plot([max(at_fmr, fmr_floor)], [max(at_fnmr, fnmr_floor)], **point)
+            axis.set_yscale("log")
+            axis.set_ylim(bottom=fnmr_floor * 0.8)  # a little room: a marker at the floor stays whole
+            axis.set_ylabel("false non-match rate")
+        if fmr_floor <= 1e-3:
+            axis.axvline(1e-3, color="0.5", linestyle=":", linewidth=1)
+        axis.set_xscale("log")
+        axis.set_xlim(fmr_floor * 0.8, 1.0)
+        axis.set_xlabel(f"false match rate (from 1/{len(impostor)} impostor pairs)")
+        axis.set_title(f"{kind.upper()}: {report['model_id']}\n{tmr_note}", fontsize=9)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right" if kind == "roc" else "upper right")
+        figure.tight_layout()
+        made.append((kind, figure))
+    return made
+
+
+def evaluation_plots(report: dict[str, Any], stem: Path) -> list[Path]:
+    """The ROC and DET curves as PNG files ``STEM-roc.png`` and ``STEM-det.png``."""
+    written = []
+    for kind, figure in evaluation_figures(report):
+        path = stem.with_name(f"{stem.name}-{kind}.png")
+        figure.savefig(path)
+        written.append(path)
+    return written
+
+
+def evaluation_html(figures: dict[str, Any], images: list[Path]) -> str:
+    """An evaluation's figures and its curves (embedded) as one HTML page."""
+    import base64
+
+    headline = ""
+    if "pairs_failed" in figures:
+        headline = (
+            f"<p>Accuracy (10-fold, standard protocol: the {figures['pairs_failed']} of {figures['pairs']} pairs with "
+            f"an image that yields no face count as failed): <b>{figures['accuracy_10fold']:.4f}</b>. On the "
+            f"{figures['pairs_scored']} scored pairs only: {figures['accuracy_10fold_scored']:.4f}.</p>"
+        )
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in figures.items())
+    plots = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+                    for p in images)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Vultus evaluation</title></head>"
+            f"<body style='font-family:sans-serif'><h1>Evaluation of {escape(figures['model_id'])}</h1>{headline}"
+            f"<table border=1 cellpadding=4>{rows}</table>{plots}</body></html>")
