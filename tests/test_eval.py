@@ -228,3 +228,18 @@ def test_eval_shows_its_progress_on_stderr_with_json(subset: Path, tmp_path: Pat
     assert out.exit_code == 0, out.output
     assert "Evaluating" in out.stderr and "24/24" in out.stderr
     assert json.loads(out.stdout)["images"] == 24  # the bar never mixes into the JSON
+
+
+def test_an_error_in_the_caller_stops_the_workers_at_once(tmp_path: Path, faces_root: Path):
+    """The pool's queued photos are dropped, not analysed to the end, when the caller fails."""
+    import multiprocessing
+
+    def fail(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with vultus.open(tmp_path / "d") as engine:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            engine.evaluate(faces_root, workers=2, progress=fail)
+        assert multiprocessing.active_children() == []
+        del stopped

@@ -90,3 +90,11 @@ def test_ingest_with_worker_processes_uses_it(data_dir: Path, faces_root: Path, 
         summary = engine.ingest([faces_root / "_group"], source="news", workers=workers)
         # All found; those under the quality gate's 32 px (in these 800 px photos) are counted, not indexed.
         assert summary.detector == "yunet" and summary.faces + summary.low_quality.get("too_small", 0) >= 42
+
+
+def test_it_runs_one_openmp_thread_in_the_calling_thread(faces_root: Path):
+    """libfacedetection slows down sharply with several threads; ingest spreads photos instead."""
+    detector = create_detector("yunet")
+    detector.detect(decode_image((faces_root / "facerec_obama" / "1.jpg").read_bytes()).rgb)
+    assert detector._omp is not None, "the wheel's own OpenMP runtime was not found"
+    assert detector._omp.omp_get_max_threads() == 1

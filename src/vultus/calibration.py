@@ -10,13 +10,13 @@ expected number of false candidates at the gallery's size: FMR x faces in the ga
 from __future__ import annotations
 
 import json
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
-
-from concurrent.futures.process import BrokenProcessPool
 
 from .errors import FaceError, InputPathError, MediaError, PolicyError, WorkerCrashedError
 from .faces import FaceAnalyzer
@@ -85,16 +85,20 @@ def _templates(analyzer: FaceAnalyzer, paths: list[Path], *, max_pixels: int, wo
         for path in paths:
             yield _template_of(analyzer, path, max_pixels)
         return
+    pool = worker_pool(min(workers, len(paths)), _init_worker, (names, max_pixels))
     try:
-        with worker_pool(min(workers, len(paths)), _init_worker, (names, max_pixels)) as pool:
-            # Small chunks: few round trips per photo, yet the progress bar still moves.
-            yield from pool.map(_work, paths, chunksize=max(1, min(16, len(paths) // (workers * 8))))
+        # Small chunks: few round trips per photo, yet the progress bar still moves.
+        yield from pool.map(_work, paths, chunksize=max(1, min(16, len(paths) // (workers * 8))))
     except BrokenProcessPool as exc:
         raise WorkerCrashedError(
             "A worker process died while analysing the photos (out of memory, or killed); nothing was "
             "stored. Run the command again with fewer workers (--workers 1 runs in this process). From "
             "your own script, put the call under `if __name__ == \"__main__\":` or pass workers=1."
         ) from exc
+    finally:
+        # map() queued every photo: when the caller stops early (an error, Ctrl-C), the
+        # photos not started yet are dropped, not analysed to the end before it may go on.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels: int,
@@ -103,6 +107,14 @@ def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels:
     found = Templates()
     rows = []
     results = _templates(analyzer, [path for _, path in items], max_pixels=max_pixels, workers=workers, names=names)
+    with closing(results):  # an error below closes the pool now, not when the frame is freed
+        _collect(found, rows, items, results, progress)
+    found.vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    return found
+
+
+def _collect(found: Templates, rows: list, items: list[tuple[str, Path]], results: Iterator,
+             progress: Callable[[int, int], None] | None) -> None:
     for number, ((label, path), result) in enumerate(zip(items, results), start=1):
         if result is None:
             found.unreadable.append(str(path))
@@ -114,8 +126,6 @@ def _embed(analyzer: FaceAnalyzer, items: list[tuple[str, Path]], *, max_pixels:
             rows.append(result)
         if progress is not None:
             progress(number, len(items))
-    found.vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
-    return found
 
 
 def embed_folder(analyzer: FaceAnalyzer, root: Path, *, max_pixels: int = 120_000_000,

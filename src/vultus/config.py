@@ -42,7 +42,7 @@ class Settings:
     #: ``max_pixels``; a float or 16-bit image of that size needs more.
     max_decode_mb: int = 1024
     #: Long side, in pixels, that photos are scaled to (down or up) before detection;
-    #: None means the detector's own choice (1600 for both HOG and CNN).
+    #: None means the detector's own choice (960 for YuNet, 1600 for HOG and CNN).
     detect_size: int | None = None
     #: Candidates returned by a search unless ``--top`` says otherwise.
     top: int = 10
@@ -54,7 +54,8 @@ class Settings:
     rights_threshold: float | None = None
     #: Faces whose box is narrower or shorter than this (original pixels) are not indexed.
     min_face_size: int = 32
-    #: Faces the detector scores below this are not indexed (HOG's scores run from 0 to ~3).
+    #: Faces the detector scores below this are not indexed. Scores are each detector's own:
+    #: YuNet's run from 0.5 to 1, HOG's from 0 to ~3; set it for the detector in use.
     min_detector_score: float = 0.0
     #: Galleries with more faces than this are searched through an IVF index (approximate,
     #: recall@10 >= 0.99 against exact search); smaller ones exactly. 0 means always exact.

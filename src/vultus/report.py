@@ -32,6 +32,9 @@ def check_report_path(path: Path) -> None:
         handle, trial = tempfile.mkstemp(dir=folder, prefix=".vultus-write-check-")
         os.close(handle)
         os.unlink(trial)
+        if Path(path).exists():
+            with open(path, "ab"):  # an existing report must be replaceable too; nothing is written
+                pass
     except OSError as exc:
         raise OutputPathError(
             f"The report cannot be written in {folder} ({exc.strerror or exc}); give a --report path in a "
