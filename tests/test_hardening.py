@@ -222,6 +222,20 @@ def test_a_damaged_signing_key_is_a_message_not_a_traceback(data: Path):
     assert code == 1 and "signing key is 7 bytes" in out and "Traceback" not in out
 
 
+def test_a_new_deployment_is_owner_only_from_its_first_command_without_notices(tmp_path: Path):
+    data = tmp_path / "new"
+    os.umask(old := os.umask(0o022))
+    try:
+        os.umask(0o022)  # the usual umask, under which SQLite would make its files 644
+        for args in (["source", "add", "s", "--basis", "consent", "--purpose", "p", "--retention", "1d"], ["stats"]):
+            result = CliRunner().invoke(cli, ["--data", str(data), *args])
+            assert result.exit_code == 0 and "Note:" not in result.stderr, result.stderr
+    finally:
+        os.umask(old)
+    for path in [data / "keys.json", *data.glob("vultus.db*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 def test_loose_permissions_on_the_key_file_data_directory_and_database_are_fixed_with_a_notice(tmp_path: Path):
     data = tmp_path / "data"
     data.mkdir(mode=0o755)

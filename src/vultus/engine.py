@@ -132,6 +132,10 @@ class Engine:
             ) from None
         #: Things the operator should know about this deployment (printed by the CLI).
         self.notices: list[str] = secure_permissions(self.data_dir, settings.key_path)
+        if is_new:
+            # Made owner-only before SQLite opens it: SQLite gives its WAL files the
+            # database's mode, and would otherwise create all three under the umask.
+            os.close(os.open(self.data_dir / DB_NAME, os.O_CREAT | os.O_WRONLY, 0o600))
         self._presence = Presence(self.data_dir)
         try:
             self.store = Store(self.data_dir / DB_NAME, self.keys)
@@ -139,7 +143,6 @@ class Engine:
         except BaseException:
             self._presence.close()
             raise
-        self.notices += secure_permissions(self.data_dir, settings.key_path)  # a new database's files
         # The public page's counts live a day; without new attempts nothing else would delete them.
         self.store.registers.forget_public_attempts(before=iso(utcnow() - timedelta(days=1)))
         if self.keys.rotation_pending:
