@@ -224,9 +224,8 @@ def test_a_damaged_signing_key_is_a_message_not_a_traceback(data: Path):
 
 def test_a_new_deployment_is_owner_only_from_its_first_command_without_notices(tmp_path: Path):
     data = tmp_path / "new"
-    os.umask(old := os.umask(0o022))
+    old = os.umask(0o022)  # the usual umask, under which SQLite would make its files 644
     try:
-        os.umask(0o022)  # the usual umask, under which SQLite would make its files 644
         for args in (["source", "add", "s", "--basis", "consent", "--purpose", "p", "--retention", "1d"], ["stats"]):
             result = CliRunner().invoke(cli, ["--data", str(data), *args])
             assert result.exit_code == 0 and "Note:" not in result.stderr, result.stderr
