@@ -18,6 +18,15 @@ from vultus.faces import FaceAnalyzer, create_detector
 from vultus.media import decode_image
 
 
+def _at_detection_size(photo: Path) -> np.ndarray:
+    """The photo as the analyzer hands it to YuNet: long side 960 px (larger, it warns)."""
+    from vultus.faces.pipeline import scaled_for_detection
+
+    rgb = decode_image(photo.read_bytes()).rgb
+    scale = 960 / max(rgb.shape[:2])
+    return scaled_for_detection(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)))
+
+
 def _expected(faces_root: Path) -> dict[str, int]:
     with (faces_root / "labels.csv").open() as handle:
         return {row["file"]: int(row["expected_faces"]) for row in csv.DictReader(handle) if row["expected_faces"]}
@@ -62,7 +71,7 @@ def test_tiny_and_thin_images_give_no_faces_and_confidences_are_0_to_1(faces_roo
     detector = create_detector("yunet")
     assert detector.detect(np.zeros((10, 400, 3), dtype=np.uint8)) == []
     assert detector.detect(np.zeros((300, 300), dtype=np.uint8)) == []  # grey is accepted
-    faces = detector.detect(decode_image((faces_root / "facerec_obama" / "1.jpg").read_bytes()).rgb)
+    faces = detector.detect(_at_detection_size(faces_root / "facerec_obama" / "1.jpg"))
     assert faces and all(detector.min_confidence / 100 <= f.score <= 1 for f in faces)
     assert all(f.box.width >= detector.min_box for f in faces)
 
@@ -95,6 +104,6 @@ def test_ingest_with_worker_processes_uses_it(data_dir: Path, faces_root: Path, 
 def test_it_runs_one_openmp_thread_in_the_calling_thread(faces_root: Path):
     """libfacedetection slows down sharply with several threads; ingest spreads photos instead."""
     detector = create_detector("yunet")
-    detector.detect(decode_image((faces_root / "facerec_obama" / "1.jpg").read_bytes()).rgb)
+    detector.detect(_at_detection_size(faces_root / "facerec_obama" / "1.jpg"))
     assert detector._omp is not None, "the wheel's own OpenMP runtime was not found"
     assert detector._omp.omp_get_max_threads() == 1
