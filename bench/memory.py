@@ -3,7 +3,7 @@
 Usage: python bench/memory.py [--data-root ../shared/data]
 
 Each case runs in a fresh child process that does what an ingest worker does (load the
-HOG detector and dlib's ResNet, then decode, detect, align and embed each photo with
+default detector, YuNet, and dlib's ResNet, then decode, detect, align and embed each photo with
 ``analyze_photo``) and prints its own peak resident memory (VmHWM). The table gives the
 file's size, the decode estimate checked against VULTUS_MAX_DECODE_MB, the child's memory
 once the models are loaded, and its peak.
@@ -43,7 +43,8 @@ from vultus.errors import MediaError
 from vultus.faces.pipeline import FaceAnalyzer
 from vultus.ingest import analyze_photo
 from vultus.media.pixels import decode_cost
-analyzer = FaceAnalyzer.from_names("hog", "dlib-resnet-v1")
+from vultus.config import Settings
+analyzer = FaceAnalyzer.from_names(Settings().detector, "dlib-resnet-v1")
 analyzer.analyze(__import__("numpy").zeros((200, 200, 3), "uint8"))  # load the models
 loaded = hwm()
 files = [Path(p) for p in sys.argv[1:]]
