@@ -11,12 +11,8 @@ every few hundred photos and at the end. A kill at any point leaves either a sto
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
-import sys
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +27,7 @@ from .media import Item, collect, decode_image, face_crop_jpeg, read_items, reda
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
+from .workers import main_is_importable, worker_pool
 
 __all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis", "SuppressionCheck"]
 
@@ -213,44 +210,8 @@ def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels:
     return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen)
 
 
-#: How often a worker checks that the ingest that started it is still alive, in seconds.
-PARENT_POLL = 0.5
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Make this worker process exit as soon as ``parent``, the ingest that started it, is gone.
-
-    A kill -9 of the ingest gives its workers no signal: without this they would live on,
-    orphaned, each holding its models in memory. When the parent dies the worker is
-    re-parented, so ``os.getppid()`` changes; comparing with the pid the parent passed
-    (not one read here) also catches a parent that died before this worker started.
-    """
-    if sys.platform.startswith("linux"):
-        # Immediate on Linux, even while this process is busy in native code. The kernel
-        # sends it when the *thread* that spawned this process exits; every pool lives
-        # inside one call of Ingestor.run on one thread, so that thread outlives its workers.
-        try:
-            import ctypes
-
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, 9)  # SIGKILL
-        except (OSError, AttributeError):
-            pass  # the poll below is enough
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL)
-        os._exit(1)  # no cleanup to run: the parent that would read our results is gone
-
-    threading.Thread(target=watch, name="vultus-parent-watch", daemon=True).start()
-
-
-def _init_worker(parent: int, threads: int, *args: object) -> None:
+def _init_worker(*args: object) -> None:
     global _WORKER_JOB
-    _exit_with_parent(parent)
-    # Each worker's share of the cores for onnxruntime, so that N workers do not each run
-    # a thread per core (set before any model loads in this fresh process).
-    os.environ.setdefault("VULTUS_ORT_THREADS", str(threads))
     _WORKER_JOB = _make_job(*args)  # type: ignore[arg-type]
 
 
@@ -341,7 +302,7 @@ class Ingestor:
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
-            if workers <= 1 or not _main_is_importable():
+            if workers <= 1 or not main_is_importable():
                 self._run_inline(found.items, src, summary, state)
             else:
                 self._run_pool(found.items, src, summary, state, workers)
@@ -400,14 +361,11 @@ class Ingestor:
     def _run_pool(
         self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState", workers: int
     ) -> None:
-        # spawn, not fork: the parent holds SQLite connections and library threads that a
-        # forked child must not inherit.
-        context = multiprocessing.get_context("spawn")
         pending: dict[Future, tuple[Item, bytes, str]] = {}
         try:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                     initargs=(os.getpid(), threads, *self._names)) as pool:
+            # Spawned workers with their share of the cores, which exit when this process dies;
+            # the pool lives inside this call, on one thread (see worker_pool).
+            with worker_pool(workers, _init_worker, self._names) as pool:
                 for item, data, digest in self._candidates(items, summary, state):
                     pending[pool.submit(_work, data, item.display)] = (item, data, digest)
                     # A bounded window keeps memory flat however many photos there are.
@@ -524,16 +482,6 @@ def _worker_died(what: str) -> WorkerCrashedError:
         "happens again. From your own script, put the call under `if __name__ == \"__main__\":`, "
         "since each worker process imports the script again, or pass workers=1."
     )
-
-
-def _main_is_importable() -> bool:
-    """Whether spawned workers can import the calling program's main module.
-
-    They import it again, as spawn does; a program read from standard input has no file to
-    import, so its ingest runs in its own process instead of failing in every worker.
-    """
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return main_file is None or os.path.exists(main_file)
 
 
 def _extension(fmt: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .crypto import Keyring
 from .index import VectorIndex
-from .rights import remove_images
+from .erasures import erase_images
 from .store import AuditAction, BlobStore, Store, iso
 
 __all__ = ["purge_expired", "rotate_keys"]
@@ -24,7 +24,7 @@ def purge_expired(
 ) -> dict[str, Any]:
     """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
     expired = store.expired_images(iso(now))
-    return remove_images(
+    return erase_images(
         expired, kind="purge", store=store, blobs=blobs, index=index, keys=keys,
         audit=(actor, AuditAction.PURGE, {"now": iso(now)}),
         in_transaction=lambda conn, removed: (None, {"expired_by": iso(now)}),

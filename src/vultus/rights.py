@@ -15,12 +15,12 @@ import calendar
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .crypto import Keyring
-from .erasures import InTransaction, check_receipt, erase_images, receipt_fields, sign_receipt
+from .erasures import check_receipt, erase_images, receipt_fields, sign_receipt
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import decode_image
@@ -34,7 +34,6 @@ __all__ = [
     "match_template",
     "requester_template",
     "access_report",
-    "remove_images",
     "erase_person",
     "object_person",
     "restrict_person",
@@ -212,28 +211,6 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
     }
 
 
-def remove_images(
-    image_ids: Sequence[int],
-    *,
-    kind: str,
-    store: Store,
-    blobs: BlobStore,
-    index: VectorIndex,
-    keys: Keyring,
-    audit: tuple[str, AuditAction, dict[str, Any]],
-    in_transaction: InTransaction | None = None,
-) -> dict[str, Any]:
-    """The one erasure path: rows, photo copies, crops, index entries, freed pages; signed receipt.
-
-    Rows, the audit entry and an intent of what is left to do commit together; a crash
-    after that is finished by the next command (see :mod:`vultus.erasures`).
-    ``in_transaction(conn, removed)`` runs inside the transaction (a suppression entry, a
-    request update) and returns the request id and extra fields for the receipt.
-    """
-    return erase_images(image_ids, kind=kind, store=store, blobs=blobs, index=index, keys=keys, audit=audit,
-                        in_transaction=in_transaction)
-
-
 def signed_receipt(
     keys: Keyring, *, kind: str, request_id: int | None, removed: list[RemovedImage], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -258,7 +235,7 @@ def erase_person(
         return request_id, extra
 
     action = AuditAction.OBJECTION if kind == "objection" else AuditAction.ERASURE
-    return remove_images(
+    return erase_images(
         match.image_ids,
         kind=kind,
         store=store,

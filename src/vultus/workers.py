@@ -1,8 +1,7 @@
 """Worker processes for photo analysis: a spawn pool whose workers build their models once and die with their parent.
 
-Used by ``vultus eval`` and ``vultus calibrate`` (see :mod:`vultus.calibration`); ingest has
-the same machinery of its own in :mod:`vultus.ingest` and could use this module instead.
-Each worker runs ``initializer(*args)`` once (typically: build a ``FaceAnalyzer`` into a
+Used by ingest (:mod:`vultus.ingest`), ``vultus eval`` and ``vultus calibrate``
+(:mod:`vultus.calibration`). Each worker runs ``initializer(*args)`` once (typically: build a ``FaceAnalyzer`` into a
 module global), gets its share of the cores for onnxruntime, and exits as soon as the
 process that started it is gone, even after a ``kill -9`` of that process.
 """
