@@ -8,6 +8,7 @@ subprocess on loopback, with its temporary directory inside the test's own folde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import select
@@ -15,7 +16,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -723,3 +726,35 @@ def test_a_base_exception_in_one_job_fails_it_and_the_runner_goes_on(app_engine,
     assert _wait_for(client, fine.json()["id"], headers)["status"] == "done"
     assert app.state.jobs._thread is runner  # the same runner took the next job
     assert not any((engine.data_dir / "uploads").iterdir())
+
+
+class _RecordingEngine:
+    """Stands in for the engine: its ingest reports the priority it ran at, and its child's."""
+
+    @contextlib.contextmanager
+    def acting_as(self, actor):
+        yield
+
+    def ingest(self, paths, **_):
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"],
+                               capture_output=True, text=True, check=True)
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return types.SimpleNamespace(as_dict=lambda: {"thread": own, "child": int(child.stdout)})
+
+
+def test_ingest_jobs_run_below_the_priority_of_searches():
+    """Searches come first on a busy machine: the job runner and its workers are niced, the server is not."""
+    from vultus.server.jobs import JOB_NICENESS, JobRunner
+
+    server = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    runner = JobRunner(_RecordingEngine())  # type: ignore[arg-type]
+    job = runner.submit(actor="test", paths=[], source="s", cleanup=None)
+    for _ in range(600):
+        state = runner.get(job["id"])
+        if state["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert state["status"] == "done", state
+    expected = min(19, server + JOB_NICENESS)
+    assert state["summary"] == {"thread": expected, "child": expected}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == server  # this thread unchanged

@@ -52,7 +52,7 @@ class Templates:
 
 #: (detector, embedder, detect size) by registered name: what a worker process builds its
 #: ``FaceAnalyzer`` from, the same one the caller's analyzer was built from.
-AnalyzerNames = tuple[str, str, "int | None"]
+AnalyzerNames = tuple[str, str, "int | None", int]
 
 
 def _template_of(analyzer: FaceAnalyzer, path: Path, max_pixels: int) -> np.ndarray | bool | None:
@@ -69,8 +69,8 @@ _WORKER: tuple[FaceAnalyzer, int] | None = None
 
 def _init_worker(names: AnalyzerNames, max_pixels: int) -> None:
     global _WORKER
-    detector, embedder, detect_size = names
-    _WORKER = (FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size), max_pixels)
+    detector, embedder, detect_size, min_face = names
+    _WORKER = (FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size, min_face=min_face), max_pixels)
 
 
 def _work(path: Path) -> np.ndarray | bool | None:

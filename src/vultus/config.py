@@ -41,8 +41,9 @@ class Settings:
     #: photos that would take more are refused. The default admits an 8-bit photo of
     #: ``max_pixels``; a float or 16-bit image of that size needs more.
     max_decode_mb: int = 1024
-    #: Long side, in pixels, that photos are scaled to (down or up) before detection;
-    #: None means the detector's own choice (960 for YuNet, 1600 for HOG and CNN).
+    #: Long side, in pixels, that every photo is scaled to (down or up) before detection;
+    #: None (the default) sizes detection by the smallest face to find, ``min_face_size``
+    #: (:mod:`vultus.faces.scale`).
     detect_size: int | None = None
     #: Candidates returned by a search unless ``--top`` says otherwise.
     top: int = 10
@@ -52,7 +53,8 @@ class Settings:
     #: None means the embedder's own, deliberately more inclusive than search (dlib: 0.675,
     #: which is distance 0.65, where search uses 0.70, distance 0.6).
     rights_threshold: float | None = None
-    #: Faces whose box is narrower or shorter than this (original pixels) are not indexed.
+    #: Faces whose box is narrower or shorter than this (original pixels) are not indexed;
+    #: detection is sized to find faces this small in any photo.
     min_face_size: int = 32
     #: Faces the detector scores below this are not indexed. Scores are each detector's own:
     #: YuNet's run from 0.5 to 1, HOG's from 0 to ~3; set it for the detector in use.

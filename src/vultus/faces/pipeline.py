@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Protocol, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
-from .base import Aligner, Detection, Detector, Embedder, Face, create_aligner, create_detector, create_embedder
+from .base import Aligner, Box, Detection, Detector, Embedder, Face, create_aligner, create_detector, create_embedder
+from .scale import MIN_FACE_PIXELS, DetectionPlan, merge_pieces, plan_detection
 
-__all__ = ["FaceAnalyzer", "QualityGate", "embed_detections"]
+__all__ = ["FaceAnalyzer", "Picture", "QualityGate", "embed_detections"]
 
-#: Faces narrower than this (in original pixels) are too small for any template, even a probe's.
-MIN_FACE_PIXELS = 20
+
+class Picture(Protocol):
+    """A photo whose pixels may be decoded in two steps (see ``vultus.media.PhotoPixels``)."""
+
+    width: int
+    height: int
+    #: A smaller copy of the whole photo, at least as large as its detection copy, or None.
+    reduced: np.ndarray | None
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The photo at full resolution (may be decoded when first asked for)."""
+        ...
+
+
+class _Pixels:
+    """An array already decoded, as a :class:`Picture`."""
+
+    reduced = None
+
+    def __init__(self, rgb: np.ndarray):
+        self.rgb = rgb
+        self.height, self.width = rgb.shape[:2]
+
+
+#: What the analyzer's methods take: an RGB array, or a picture decoded as needed.
+PhotoInput = Union[np.ndarray, Picture]
+
+
+def _picture(image: "PhotoInput") -> Picture:
+    return _Pixels(image) if isinstance(image, np.ndarray) else image
 
 
 @dataclass(frozen=True)
@@ -58,13 +90,36 @@ def scaled_for_detection(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = rgb.shape[:2]
     factor_x = int(width / size[0] / 2.0) or 1
     factor_y = int(height / size[1] / 2.0) or 1
-    if size[0] >= width or (factor_x == 1 and factor_y == 1):
-        return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=None if size[0] >= width else 2.0))
+    if size[0] >= width:
+        return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    if factor_x == 1 and factor_y == 1:
+        return _banded_resize(rgb, size)
     step = max(1, _STRIP_ROWS // factor_y) * factor_y
     parts = [np.asarray(Image.fromarray(rgb[top : top + step]).reduce((factor_x, factor_y)))
              for top in range(0, height, step)]
     reduced = Image.fromarray(np.concatenate(parts) if len(parts) > 1 else parts[0])
     return np.asarray(reduced.resize(size, Image.BILINEAR, box=(0, 0, width / factor_x, height / factor_y)))
+
+
+def _banded_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pillow's bilinear shrink of ``rgb`` to ``size`` (by less than 2), made band by band of rows.
+
+    Each band of output rows is resampled from just the input rows its filter reaches (a
+    shrink by r reaches r rows either side), with ``box`` placing it exactly where it lies in
+    the whole image: the same pixels, with no full-size 4-byte copy.
+    """
+    height, width = rgb.shape[:2]
+    ratio = height / size[1]
+    reach = math.ceil(ratio) + 2
+    band = max(1, int(_STRIP_ROWS / ratio))
+    out = np.empty((size[1], size[0], 3), dtype=np.uint8)
+    for first in range(0, size[1], band):
+        last = min(size[1], first + band)
+        top, bottom = max(0, math.floor(first * ratio) - reach), min(height, math.ceil(last * ratio) + reach)
+        strip = Image.fromarray(rgb[top:bottom])
+        box = (0, first * ratio - top, width, last * ratio - top)
+        out[first:last] = np.asarray(strip.resize((size[0], last - first), Image.BILINEAR, box=box))
+    return out
 
 
 def embed_detections(
@@ -80,63 +135,124 @@ def embed_detections(
 class FaceAnalyzer:
     """Runs a detector, an aligner and an embedder over one image.
 
-    Detection runs on a copy scaled so that its long side is ``detect_size`` pixels (by
-    default the detector's own ``default_size``):
-    large photos are scaled down (HOG's cost grows with the pixel count) and small ones
-    up (HOG misses faces under ~80 px). Landmarks and chips are taken from the original,
-    so boxes and templates are in original coordinates and at full quality.
+    Detection runs on a copy scaled so that faces of ``min_face`` pixels (the quality
+    gate's minimum) come out at the detector's window, in tiles where the detector needs
+    them (:mod:`vultus.faces.scale`); ``detect_size`` instead scales every photo's long side
+    to that size. Landmarks and chips are taken from the original, so boxes and templates
+    are in original coordinates and at full quality.
+
+    Up to ``lanes`` images are analysed at once, by threads (the server's searches): dlib's
+    detectors and aligner keep working buffers, so each lane has its own, made the first
+    time that many images are in flight at once. The embedder is shared, serialised unless
+    it says it is ``thread_safe`` (an onnxruntime session is). The models' native code runs
+    without the GIL, so lanes use as many cores.
     """
 
-    def __init__(self, detector: Detector, aligner: Aligner, embedder: Embedder, *, detect_size: int | None = None):
+    def __init__(self, detector: Detector, aligner: Aligner, embedder: Embedder, *,
+                 detect_size: int | None = None, min_face: int = QualityGate.min_face_size, lanes: int = 1):
         self.detector = detector
         self.aligner = aligner
         self.embedder = embedder
-        self.detect_size = detect_size or detector.default_size
-        # dlib's models keep working buffers: one image at a time per analyzer.
-        self._lock = threading.Lock()
+        self.detect_size = detect_size
+        self.min_face = min_face
+        self.lanes = max(1, lanes)
+        self._idle: list[tuple[Detector, Aligner]] = [(detector, aligner)]
+        self._made = 1
+        self._free = threading.Condition()
+        self._embedding = threading.Lock()
 
     @classmethod
-    def from_names(cls, detector: str, embedder: str, *, detect_size: int | None = None) -> "FaceAnalyzer":
+    def from_names(cls, detector: str, embedder: str, *, detect_size: int | None = None,
+                   min_face: int = QualityGate.min_face_size, lanes: int = 1) -> "FaceAnalyzer":
         """Build an analyzer from registered model names (weights load on first use)."""
         emb = create_embedder(embedder)
-        return cls(create_detector(detector), create_aligner(emb.aligner), emb, detect_size=detect_size)
+        return cls(create_detector(detector), create_aligner(emb.aligner), emb, detect_size=detect_size,
+                   min_face=min_face, lanes=lanes)
+
+    @contextmanager
+    def _lane(self) -> Iterator[tuple[Detector, Aligner]]:
+        """A detector and aligner no other thread is using, for one image."""
+        with self._free:
+            while not self._idle and self._made >= self.lanes:
+                self._free.wait()
+            lane = self._idle.pop() if self._idle else None
+            if lane is None:
+                self._made += 1
+        if lane is None:
+            try:
+                lane = (create_detector(self.detector.name), create_aligner(self.aligner.name))
+            except BaseException:
+                with self._free:
+                    self._made -= 1
+                    self._free.notify()
+                raise
+        try:
+            yield lane
+        finally:
+            with self._free:
+                self._idle.append(lane)
+                self._free.notify()
 
     @property
     def model_id(self) -> str:
         """The embedder's model id, recorded with every template it makes."""
         return self.embedder.model_id
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Faces in ``rgb``'s own coordinates, largest first."""
-        with self._lock:
-            return self._detect(rgb)
+    def plan(self, width: int, height: int) -> DetectionPlan:
+        """How a ``width`` x ``height`` photo is searched for faces (scale, tiles, smallest face)."""
+        return plan_detection(width, height, self.detector, min_face=self.min_face, fixed_size=self.detect_size)
 
-    def _detect(self, rgb: np.ndarray) -> list[Detection]:
-        height, width = rgb.shape[:2]
-        scale = self.detect_size / max(height, width)
-        if abs(scale - 1.0) > 0.01:
-            work = scaled_for_detection(rgb, (max(1, round(width * scale)), max(1, round(height * scale))))
-        else:
-            scale, work = 1.0, rgb
-        found = []
-        for det in self.detector.detect(work):
-            det = det.scaled(1.0 / scale, width, height)
-            if min(det.box.width, det.box.height) >= MIN_FACE_PIXELS:
-                found.append(det)
+    def detect(self, rgb: PhotoInput) -> list[Detection]:
+        """Faces in the photo's own coordinates, largest first."""
+        with self._lane() as (detector, _):
+            return self._detect(detector, _picture(rgb))
+
+    def _detect(self, detector: Detector, picture: Picture) -> list[Detection]:
+        width, height = picture.width, picture.height
+        plan = self.plan(width, height)
+        # The detection copy comes from the reduced decode when there is one (never smaller
+        # than the copy), so the full-resolution pixels are not needed to find the faces.
+        source = picture.reduced if picture.reduced is not None else picture.rgb
+        same = source.shape[1] == plan.size[0] and source.shape[0] == plan.size[1]
+        work = source if same else scaled_for_detection(source, plan.size)
+        pieces = [self._detect_piece(detector, work, tile, plan.scale, width, height) for tile in plan.tiles]
+        if plan.coarse is not None:
+            whole = (max(1, round(width * plan.coarse)), max(1, round(height * plan.coarse)))
+            # From the detection copy, not the original: a smaller image to reduce.
+            pieces.append(self._detect_piece(detector, scaled_for_detection(work, whole), (0, 0, *whole),
+                                             plan.coarse, width, height))
+        found = [d for d in (pieces[0] if len(pieces) == 1 else merge_pieces(pieces))
+                 if min(d.box.width, d.box.height) >= MIN_FACE_PIXELS]
         # Largest first (a probe's face 1 is its main subject), except that a detector with a
         # calibrated confidence puts its sure faces before the doubtful ones: YuNet's large
         # false positives (a chest, a blurred head behind) would otherwise be face 1.
-        sure = getattr(self.detector, "sure_score", None)
+        sure = getattr(detector, "sure_score", None)
         found.sort(key=lambda d: (sure is not None and d.score < sure, -d.box.area, -d.score))
         return found
 
-    def analyze(self, rgb: np.ndarray) -> list[Face]:
-        """Every face in ``rgb`` with its box, landmarks and template, largest first."""
-        with self._lock:
-            return self._embed(rgb, self._detect(rgb))
+    def _detect_piece(self, detector: Detector, work: np.ndarray, tile: tuple[int, int, int, int], scale: float,
+                      width: int, height: int) -> list[Detection]:
+        """The detector's faces in one tile of ``work`` (a copy at ``scale``), in original coordinates."""
+        left, top, right, bottom = tile
+        whole = (left, top) == (0, 0) and (right, bottom) == (work.shape[1], work.shape[0])
+        piece = work if whole else np.ascontiguousarray(work[top:bottom, left:right])
+        found = []
+        for det in detector.detect(piece):
+            box = Box(round((det.box.left + left) / scale), round((det.box.top + top) / scale),
+                      round((det.box.right + left) / scale), round((det.box.bottom + top) / scale))
+            marks = None if det.landmarks is None else tuple(((x + left) / scale, (y + top) / scale)
+                                                             for x, y in det.landmarks)
+            found.append(Detection(box.clipped(width, height), det.score, marks))
+        return found
+
+    def analyze(self, rgb: PhotoInput) -> list[Face]:
+        """Every face in the photo with its box, landmarks and template, largest first."""
+        picture = _picture(rgb)
+        with self._lane() as (detector, aligner):
+            return self._embed(aligner, picture, self._detect(detector, picture))
 
     def analyze_gated(
-        self, rgb: np.ndarray, gate: QualityGate, *, embed_rejected: bool = False
+        self, rgb: PhotoInput, gate: QualityGate, *, embed_rejected: bool = False
     ) -> tuple[list[Face], Counter, list[Face]]:
         """The faces in ``rgb`` that pass ``gate``, a count of the others by reason, and those others.
 
@@ -144,9 +260,10 @@ class FaceAnalyzer:
         suppression entries); otherwise their templates are never computed and the third
         list holds them with empty templates.
         """
-        with self._lock:
+        picture = _picture(rgb)
+        with self._lane() as (detector, aligner):
             passed, failed, rejected = [], [], Counter()
-            for det in self._detect(rgb):
+            for det in self._detect(detector, picture):
                 reason = gate.reason(det)
                 if reason is None:
                     passed.append(det)
@@ -154,18 +271,25 @@ class FaceAnalyzer:
                     failed.append(det)
                     rejected[reason] += 1
             if embed_rejected:
-                others = self._embed(rgb, failed)
+                others = self._embed(aligner, picture, failed)
             else:
                 others = [Face(d.box, d.score, (), np.zeros(0, np.float32)) for d in failed]
-            return self._embed(rgb, passed), rejected, others
+            return self._embed(aligner, picture, passed), rejected, others
 
-    def reembed(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
+    def reembed(self, rgb: PhotoInput, detections: Sequence[Detection]) -> list[Face]:
         """Templates for faces already located (stored boxes), without detecting again."""
-        with self._lock:
-            return self._embed(rgb, detections)
+        with self._lane() as (_, aligner):
+            return self._embed(aligner, _picture(rgb), detections)
 
-    def _embed(self, rgb: np.ndarray, found: Sequence[Detection]) -> list[Face]:
-        landmarks, vectors = embed_detections(rgb, found, self.aligner, self.embedder)
+    def _embed(self, aligner: Aligner, picture: Picture, found: Sequence[Detection]) -> list[Face]:
+        if not found:
+            return []  # the full-resolution pixels are not decoded for a photo with no face
+        landmarks, chips = aligner.align(picture.rgb, found, size=self.embedder.spec.input_size)
+        if getattr(self.embedder, "thread_safe", False):
+            vectors = self.embedder.embed(chips)
+        else:
+            with self._embedding:
+                vectors = self.embedder.embed(chips)
         return [
             Face(box=d.box, score=d.score, landmarks=marks, embedding=vector)
             for d, marks, vector in zip(found, landmarks, vectors)

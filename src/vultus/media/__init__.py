@@ -2,13 +2,14 @@
 
 from .collect import Collection, Item, collect, read_items
 from .crop import face_crop_jpeg, redact_regions
-from .decode import SUPPORTED_FORMATS, DecodedImage, decode_image, sniff_format
+from .decode import SUPPORTED_FORMATS, DecodedImage, PhotoPixels, decode_image, sniff_format, upright_size
 from .location import strip_location
 
 __all__ = [
     "Collection",
     "DecodedImage",
     "Item",
+    "PhotoPixels",
     "SUPPORTED_FORMATS",
     "collect",
     "decode_image",
@@ -17,4 +18,5 @@ __all__ = [
     "redact_regions",
     "strip_location",
     "sniff_format",
+    "upright_size",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -25,6 +26,8 @@ from .pixels import CONVERTIBLE_MODES, DecodeCost, decode_cost, orientation_of, 
 __all__ = [
     "DecodedImage",
     "decode_image",
+    "upright_size",
+    "PhotoPixels",
     "sniff_format",
     "SUPPORTED_FORMATS",
     "DEFAULT_MAX_PIXELS",
@@ -61,6 +64,8 @@ class DecodedImage:
 
     rgb: np.ndarray
     format: str
+    #: (width, height) of the full image when ``rgb`` is a reduced (draft) decode of it.
+    full_size: tuple[int, int] | None = None
 
     @property
     def width(self) -> int:
@@ -87,6 +92,7 @@ def decode_image(
     name: str = "image",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
+    draft_scale: float | None = None,
 ) -> DecodedImage:
     """Decode ``data`` into an upright RGB image.
 
@@ -98,38 +104,82 @@ def decode_image(
     (one waits for another to finish rather than both exceeding it). Raises a specific
     :class:`~vultus.errors.MediaError` subclass for empty, non-image, corrupt, truncated
     and oversized files, naming ``name`` in the message.
+
+    With ``draft_scale`` (under 1), a JPEG is decoded at the smallest of libjpeg's DCT
+    scales (1/2, 1/4, 1/8) that is still at least ``draft_scale`` of its size: several
+    times faster than a full decode, for a copy that is to be scaled down anyway.
+    ``full_size`` then gives the size of the full image. Other formats decode in full.
     """
+    announced = _announced(data, name, max_pixels)
+    with _media_errors(name, announced, data, max_pixels):
+        image = _open_checked(data, name, announced, max_pixels)
+        fmt = image.format or announced or "UNKNOWN"
+        full_size = _upright(image.size, orientation_of(image))
+        if draft_scale is not None and draft_scale < 1 and fmt in ("JPEG", "MPO"):
+            width, height = image.size
+            image.draft(image.mode, (math.ceil(width * draft_scale), math.ceil(height * draft_scale)))
+        cost = decode_cost(image)
+        _check_budget(cost, image, max_decode_mb, name)
+        with _BUDGET.reserve(cost.total, max_decode_mb * _MB):
+            image.load()
+            if image.mode not in CONVERTIBLE_MODES or image.size[0] * image.size[1] > max_pixels:
+                raise CorruptImageError(
+                    f"{name}: the {fmt} data decodes to a {image.mode} image of {image.size[0]}x"
+                    f"{image.size[1]}, not what its header says; re-export it from the original."
+                )
+            orientation = orientation_of(image)
+            rgb = to_upright_rgb8(image, orientation)
+            image.close()
+    return DecodedImage(rgb=rgb, format="JPEG" if fmt == "MPO" else fmt, full_size=full_size)
+
+
+def upright_size(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """The (width, height) ``data`` decodes to, EXIF orientation applied, from its header alone.
+
+    Raises the same errors as :func:`decode_image` for what the header shows (empty, not an
+    image, an unsupported mode, over ``max_pixels``); damage further in shows only on decode.
+    """
+    announced = _announced(data, name, max_pixels)
+    with _media_errors(name, announced, data, max_pixels):
+        image = _open_checked(data, name, announced, max_pixels)
+        return _upright(image.size, orientation_of(image))
+
+
+def _announced(data: bytes, name: str, max_pixels: int) -> str | None:
+    """The format ``data`` announces, once it is known not to be empty and Vultus's limit governs."""
     if not data:
         raise EmptyFileError(f"{name}: the file is empty (0 bytes); there is no photo to read.")
-    announced = sniff_format(data)
     _let_vultus_limit_govern(max_pixels)
+    return sniff_format(data)
+
+
+def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _open_checked(data: bytes, name: str, announced: str | None, max_pixels: int) -> Image.Image:
+    """The opened image (its first frame), its size and mode checked; nothing is decoded."""
+    image = _open(data, name, announced)
+    _check_size(image.size, max_pixels, name)
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    _check_size(image.size, max_pixels, name)
+    if image.mode not in CONVERTIBLE_MODES:
+        raise NotAnImageError(
+            f"{name}: the {image.format or announced or 'UNKNOWN'} image uses the {image.mode} colour mode, "
+            "which Vultus cannot convert; re-export it as an 8-bit RGB JPEG or PNG."
+        )
+    return image
+
+
+@contextmanager
+def _media_errors(name: str, announced: str | None, data: bytes, max_pixels: int) -> Iterator[None]:
+    """Pillow's and the codecs' exceptions, as the MediaError that says what to do."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns below twice its own limit; we enforce ours before decoding.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = _open(data, name, announced)
-            _check_size(image.size, max_pixels, name)
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
-            _check_size(image.size, max_pixels, name)
-            fmt = image.format or announced or "UNKNOWN"
-            if image.mode not in CONVERTIBLE_MODES:
-                raise NotAnImageError(
-                    f"{name}: the {fmt} image uses the {image.mode} colour mode, which Vultus "
-                    "cannot convert; re-export it as an 8-bit RGB JPEG or PNG."
-                )
-            cost = decode_cost(image)
-            _check_budget(cost, image, max_decode_mb, name)
-            with _BUDGET.reserve(cost.total, max_decode_mb * _MB):
-                image.load()
-                if image.mode not in CONVERTIBLE_MODES or image.size[0] * image.size[1] > max_pixels:
-                    raise CorruptImageError(
-                        f"{name}: the {fmt} data decodes to a {image.mode} image of {image.size[0]}x"
-                        f"{image.size[1]}, not what its header says; re-export it from the original."
-                    )
-                orientation = orientation_of(image)
-                rgb = to_upright_rgb8(image, orientation)
-                image.close()
+            yield
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"{name}: the image is over the limit of {max_pixels:,} pixels (a guard against "
@@ -152,7 +202,6 @@ def decode_image(
         raise CorruptImageError(
             f"{name}: the {announced or 'image'} data is malformed ({exc}); re-export it."
         ) from exc
-    return DecodedImage(rgb=rgb, format="JPEG" if fmt == "MPO" else fmt)
 
 
 def _open(data: bytes, name: str, announced: str | None) -> Image.Image:
@@ -264,3 +313,49 @@ def _describe_content(data: bytes) -> str:
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f"{len(data)} bytes of plain text"
     return f"{len(data)} bytes in no format Vultus recognises"
+
+
+class PhotoPixels:
+    """A photo's pixels for face analysis, each decoded only when needed.
+
+    ``reduced`` is a smaller upright copy of the whole photo to detect on (a JPEG's draft
+    decode, when detection runs at half size or less), else None; ``rgb`` is the photo at
+    full resolution, for the face chips, decoded the first time it is asked for, so a photo
+    in which no face is found is never decoded in full. Errors are
+    :func:`decode_image`'s, raised by whichever decode meets them.
+    """
+
+    def __init__(self, data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_decode_mb: int = DEFAULT_MAX_DECODE_MB, detection_scale: Callable[[int, int], float]):
+        self._data, self._name, self._limits = data, name, (max_pixels, max_decode_mb)
+        self.width, self.height = upright_size(data, name=name, max_pixels=max_pixels)
+        self.reduced: np.ndarray | None = None
+        self._full: DecodedImage | None = None
+        self._format = sniff_format(data)
+        scale = detection_scale(self.width, self.height)
+        if scale <= 0.5 and self._format == "JPEG":
+            small = decode_image(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                                 draft_scale=scale)
+            if small.width < self.width:
+                self.reduced, self._format = small.rgb, small.format
+            else:
+                self._full = small
+
+    @property
+    def decoded(self) -> DecodedImage:
+        """The full-resolution decode (made now if it was not yet)."""
+        if self._full is None:
+            max_pixels, max_decode_mb = self._limits
+            self._full = decode_image(self._data, name=self._name, max_pixels=max_pixels, max_decode_mb=max_decode_mb)
+        return self._full
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.decoded.rgb
+
+    @property
+    def format(self) -> str:
+        """The format's name; what the decode reports once there has been one."""
+        if self._full is not None:
+            return self._full.format
+        return self._format or self.decoded.format

@@ -7,6 +7,11 @@ runner takes it, and when another process or request holds the writer lock the r
 waits and tries the same job again rather than failing it. A job fails only for a reason
 of its own photos; its uploaded files are removed when it ends either way.
 
+Jobs run below the server's own priority (``JOB_NICENESS``): the runner thread, and the
+worker processes it starts, which inherit it. On a busy machine the scheduler then gives
+the cores to searches first, and an ingest takes what they leave; alone, it runs at full
+speed.
+
 At most ``MAX_QUEUED`` jobs wait at a time (uploads wait unencrypted on disk with their
 job): one more is refused with :class:`QueueFull`, which the routes answer 503. Anything a
 job raises, even a ``BaseException``, fails that job alone; the runner goes on to the next.
@@ -14,6 +19,7 @@ job raises, even a ``BaseException``, fails that job alone; the runner goes on t
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import threading
@@ -25,7 +31,7 @@ from typing import Any, Callable
 from ..engine import Engine
 from ..errors import DataDirLockedError
 
-__all__ = ["JobRunner", "MAX_JOBS_KEPT", "MAX_QUEUED", "QueueFull", "RETRY_SECONDS"]
+__all__ = ["JobRunner", "JOB_NICENESS", "MAX_JOBS_KEPT", "MAX_QUEUED", "QueueFull", "RETRY_SECONDS"]
 
 #: Finished ingest jobs remembered for polling; older ones are forgotten.
 MAX_JOBS_KEPT = 200
@@ -34,6 +40,9 @@ MAX_QUEUED = 20
 #: How long the runner waits between tries while another writer holds the data directory,
 #: at first and at most (it doubles in between).
 RETRY_SECONDS = (0.2, 5.0)
+#: How much lower than the server's own the jobs' scheduling priority is (a nice value: 10
+#: gives a thread about a tenth of a core that searches also want).
+JOB_NICENESS = 10
 
 
 class QueueFull(Exception):
@@ -101,6 +110,7 @@ class JobRunner:
             del self.jobs[key]  # the oldest finished jobs go first; queued and running ones stay
 
     def _run(self) -> None:
+        _lower_own_priority(JOB_NICENESS)
         while True:
             job, work, cleanup = self._queue.get()
             try:
@@ -129,3 +139,19 @@ class JobRunner:
             except BaseException as exc:  # noqa: BLE001 - reported through the job; the runner must go on
                 job.update(status="failed", position=None, waiting=None, error={"code": type(exc).__name__, "message": str(exc)})
                 return
+
+
+def _lower_own_priority(niceness: int) -> None:
+    """Lower the calling thread's scheduling priority by ``niceness`` (Linux: per thread).
+
+    Processes and threads it starts afterwards inherit it. Where threads cannot be given a
+    priority of their own, nothing changes (a whole-process nice would slow searches too).
+    """
+    native_id = threading.get_native_id()
+    if not hasattr(os, "setpriority") or not os.path.isdir(f"/proc/self/task/{native_id}"):
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, native_id)
+        os.setpriority(os.PRIO_PROCESS, native_id, min(19, current + niceness))
+    except OSError:
+        pass  # not allowed here: jobs run at the server's priority
