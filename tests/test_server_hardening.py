@@ -387,7 +387,7 @@ def test_a_job_waits_while_another_engine_holds_the_writer_lock(app_engine, face
     client = TestClient(app)
     photo = faces_root / "deepface_jack" / "5.jpg"
     with vultus.open(engine.data_dir, workers=1) as other:
-        writing = other._writing()
+        writing = other.deployment.writing()
         writing.__enter__()
         try:
             response = client.post("/v1/ingest/uploads", headers=headers, data={"source": "news"},
@@ -679,7 +679,7 @@ def test_the_ingest_queue_is_bounded(app_engine, faces_root: Path, monkeypatch):
     client = TestClient(app, raise_server_exceptions=False)
     photo = faces_root / "deepface_jack" / "5.jpg"
     with vultus.open(engine.data_dir, workers=1) as other:
-        writing = other._writing()
+        writing = other.deployment.writing()
         writing.__enter__()  # the runner waits on its first job, so later ones stay queued
         try:
             first = _upload(client, headers, photo)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vultus.crypto import Keyring
-from vultus.engine import _reconcile
+from vultus.gallery import reconcile as _reconcile
 from vultus.config import Settings
 from vultus.errors import IndexCorruptError, SettingsError, SourceExistsError, UnknownSourceError
 from vultus.index import create_index, index_names
@@ -145,7 +145,7 @@ def test_one_writer_at_a_time(tmp_path: Path, faces_root: Path):
 
     with vultus.open(tmp_path / "d") as first, vultus.open(tmp_path / "d") as second:
         first.add_source("s", basis="consent", purpose="p", retention="1d")
-        with first._writing():
+        with first.deployment.writing():
             with pytest.raises(DataDirLockedError, match="Wait for it to finish"):
                 second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)
         summary = second.ingest([faces_root / "_formats" / "einstein.png"], source="s", workers=1)

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,11 @@ from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 from .workers import main_is_importable, worker_pool
+
+if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's types
+    from .config import Settings
+    from .deployment import Deployment
+    from .gallery import Gallery
 
 __all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis", "SuppressionCheck"]
 
@@ -491,3 +496,36 @@ def _worker_died(what: str) -> WorkerCrashedError:
 def _extension(fmt: str) -> str:
     return {"JPEG": "jpg", "TIFF": "tif"}.get(fmt, fmt.lower())
 
+
+
+def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", deployment: "Deployment",
+                 gallery: "Gallery", actor: str, workers: int, progress: Callable[[int, int, int], None] | None = None,
+                 rename: tuple[str, str] | None = None, notice: Callable[[str], None] | None = None,
+                 root: str | None = None) -> IngestSummary:
+    """Ingest ``paths`` into ``source`` under the deployment's writer lock, then fit the index to the gallery's size.
+
+    ``notice(message)`` is told before the index is rebuilt (a long step with no progress).
+    """
+    with deployment.writing():
+        store = deployment.store
+        check_gallery_model(store.model_ids(), gallery.embedder.model_id)
+        ingestor = Ingestor(
+            store=store, blobs=deployment.blobs, index=gallery.open_index(writable=True),
+            analyzer=lambda: gallery.analyzer, detector=settings.detector, embedder=gallery.embedder_name,
+            model_id=gallery.embedder.model_id, detect_size=settings.detect_size, max_pixels=settings.max_pixels,
+            max_decode_mb=settings.max_decode_mb, actor=actor, suppression=gallery.suppression_checks(),
+            gate=QualityGate(settings.min_face_size, settings.min_detector_score),
+        )
+        try:
+            summary = ingestor.run(list(paths), source=source, workers=workers, progress=progress, rename=rename,
+                                   root=root)
+        finally:
+            # Once the gallery holds this model's templates (even from an interrupted run),
+            # later commands must use the same model without being told.
+            if gallery.embedder.model_id in store.model_ids():
+                gallery.remember_model()
+        started = time.monotonic()
+        summary.index_rebuilt = gallery.fit_index(notice)
+        if summary.index_rebuilt:
+            summary.index_seconds = time.monotonic() - started
+        return summary

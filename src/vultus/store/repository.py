@@ -546,6 +546,16 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(audit)).scalar_one()
 
+    def audit_entries(self, *, since: str | None = None, until: str | None = None, action: str | None = None) -> list:
+        """Audit entries in order, optionally in [since, until) and of one action."""
+        with self.engine.connect() as conn:
+            return list(self.audit.entries(conn, since=since, until=until, action=action))
+
+    def verify_audit(self):  # noqa: ANN201 - the audit log's Verification
+        """Check the whole audit chain and its signed head."""
+        with self.engine.connect() as conn:
+            return self.audit.verify(conn)
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database and truncate it, so freed pages
         (zeroed by secure_delete) are the only copy left."""
