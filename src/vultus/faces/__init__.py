@@ -19,6 +19,10 @@ from .base import (
 )
 from .pipeline import FaceAnalyzer, QualityGate, embed_detections
 
+# The built-in backends register themselves, as a third-party one would; importing them
+# loads no model (dlib and onnxruntime load on first use).
+from . import dlib_models, libfacedetection, onnx_models  # noqa: E402,F401  isort: skip
+
 __all__ = [
     "Aligner",
     "Box",

@@ -2,7 +2,8 @@
 
 A backend is a class that satisfies one of the protocols below and registers a factory
 under a name (``register_detector("hog", HogDetector)``). Built-in backends register the
-same way a third-party one would. Factories must not load weights: models load lazily on
+same way a third-party one would (the ``vultus.faces`` package imports them; this
+registry imports none). Factories must not load weights: models load lazily on
 first use, so that creating one is cheap and importing Vultus loads nothing.
 
 A name that is a path ending in ``.onnx`` is an operator's own model file, run with
@@ -30,6 +31,7 @@ __all__ = [
     "register_detector",
     "register_aligner",
     "register_embedder",
+    "register_file_opener",
     "create_detector",
     "create_aligner",
     "create_embedder",
@@ -210,12 +212,21 @@ def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
     _EMBEDDERS[name] = factory
 
 
-def _create(kind: str, registry: dict[str, Callable[[], object]], name: str) -> object:
-    _ensure_builtins()
-    if name.lower().endswith(".onnx") and kind in ("detector", "embedder"):
-        from . import onnx_models  # onnxruntime is imported only when an ONNX file is named
+#: Openers of model files by the end of their name (``.onnx``, registered by
+#: vultus.faces.onnx_models): ``opener(kind, path)`` gives a detector or an embedder.
+_FILE_OPENERS: dict[str, Callable[[str, str], object]] = {}
 
-        return onnx_models.open_onnx(kind, name)
+
+def register_file_opener(suffix: str, opener: Callable[[str, str], object]) -> None:
+    """Open detectors and embedders named by a path ending in ``suffix`` with ``opener(kind, path)``."""
+    _FILE_OPENERS[suffix.lower()] = opener
+
+
+def _create(kind: str, registry: dict[str, Callable[[], object]], name: str) -> object:
+    if kind in ("detector", "embedder"):
+        for suffix, opener in _FILE_OPENERS.items():
+            if name.lower().endswith(suffix):
+                return opener(kind, name)
     try:
         factory = registry[name]
     except KeyError:
@@ -242,16 +253,9 @@ def create_embedder(name: str) -> Embedder:
 
 def detector_names() -> list[str]:
     """Names of every registered detector."""
-    _ensure_builtins()
     return sorted(_DETECTORS)
 
 
 def embedder_names() -> list[str]:
     """Names of every registered embedder."""
-    _ensure_builtins()
     return sorted(_EMBEDDERS)
-
-
-def _ensure_builtins() -> None:
-    # Registering the built-ins imports only their modules; dlib and onnxruntime load on first use.
-    from . import dlib_models, libfacedetection, onnx_models  # noqa: F401

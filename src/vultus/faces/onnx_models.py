@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelFilesMissingError, ModelFormatError
-from .base import Box, Detection, ModelSpec, register_aligner
+from .base import Box, Detection, ModelSpec, register_aligner, register_file_opener
 
 __all__ = [
     "ARCFACE_REFERENCE",
@@ -444,3 +444,6 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         order = rest[overlap <= iou]
     return np.asarray(kept, dtype=np.int64)
 
+
+# onnxruntime is imported only when an ONNX file is named.
+register_file_opener(".onnx", open_onnx)

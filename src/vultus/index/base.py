@@ -116,8 +116,6 @@ def register_index(name: str, factory: IndexFactory) -> None:
 
 def create_index(name: str, path: Path, dim: int, cipher: "Cipher | None" = None) -> VectorIndex:
     """Open (or create empty) the index backend ``name`` stored at ``path``."""
-    from . import faiss_index  # noqa: F401 - registers the built-in backend
-
     try:
         factory = _INDEXES[name]
     except KeyError:
@@ -128,6 +126,5 @@ def create_index(name: str, path: Path, dim: int, cipher: "Cipher | None" = None
 
 
 def index_names() -> list[str]:
-    from . import faiss_index  # noqa: F401
-
+    """Names of every registered index backend."""
     return sorted(_INDEXES)
