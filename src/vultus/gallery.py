@@ -20,8 +20,7 @@ from .crypto import Keyring
 from .errors import IndexCorruptError, ModelError
 from .faces import Embedder, FaceAnalyzer, create_aligner, create_detector, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
-from .ingest import SuppressionCheck
-from .policy import check_gallery_model
+from .policy import SuppressionCheck, check_gallery_model
 from .store import Store
 
 __all__ = ["DEFAULT_EMBEDDER", "Gallery", "reconcile"]

@@ -25,7 +25,7 @@ from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, crea
 from .index import VectorIndex
 from .media import Item, PhotoPixels, collect, face_crop_jpeg, read_items, redact_regions, strip_location
 from .media.decode import DEFAULT_MAX_DECODE_MB
-from .policy import check_gallery_model, refuse_remote
+from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
 from .workers import main_is_importable, worker_pool
 
@@ -123,18 +123,6 @@ class PhotoAnalysis:
     #: Templates of the same faces under earlier models that have suppression entries.
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
-
-@dataclass(frozen=True)
-class SuppressionCheck:
-    """Suppression entries of one model and how to test a new face against them.
-
-    ``embedder`` is None for the gallery's own model (its templates are at hand) and the
-    registered name of an earlier model otherwise, which then embeds every new face too.
-    """
-
-    model_id: str
-    embedder: str | None
-    radius: float
 
 
 def analyze_photo(

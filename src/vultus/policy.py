@@ -7,6 +7,7 @@ store or search anything, so a refused request leaves no trace in the data direc
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Iterable
 
@@ -18,6 +19,7 @@ from .errors import (
 )
 
 __all__ = [
+    "SuppressionCheck",
     "LegalBasis",
     "parse_retention",
     "format_retention",
@@ -164,3 +166,16 @@ def check_gallery_model(gallery_models: Iterable[str], model_id: str) -> None:
             "convert the gallery with `vultus reindex --model NAME`; if such a conversion was "
             "interrupted, run it again to finish."
         )
+
+
+@dataclass(frozen=True)
+class SuppressionCheck:
+    """Suppression entries of one model and how to test a new face against them.
+
+    ``embedder`` is None for the gallery's own model (its templates are at hand) and the
+    registered name of an earlier model otherwise, which then embeds every new face too.
+    """
+
+    model_id: str
+    embedder: str | None
+    radius: float
