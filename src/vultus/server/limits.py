@@ -31,6 +31,8 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .access import Unauthorized, account_for, forbidden_message
+
 __all__ = [
     "BodyGuard", "BodyTooLarge", "BodyTimeout", "body_limit", "FORM_OVERHEAD", "SMALL_BODY", "MIN_BODY_RATE",
     "SINGLE_PHOTO_ROUTES", "BATCH_ROUTES", "WEB_UPLOAD_ROUTES",
@@ -139,15 +141,11 @@ class BodyGuard:
             roles = self._route_roles(scope)
             if roles is None:
                 return None  # no such route: the app answers 404 or 405 without reading the body
-            from .app import Unauthorized, account_for
-
             try:
                 account = await anyio.to_thread.run_sync(account_for, state.engine, _header(scope, b"authorization"))
             except Unauthorized as exc:
                 return _error(401, exc.code, exc.message)
             if account.role not in roles:
-                from .app import forbidden_message
-
                 return _error(403, "forbidden", forbidden_message(account, roles))
             return None
         role = WEB_UPLOAD_ROUTES.get(path)

@@ -19,7 +19,7 @@ from ..errors import UnknownReceiptError
 from ..media import decode_image
 from ..media.collect import PHOTO_SUFFIXES
 from ..store.accounts import Account, Role
-from .app import ApiError, as_dict, engine_of, require
+from .access import ApiError, as_dict, engine_of, require
 from .clients import client_key
 from .jobs import QueueFull
 
@@ -34,7 +34,7 @@ _SUFFIX_OF = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BM
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/x-ms-bmp"}
 
 
-def _photo_bytes(request: Request, upload: UploadFile) -> bytes:
+def photo_bytes(request: Request, upload: UploadFile) -> bytes:
     """The uploaded photo, refused early when it is not an image type or is too big."""
     kind = (upload.content_type or "").split(";")[0].strip().lower()
     if kind not in _IMAGE_TYPES:
@@ -136,7 +136,7 @@ def ingest_uploads(
     try:
         for number, upload in enumerate(photos):
             name = stored_name(upload.filename, number)
-            data = _photo_bytes(request, upload)
+            data = photo_bytes(request, upload)
             # A bad photo is refused now, as a 4xx, rather than inside the background job.
             decoded = decode_image(data, name=name, max_pixels=engine.settings.max_pixels,
                                    max_decode_mb=engine.settings.max_decode_mb)
@@ -201,7 +201,7 @@ def search(
 ) -> dict[str, Any]:
     """Candidate faces for the face in PHOTO, best first; the search is logged."""
     engine = engine_of(request)
-    data = _photo_bytes(request, photo)
+    data = photo_bytes(request, photo)
     with engine.acting_as(account.name):
         result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face)
     return {
@@ -220,7 +220,7 @@ def search(
 
 
 def _match(request: Request, photo: UploadFile, face: int | None):  # noqa: ANN202
-    return engine_of(request).match_person(_photo_bytes(request, photo), face=face)
+    return engine_of(request).match_person(photo_bytes(request, photo), face=face)
 
 
 @router.post("/access", tags=["rights"])
@@ -229,7 +229,7 @@ def access(request: Request, photo: UploadFile = File(...), face: int | None = F
     """Access report for the person in PHOTO (GDPR Art. 15); the photo is not kept."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
-        return engine.access(_photo_bytes(request, photo), face=face, include_crops=True)
+        return engine.access(photo_bytes(request, photo), face=face, include_crops=True)
 
 
 @router.post("/erasure", tags=["rights"])
@@ -430,7 +430,7 @@ def public_request(
     their face. Creates a request for the data-protection officer; shows no result."""
     client = client_key(request)
     return {
-        **engine_of(request).submit_public_request(kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client),
+        **engine_of(request).submit_public_request(kind=kind, photo=photo_bytes(request, photo), contact=contact, client=client),
         "message": "Your request is registered. The data-protection officer will answer at the address you "
         "gave within one month. Your photo was used only to find your face and was not kept.",
     }

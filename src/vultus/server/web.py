@@ -32,9 +32,9 @@ from ..errors import RateLimitedError, VultusError
 from ..policy import LegalBasis
 from ..report import access_report_html
 from ..store.accounts import Role
-from .app import ApiError, engine_of
+from .access import ApiError, engine_of
 from .clients import client_key, scheme_of
-from .routes import MAX_ID, _photo_bytes
+from .routes import MAX_ID, ingest_uploads, photo_bytes
 from .signin import LOGIN_COOKIE, MAX_FAILURES, WINDOW_SECONDS, FailureLimiter, LoginCsrf, name_key, same_token
 
 web = APIRouter()
@@ -210,7 +210,7 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
     form = {"purpose": purpose, "case": case}
     try:
         with engine.acting_as(session["account"].name):
-            result = engine.search(_photo_bytes(request, photo), purpose=purpose, case=case)
+            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case)
     except ApiError as exc:
         return _page("search.html", "Search", session, exc.status, result=None, error=exc.message, **form)
     except VultusError as exc:
@@ -244,8 +244,6 @@ def ingest_page(request: Request) -> HTMLResponse:
 @web.post("/ui/ingest", response_class=HTMLResponse, include_in_schema=False)
 def ingest_submit(request: Request, source: str = Form(...), photos: list[UploadFile] = File(...),
                   csrf: str = Form("")) -> HTMLResponse:
-    from .routes import ingest_uploads
-
     session = _signed_in(request, Role.INVESTIGATOR)
     _check_csrf(session, csrf)
     job = ingest_uploads(request, source=source, photos=photos, account=session["account"])
@@ -348,7 +346,7 @@ def public_submit(request: Request, kind: str = Form(...), contact: str = Form(.
     client = client_key(request)
     try:
         done = engine_of(request).submit_public_request(
-            kind=kind, photo=_photo_bytes(request, photo), contact=contact, client=client)
+            kind=kind, photo=photo_bytes(request, photo), contact=contact, client=client)
     except ApiError as exc:
         return _page("public.html", "Your data: a request", error=exc.message, status=exc.status)
     except RateLimitedError as exc:
