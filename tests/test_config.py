@@ -39,3 +39,37 @@ def test_environment_sets_fields_and_arguments_win():
 def test_bad_values_are_refused_with_what_to_do(env: dict, message: str):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_settings_read_elsewhere_before_are_fields_with_their_variables(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path):
+    from vultus.config import environment_value, model_cache_dir
+
+    env = {"VULTUS_ORT_THREADS": "2", "VULTUS_DLIB_BACKEND": "DLIB", "VULTUS_CACHE_DIR": "/tmp/models"}
+    settings = Settings.from_env(env)
+    assert settings.ort_threads == 2 and settings.dlib_backend == "dlib" and settings.cache_dir == Path("/tmp/models")
+    with pytest.raises(SettingsError, match="VULTUS_DLIB_BACKEND is 'tensorflow'"):
+        Settings.from_env({"VULTUS_DLIB_BACKEND": "tensorflow"})
+    with pytest.raises(SettingsError, match="ort_threads must be 0"):
+        Settings.from_env({"VULTUS_ORT_THREADS": "-2"})
+    # Code without a settings object at hand reads one setting from this process's environment.
+    monkeypatch.setenv("VULTUS_ORT_THREADS", "3")
+    monkeypatch.setenv("VULTUS_CACHE_DIR", str(tmp_path / "c"))
+    assert environment_value("ort_threads") == 3 and model_cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("VULTUS_ORT_THREADS", "three")
+    with pytest.raises(SettingsError, match="VULTUS_ORT_THREADS='three' is not a valid int"):
+        environment_value("ort_threads")
+
+
+def test_constructor_copies_and_keywords_give_the_project_errors():
+    with pytest.raises(SettingsError, match="workers='x' is not a valid int"):
+        Settings.from_env({}, workers="x")
+    with pytest.raises(SettingsError, match="top must be at least 1"):
+        Settings(top=0)
+    settings = Settings.from_env({"VULTUS_TOP": "5"})
+    assert settings.with_(data_dir="elsewhere").data_dir == Path("elsewhere") and settings.top == 5
+    with pytest.raises(SettingsError, match="body_timeout"):
+        settings.with_(body_timeout=0)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        Settings.from_env({}, no_such_setting=1)
+
