@@ -174,6 +174,18 @@ def test_help_lists_every_command(run):
         assert command in out
 
 
+def test_global_options_fall_back_to_the_environment_and_win_over_it(tmp_path: Path):
+    runner = CliRunner()
+    from_env, from_option = tmp_path / "from-env", tmp_path / "from-option"
+    assert runner.invoke(cli, ["source", "list"], env={"VULTUS_DATA": str(from_env)}).exit_code == 0
+    assert from_env.is_dir()
+    result = runner.invoke(cli, ["--data", str(from_option), "source", "list"], env={"VULTUS_DATA": str(tmp_path / "x")})
+    assert result.exit_code == 0 and from_option.is_dir() and not (tmp_path / "x").exists()
+    bad = runner.invoke(cli, ["--data", str(from_option), "source", "list"], env={"VULTUS_WORKERS": "many"})
+    assert bad.exit_code == 1 and "VULTUS_WORKERS='many' is not a valid int" in bad.output
+    assert "Traceback" not in bad.output
+
+
 def test_stored_copies_carry_no_location(run, faces_root: Path, data_dir: Path, tmp_path: Path):
     import io
 

@@ -39,3 +39,102 @@ def test_environment_sets_fields_and_arguments_win():
 def test_bad_values_are_refused_with_what_to_do(env: dict, message: str):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_settings_read_elsewhere_before_are_fields_with_their_variables(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path):
+    from vultus.config import environment_value, model_cache_dir
+
+    env = {"VULTUS_ORT_THREADS": "2", "VULTUS_DLIB_BACKEND": "DLIB", "VULTUS_CACHE_DIR": "/tmp/models"}
+    settings = Settings.from_env(env)
+    assert settings.ort_threads == 2 and settings.dlib_backend == "dlib" and settings.cache_dir == Path("/tmp/models")
+    with pytest.raises(SettingsError, match="VULTUS_DLIB_BACKEND is 'tensorflow'"):
+        Settings.from_env({"VULTUS_DLIB_BACKEND": "tensorflow"})
+    with pytest.raises(SettingsError, match="ort_threads must be 0"):
+        Settings.from_env({"VULTUS_ORT_THREADS": "-2"})
+    # Code without a settings object at hand reads one setting from this process's environment.
+    monkeypatch.setenv("VULTUS_ORT_THREADS", "3")
+    monkeypatch.setenv("VULTUS_CACHE_DIR", str(tmp_path / "c"))
+    assert environment_value("ort_threads") == 3 and model_cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("VULTUS_ORT_THREADS", "three")
+    with pytest.raises(SettingsError, match="VULTUS_ORT_THREADS='three' is not a valid int"):
+        environment_value("ort_threads")
+
+
+def test_constructor_copies_and_keywords_give_the_project_errors():
+    with pytest.raises(SettingsError, match="workers='x' is not a valid int"):
+        Settings.from_env({}, workers="x")
+    with pytest.raises(SettingsError, match="top must be at least 1"):
+        Settings(top=0)
+    settings = Settings.from_env({"VULTUS_TOP": "5"})
+    assert settings.with_(data_dir="elsewhere").data_dir == Path("elsewhere") and settings.top == 5
+    with pytest.raises(SettingsError, match="body_timeout"):
+        settings.with_(body_timeout=0)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        Settings.from_env({}, no_such_setting=1)
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "vultus"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _environment_reads(tree) -> list[int]:
+    """Line numbers where ``tree`` reads the environment (see the test below for the rule)."""
+    import ast
+
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb"):
+            parent = parents.get(node)
+            grand = parents.get(parent)
+            if isinstance(parent, ast.Subscript) and isinstance(parent.ctx, (ast.Store, ast.Del)):
+                continue  # os.environ[NAME] = value, or del: a write
+            if (isinstance(parent, ast.Attribute) and parent.attr == "setdefault" and isinstance(grand, ast.Call)
+                    and isinstance(parents.get(grand), ast.Expr)):
+                continue  # os.environ.setdefault(NAME, value) as a statement: a default for this process and its children
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            lines += [node.lineno for alias in node.names if alias.name in ("environ", "environb", "getenv", "getenvb")]
+        elif isinstance(node, ast.keyword) and node.arg in ("envvar", "auto_envvar_prefix"):
+            lines.append(node.value.lineno)  # click reading a variable for an option
+    return sorted(lines)
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """vultus.config is the one module that reads environment variables.
+
+    Anything else that reads ``os.environ`` (by subscript, ``get``, ``in``, iteration or by
+    passing it on), calls ``os.getenv``, imports ``environ`` or ``getenv`` from ``os``, or
+    lets click read a variable (``envvar=``) is a second reader whose name, default and
+    checks could drift from :class:`Settings`. Writes are allowed: assigning or deleting
+    ``os.environ[NAME]``, and ``os.environ.setdefault(NAME, value)`` as a statement whose
+    result is not used, which is how Vultus passes a value to onnxruntime and to worker
+    processes (the reading is then done through vultus.config).
+    """
+    import ast
+
+    assert _environment_reads(ast.parse("import os\nx = os.environ.get('A')\nos.environ.setdefault('B', '1')\n"
+                                        "y = os.getenv('C')\nos.environ['D'] = '1'\n")) == [2, 4]
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == SRC / "config.py":
+            continue
+        offenders += [f"{path.relative_to(SRC)}:{line}" for line in _environment_reads(ast.parse(path.read_text()))]
+    assert not offenders, f"read the environment outside vultus.config: {offenders}"
+
+
+def test_every_settings_variable_is_in_the_readme_and_in_help():
+    from click.testing import CliRunner
+
+    from vultus.cli import cli
+    from vultus.config import environment_variables
+
+    readme = README.read_text()
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    variables = [variable for variable, _name, _default in environment_variables()]
+    assert len(variables) == len(Settings.model_fields) and "VULTUS_DATA" in variables
+    assert [v for v in variables if f"`{v}`" not in readme] == []
+    assert [v for v in variables if v not in help_text] == []
+    # The listing gives each default as Settings declares it.
+    assert "VULTUS_MAX_PIXELS" in help_text and "default: 120000000" in help_text

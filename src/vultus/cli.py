@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from .config import DEFAULT_DATA_DIR, Settings
+from .config import Settings, env_name, environment_variables
 from .errors import VultusError, storage_error
 from .policy import LegalBasis
 
@@ -81,48 +81,54 @@ class _Group(click.Group):
             raise friendly from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _default(name: str) -> Any:
+    """A setting's default, as :class:`Settings` declares it (the one place defaults live)."""
+    return Settings.model_fields[name].default
+
+
+def _environment_epilog() -> str:
+    """The --help text listing every setting's variable and default, from the Settings fields."""
+    width = max(len(variable) for variable, _name, _default in environment_variables())
+    rows = [f"  {variable:<{width}}  default: {'none' if default is None else default}"
+            for variable, _name, default in environment_variables()]
+    # \b keeps click from rewrapping the list into one paragraph.
+    return ("Environment: every setting can be given as a variable; an option on the command line wins. "
+            "An empty variable counts as unset. See the README for what each one does.\n\n\b\n" + "\n".join(rows))
+
+
+# The options have no default and no envvar of their own: an option left out is None, and
+# Settings.from_env then takes the variable, else the default, so both are declared once.
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_environment_epilog())
 @click.option(
     "--data",
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="VULTUS_DATA",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    help="Data directory holding the database, photo copies and index (env VULTUS_DATA).",
+    help="Data directory holding the database, photo copies and index "
+    f"(env {env_name('data_dir')}; default: {_default('data_dir')}).",
 )
 @click.option(
     "--detector",
-    envvar="VULTUS_DETECTOR",
-    default="yunet",
-    show_default=True,
     help="Face detector: yunet (libfacedetection's CNN: turned and small faces, fast), hog (dlib's HOG: "
     "frontal faces), cnn (dlib's MMOD CNN, slower) or the path of an SCRFD-style .onnx file. "
-    "Env VULTUS_DETECTOR.",
+    f"Env {env_name('detector')}; default: {_default('detector')}.",
 )
 @click.option(
     "--embedder",
-    envvar="VULTUS_EMBEDDER",
-    default=None,
-    help="Face embedder: dlib-resnet-v1 or the path of an ArcFace-style .onnx file (env VULTUS_EMBEDDER; "
+    help=f"Face embedder: dlib-resnet-v1 or the path of an ArcFace-style .onnx file (env {env_name('embedder')}; "
     "default: the one the gallery was built with). Change a gallery's with `vultus reindex --model`.",
 )
 @click.option(
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="VULTUS_KEY_FILE",
-    default=None,
-    help="Key file with the encryption and signing keys (env VULTUS_KEY_FILE; default: DATA/keys.json).",
+    help=f"Key file with the encryption and signing keys (env {env_name('key_file')}; default: DATA/keys.json).",
 )
 @click.option(
     "--actor",
-    envvar="VULTUS_ACTOR",
-    default=None,
-    help="Who is acting, recorded in the audit log (env VULTUS_ACTOR; default: your login name).",
+    help=f"Who is acting, recorded in the audit log (env {env_name('actor')}; default: your login name).",
 )
 @click.version_option(package_name="vultus")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path, detector: str, embedder: str | None, key_file: Path | None,
+def cli(ctx: click.Context, data_dir: Path | None, detector: str | None, embedder: str | None, key_file: Path | None,
         actor: str | None) -> None:
     """Vultus: find every photo of a person in a collection you lawfully hold, from one photo.
 

@@ -1,30 +1,68 @@
-"""Typed settings for one Vultus deployment, read from arguments and ``VULTUS_*`` variables."""
+"""Typed settings for one Vultus deployment, read from arguments and ``VULTUS_*`` variables.
+
+This module is the only one in Vultus that reads the environment: the engine, the CLI
+and the server build a :class:`Settings`, and code that runs where no settings object
+is passed (model sessions, worker processes) asks :func:`environment_value`.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+import types
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Mapping, Union, get_args, get_origin
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "DEFAULT_DATA_DIR"]
+__all__ = ["Settings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
+           "model_cache_dir"]
 
 DEFAULT_DATA_DIR = Path("vultus-data")
 ENV_PREFIX = "VULTUS_"
+DLIB_BACKENDS = ("onnx", "dlib")
+
+#: The variables :meth:`Settings.from_env` reads instead of ``os.environ``, while it runs.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("vultus_settings_environ", default=None)
 
 
-@dataclass(frozen=True)
-class Settings:
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping when there is one."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _ENVIRON.get()
+        if given is None:
+            return super()._load_env_vars()
+        # As the base class treats os.environ (names matched case-insensitively, empty
+        # values ignored), so that a given mapping reads exactly as the process's would.
+        return {(key if self.case_sensitive else key.lower()): value
+                for key, value in given.items() if not (self.env_ignore_empty and value == "")}
+
+
+class Settings(BaseSettings):
     """Everything that can be tuned, with the defaults a newcomer should get.
 
     Each field can be set from the environment as ``VULTUS_<FIELD NAME IN CAPITALS>``
     (the data directory as ``VULTUS_DATA``, as on the command line); explicit keyword
-    arguments to :meth:`from_env` win over the environment.
+    arguments (to the constructor or :meth:`from_env`) win over the environment. An
+    empty variable counts as unset. Unusable values raise :class:`SettingsError`.
     """
 
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
     #: Folder holding the database, the blob copies and the vector index.
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Field(DEFAULT_DATA_DIR, validation_alias="VULTUS_DATA")
     #: Key file with the encryption and signing keys; None means ``DATA/keys.json``.
     key_file: Path | None = None
     #: Registered detector name (``yunet``, ``hog`` or ``cnn``), or the path of an SCRFD-style ONNX file.
@@ -48,7 +86,7 @@ class Settings:
     #: Candidates returned by a search unless ``--top`` says otherwise.
     top: int = 10
     #: Minimum similarity for a search candidate; None means the embedder's own default.
-    threshold: float | None = field(default=None)
+    threshold: float | None = None
     #: Similarity at which access, erasure, objection and restriction match a person's face;
     #: None means the embedder's own, deliberately more inclusive than search (dlib: 0.675,
     #: which is distance 0.65, where search uses 0.70, distance 0.6).
@@ -77,67 +115,67 @@ class Settings:
     #: Reverse proxies whose X-Forwarded-For the server believes, comma-separated addresses
     #: or CIDR ranges; None means the client is always the socket's peer.
     trusted_proxies: str | None = None
+    #: onnxruntime threads per model session; 0 means onnxruntime's own choice (all cores).
+    #: Ingest workers set it to their share of the cores for themselves unless it is set.
+    ort_threads: int = 0
+    #: Runtime for dlib's networks: ``onnx`` (converted graphs) or ``dlib`` (dlib itself, the reference).
+    dlib_backend: str = "onnx"
+    #: Folder for the models converted from dlib's public weights; None means
+    #: ``$XDG_CACHE_HOME/vultus``, else ``~/.cache/vultus``.
+    cache_dir: Path | None = None
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(exc, given=values) from None
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
-        """Build settings from ``VULTUS_*`` variables, then apply non-None ``overrides``."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(env_name(f.name))
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then the environment; no .env or secrets files, which Vultus never read.
+        return init_settings, _EnvSource(settings_cls)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Build settings from ``VULTUS_*`` variables (of ``environ``, else the process's),
+        then apply non-None ``overrides``."""
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _ENVIRON.reset(token)
 
     def with_(self, **changes: object) -> "Settings":
-        """Return a copy with some fields changed and validated."""
-        settings = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        settings.validate()
-        return settings
+        """Return a copy with some (non-None) fields changed and validated."""
+        values = self.model_dump()
+        values.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            return type(self).model_validate(values)
+        except ValidationError as exc:
+            raise _settings_error(exc, given=values) from None
 
-    def validate(self) -> None:
-        """Raise :class:`SettingsError` for values that cannot work."""
-        if not isinstance(self.data_dir, Path):
-            object.__setattr__(self, "data_dir", Path(self.data_dir))
-        if self.key_file is not None and not isinstance(self.key_file, Path):
-            object.__setattr__(self, "key_file", Path(self.key_file))
-        if self.workers < 0:
-            raise SettingsError(f"workers must be 0 (one per core) or more, not {self.workers}.")
-        if self.max_pixels < 1:
-            raise SettingsError("max_pixels must be a positive number of pixels.")
-        if self.max_decode_mb < 64:
-            raise SettingsError(
-                f"max_decode_mb must be at least 64 (MiB of memory for one decode), not {self.max_decode_mb}."
-            )
-        if self.detect_size is not None and not 160 <= self.detect_size <= 8000:
-            raise SettingsError(
-                f"detect_size must be between 160 and 8000 pixels, not {self.detect_size}."
-            )
-        if self.ivf_threshold < 0:
-            raise SettingsError(f"ivf_threshold must be 0 (always exact) or a number of faces, not {self.ivf_threshold}.")
-        if self.top < 1:
-            raise SettingsError(f"top must be at least 1, not {self.top}.")
-        if self.min_face_size < 20:
-            raise SettingsError(
-                f"min_face_size must be at least 20 pixels (no usable template is smaller), not {self.min_face_size}."
-            )
-        if self.rights_threshold is not None and not 0.0 < self.rights_threshold <= 1.0:
-            raise SettingsError(
-                f"rights_threshold is a similarity between 0 and 1, not {self.rights_threshold}."
-            )
-        if self.actor is not None and not self.actor.strip():
-            raise SettingsError("The actor may not be blank: every action is recorded under a name.")
-        if not 0.1 <= self.body_timeout <= 3600:
-            raise SettingsError(f"body_timeout is in seconds, from 0.1 to 3600, not {self.body_timeout}.")
-        if not 1 <= self.max_batch_photos <= 10_000:
-            raise SettingsError(f"max_batch_photos must be from 1 to 10000, not {self.max_batch_photos}.")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise SettingsError(
-                f"threshold is a similarity between 0 and 1, not {self.threshold}."
-            )
+    def validate(self) -> None:  # type: ignore[override] - kept from the dataclass era
+        """Raise :class:`SettingsError` for values that cannot work (construction already checks)."""
+        self.with_()
+
+    @field_validator("dlib_backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        problem = _problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def actor_name(self) -> str:
@@ -162,31 +200,87 @@ class Settings:
         return self.workers or os.cpu_count() or 1
 
 
+def _problem(s: Settings) -> str | None:
+    """What is wrong with ``s`` for a user to fix, or None."""
+    if s.workers < 0:
+        return f"workers must be 0 (one per core) or more, not {s.workers}."
+    if s.max_pixels < 1:
+        return "max_pixels must be a positive number of pixels."
+    if s.max_decode_mb < 64:
+        return f"max_decode_mb must be at least 64 (MiB of memory for one decode), not {s.max_decode_mb}."
+    if s.detect_size is not None and not 160 <= s.detect_size <= 8000:
+        return f"detect_size must be between 160 and 8000 pixels, not {s.detect_size}."
+    if s.ivf_threshold < 0:
+        return f"ivf_threshold must be 0 (always exact) or a number of faces, not {s.ivf_threshold}."
+    if s.top < 1:
+        return f"top must be at least 1, not {s.top}."
+    if s.min_face_size < 20:
+        return f"min_face_size must be at least 20 pixels (no usable template is smaller), not {s.min_face_size}."
+    if s.rights_threshold is not None and not 0.0 < s.rights_threshold <= 1.0:
+        return f"rights_threshold is a similarity between 0 and 1, not {s.rights_threshold}."
+    if s.actor is not None and not s.actor.strip():
+        return "The actor may not be blank: every action is recorded under a name."
+    if not 0.1 <= s.body_timeout <= 3600:
+        return f"body_timeout is in seconds, from 0.1 to 3600, not {s.body_timeout}."
+    if not 1 <= s.max_batch_photos <= 10_000:
+        return f"max_batch_photos must be from 1 to 10000, not {s.max_batch_photos}."
+    if s.threshold is not None and not 0.0 <= s.threshold <= 1.0:
+        return f"threshold is a similarity between 0 and 1, not {s.threshold}."
+    if s.ort_threads < 0:
+        return f"ort_threads must be 0 (onnxruntime's choice) or a number of threads, not {s.ort_threads}."
+    if s.dlib_backend not in DLIB_BACKENDS:
+        return f"VULTUS_DLIB_BACKEND is {s.dlib_backend!r}; use onnx (the default) or dlib."
+    return None
+
+
+def _kind(name: str) -> str:
+    """The type a field takes, in words for an error message (``int``, ``Path``, ...)."""
+    annotation = Settings.model_fields[name].annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _settings_error(exc: ValidationError, *, given: Mapping[str, object]) -> Exception:
+    """The one clear error for pydantic's report: the first problem, named as the user wrote it."""
+    error = exc.errors()[0]
+    loc = error["loc"][0] if error["loc"] else None
+    if error["type"] == "extra_forbidden":
+        # A misspelt keyword is a programming error, as it was for the dataclass.
+        return TypeError(f"Settings got an unexpected keyword argument {loc!r}")
+    if error["type"] == "value_error" and not error["loc"]:
+        return SettingsError(str(error["ctx"]["error"]))
+    name = "data_dir" if loc == env_name("data_dir") else str(loc)
+    raw = error.get("input")
+    if name in given:
+        return SettingsError(f"{name}={raw!r} is not a valid {_kind(name)}.")
+    return SettingsError(f"{env_name(name)}={raw!r} is not a valid {_kind(name)}; fix or unset the variable.")
+
+
 def env_name(field_name: str) -> str:
     """The environment variable that sets a field (``data_dir`` is ``VULTUS_DATA``)."""
     return ENV_PREFIX + ("DATA" if field_name == "data_dir" else field_name.upper())
 
 
-def _parse(name: str, kind: object, raw: str) -> object:
-    """Convert one environment string to the field's type, with a clear error."""
-    text = str(kind)
-    try:
-        if "bool" in text:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if "Path" in text:
-            return Path(raw)
-        if "float" in text:
-            return float(raw)
-        if "int" in text:
-            return int(raw)
-    except ValueError:
-        raise SettingsError(
-            f"{env_name(name)}={raw!r} is not a valid {text.split(' ')[0]}; "
-            "fix or unset the variable."
-        ) from None
-    return raw
+def environment_variables() -> list[tuple[str, str, object]]:
+    """Every setting's variable, field name and default, in the order of the fields."""
+    return [(env_name(name), name, info.default) for name, info in Settings.model_fields.items()]
+
+
+def environment_value(name: str) -> Any:
+    """One setting as this process's environment gives it (its variable, else its default).
+
+    For code that runs without a settings object at hand, such as a model session in a
+    worker process; the value is checked as :class:`Settings` checks it.
+    """
+    variable = env_name(name)
+    raw = os.environ.get(variable)
+    return getattr(Settings.from_env({variable: raw} if raw else {}), name)
+
+
+def model_cache_dir() -> Path:
+    """Where converted models are kept: ``VULTUS_CACHE_DIR``, else the user cache directory."""
+    explicit = environment_value("cache_dir")
+    if explicit is not None:
+        return explicit
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vultus"

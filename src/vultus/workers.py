@@ -40,7 +40,8 @@ def worker_pool(workers: int, initializer: Callable[..., None], args: tuple[Any,
 def _initialize(parent: int, threads: int, initializer: Callable[..., None], args: tuple[Any, ...]) -> None:
     exit_with_parent(parent)
     # Each worker's share of the cores for onnxruntime, so that N workers do not each run
-    # a thread per core (set before any model loads in this fresh process).
+    # a thread per core (set before any model loads in this fresh process, where
+    # vultus.config reads it back as the ort_threads setting).
     os.environ.setdefault("VULTUS_ORT_THREADS", str(threads))
     initializer(*args)
 

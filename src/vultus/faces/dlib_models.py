@@ -16,7 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelError, ModelFilesMissingError, UnknownModelError
+from ..config import DLIB_BACKENDS, environment_value
+from ..errors import ModelError, ModelFilesMissingError, SettingsError, UnknownModelError
 from .base import (
     Box,
     Detection,
@@ -270,8 +271,14 @@ def _open_converted(convert: Any) -> Any:
 
 def _backend(explicit: str | None) -> str:
     """The runtime for dlib's networks: ``onnx`` (default) or ``dlib`` (``VULTUS_DLIB_BACKEND``)."""
-    backend = (explicit or os.environ.get("VULTUS_DLIB_BACKEND") or "onnx").lower()
-    if backend not in ("onnx", "dlib"):
+    if not explicit:
+        try:
+            return environment_value("dlib_backend")
+        except SettingsError as exc:
+            # To the faces package an unknown runtime is an unknown model, as for a given name.
+            raise UnknownModelError(str(exc)) from None
+    backend = explicit.lower()
+    if backend not in DLIB_BACKENDS:
         raise UnknownModelError(f"VULTUS_DLIB_BACKEND is {backend!r}; use onnx (the default) or dlib.")
     return backend
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import model_cache_dir
 from ..errors import ModelFormatError
 
 __all__ = ["DlibLayer", "read_dlib_network", "resnet_to_onnx", "converted_resnet", "cache_dir", "INPUT_SIZE"]
@@ -317,11 +318,7 @@ def cache_dir() -> Path:
     Only graphs derived from the public dlib weights are stored there, never anything
     from a gallery.
     """
-    explicit = os.environ.get("VULTUS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vultus"
+    return model_cache_dir()
 
 
 def _check_chips() -> np.ndarray:

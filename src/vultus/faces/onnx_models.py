@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import threading
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..config import environment_value
 from ..errors import ModelFilesMissingError, ModelFormatError
 from .base import Box, Detection, ModelSpec, register_aligner, register_file_opener
 
@@ -89,7 +89,7 @@ def session_options():  # noqa: ANN201 - an onnxruntime.SessionOptions
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: its warnings are not the operator's business
-    threads = int(os.environ.get("VULTUS_ORT_THREADS") or 0)
+    threads = environment_value("ort_threads")
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
