@@ -274,3 +274,140 @@ def test_searches_through_an_approximate_index_rank_by_exact_templates(engine, f
     approximate = search_photo(probe, index=Coarse(engine._open_index(writable=False)), **common)
     assert [c.face_id for c in approximate.candidates] == [c.face_id for c in exact.candidates]
     assert [c.similarity for c in approximate.candidates] == [c.similarity for c in exact.candidates]
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def _schema(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name != 'alembic_version' "
+                                   "AND name NOT LIKE 'sqlite_autoindex_alembic%'"))
+
+
+def _dump(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
+def _legacy(path: Path, *, version: str = "3") -> None:
+    """A database as Vultus wrote it before migrations: today's tables, a schema version, no revision."""
+    from sqlalchemy import create_engine
+
+    from vultus.store.schema import metadata
+
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?), ('audit_head', '')", (version,))
+        conn.execute("INSERT INTO sources (name, controller, legal_basis, purpose, retention_days, created_at) "
+                     "VALUES ('old', 'c', 'consent', 'p', 5, '2026-01-01T00:00:00Z')")
+
+
+def test_a_new_database_gets_every_revision_and_exactly_the_schema(tmp_path: Path, keys: Keyring):
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from vultus.store.migrate import MIGRATIONS
+    from vultus.store.schema import SCHEMA_VERSION, metadata
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_VERSION
+    Store(tmp_path / "v.db", keys).close()
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(SCHEMA_VERSION,)]
+    # The revisions must build what schema.py declares, table by table and index by index.
+    engine = create_engine(f"sqlite:///{tmp_path / 'declared.db'}")
+    metadata.create_all(engine)
+    engine.dispose()
+    assert _schema(tmp_path / "v.db") == _schema(tmp_path / "declared.db")
+
+
+def test_a_database_from_before_migrations_is_stamped_and_keeps_its_rows(tmp_path: Path, keys: Keyring):
+    _legacy(tmp_path / "v.db")
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        # Early databases at schema version 3 lack these; Vultus has always added them on open.
+        conn.execute("DROP TABLE erasures")
+        conn.execute("DROP TABLE public_attempts")
+    store = Store(tmp_path / "v.db", keys)
+    try:
+        assert [s.name for s in store.list_sources()] == ["old"]
+        assert store.erasures.pending() == []
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("3",)]
+        assert conn.execute("SELECT count(*) FROM public_attempts").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('99')",
+         "newer Vultus: its database is at revision 99.*Upgrade Vultus"),
+        ("UPDATE meta SET value = '2' WHERE key = 'schema_version'", "schema version 2.*no migration from it"),
+        ("DROP TABLE faces", "lacks table faces"),
+        ("ALTER TABLE users DROP COLUMN password_hash", "lacks column users.password_hash"),
+        ("DELETE FROM meta", "not a Vultus database"),
+    ],
+)
+def test_a_database_this_vultus_cannot_migrate_is_refused_unchanged(tmp_path: Path, keys: Keyring, damage: str,
+                                                                    message: str):
+    from vultus.errors import DataDirError
+
+    _legacy(tmp_path / "v.db")
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        conn.executescript(damage)
+    before = _dump(tmp_path / "v.db")
+    with pytest.raises(DataDirError, match=message):
+        Store(tmp_path / "v.db", keys)
+    assert _dump(tmp_path / "v.db") == before
+
+
+_NEXT_REVISION = '''
+from alembic import op
+from sqlalchemy import Column, Integer
+
+revision = "4"
+down_revision = "3"
+
+
+def upgrade():
+    op.add_column("sources", Column("stars", Integer))
+    op.create_table("extra", Column("id", Integer, primary_key=True))
+    op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    {fail}
+'''
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_later_revision_applies_whole_or_not_at_all(tmp_path: Path, keys: Keyring, fails: bool):
+    import shutil
+
+    from vultus.errors import DataDirError
+    from vultus.store.migrate import MIGRATIONS, upgrade_database
+    from vultus.store.repository import _on_connect
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    fail = "raise RuntimeError('the revision broke')" if fails else "pass"
+    (migrations / "versions" / "0004_next.py").write_text(_NEXT_REVISION.format(fail=fail))
+    Store(tmp_path / "v.db", keys).close()
+    before = _dump(tmp_path / "v.db")
+    if fails:
+        with pytest.raises(DataDirError, match="to revision 4 failed.*the revision broke.*left as it was"):
+            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="4")
+        assert _dump(tmp_path / "v.db") == before
+        return
+    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="4")
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("4",)]
+        assert "stars" in [row[1] for row in conn.execute("PRAGMA table_info(sources)")]
+        assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
+    # This Vultus (head 3) then refuses the database a newer one migrated.
+    with pytest.raises(DataDirError, match="newer Vultus"):
+        Store(tmp_path / "v.db", keys)

@@ -18,8 +18,9 @@ from .accounts import Accounts
 from .audit import AuditAction, AuditLog
 from .blobs import Cipher
 from .erasures import Erasures
+from .migrate import upgrade_database
 from .registers import Registers
-from .schema import SCHEMA_VERSION, audit, faces, images, meta, metadata, requests, search_hits, sources
+from .schema import audit, faces, images, meta, requests, search_hits, sources
 
 __all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
 
@@ -106,17 +107,10 @@ class Store:
         self.erasures = Erasures(self.engine)
         event.listen(self.engine, "connect", _on_connect)
         try:
-            metadata.create_all(self.engine)
+            # New, pre-migration (stamped) and older-revision databases alike reach the newest
+            # revision here, or are refused unchanged.
+            upgrade_database(self.path, _on_connect)
             with self.engine.begin() as conn:
-                found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-                if found is None:
-                    conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
-                    conn.execute(meta.insert().values(key="audit_head", value=""))
-                elif found != SCHEMA_VERSION:
-                    raise DataDirError(
-                        f"{self.path} has schema version {found}; this Vultus expects "
-                        f"{SCHEMA_VERSION}. Use the Vultus version that created it."
-                    )
                 plain = requests.c.contact_hash.is_not(None) | requests.c.client_hash.is_not(None)
                 if conn.execute(select(requests.c.id).where(plain).limit(1)).first() is not None:
                     # Older versions kept unkeyed sha256 hashes of requesters' addresses here.
