@@ -6,7 +6,6 @@ Each class loads its weights once, on first use, so creating one costs nothing.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import warnings
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DLIB_BACKENDS, environment_value
-from ..errors import ModelError, ModelFilesMissingError, SettingsError, UnknownModelError
+from ..errors import ModelError, SettingsError, UnknownModelError
 from .base import (
     Box,
     Detection,
@@ -26,6 +25,7 @@ from .base import (
     register_detector,
     register_embedder,
 )
+from .runtime import import_dlib, model_file, onnx_session
 
 __all__ = [
     "HogDetector",
@@ -35,32 +35,6 @@ __all__ = [
     "model_file",
     "RESNET_SPEC",
 ]
-
-_INSTALL_HINT = "Install them with: pip install dlib-bin face_recognition_models"
-
-
-def _import_dlib() -> Any:
-    try:
-        import dlib
-    except ImportError as exc:  # pragma: no cover - dlib-bin is a hard dependency
-        raise ModelFilesMissingError(f"dlib is not installed. {_INSTALL_HINT}") from exc
-    return dlib
-
-
-def model_file(filename: str) -> str:
-    """Absolute path of one of ``face_recognition_models``' weight files.
-
-    The package's own helpers import ``pkg_resources``; finding its folder through
-    importlib avoids that dependency and does not import it at all.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFilesMissingError(f"The face model weights are not installed. {_INSTALL_HINT}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
-    if not path.is_file():
-        raise ModelFilesMissingError(f"Model file {path} is missing. {_INSTALL_HINT}")
-    return str(path)
-
 
 RESNET_SPEC = ModelSpec(
     model_id="dlib-resnet-v1",
@@ -125,7 +99,7 @@ def _frontal_detector() -> Any:
     """
     from .dlib_onnx import cache_dir
 
-    dlib = _import_dlib()
+    dlib = import_dlib()
     path = cache_dir() / f"dlib-frontal-hog-{getattr(dlib, '__version__', 'unknown')}.svm"
     if path.is_file():
         try:
@@ -216,7 +190,7 @@ class CnnDetector(_ConvertedNetwork):
     def detect_with_dlib(self, rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         """dlib's own boxes ``((left, top, right, bottom), confidence)``, corners inclusive."""
         detector = self._dlib.get(
-            lambda: _import_dlib().cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
+            lambda: import_dlib().cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
         )
         return [
             ((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence))
@@ -254,19 +228,11 @@ def _open_converted(convert: Any) -> Any:
 
     A cached file onnxruntime cannot load is damaged: the graph is converted again.
     """
-    import onnxruntime
-
-    from .onnx_models import session_options
-
-    def session(graph: bytes | Path) -> Any:
-        return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
-                                            sess_options=session_options(), providers=["CPUExecutionProvider"])
-
     graph = convert(True)
     try:
-        return session(graph)
+        return onnx_session(graph)
     except Exception:  # noqa: BLE001 - whatever onnxruntime raises for a damaged file
-        return session(convert(False))
+        return onnx_session(convert(False))
 
 
 def _backend(explicit: str | None) -> str:
@@ -301,7 +267,7 @@ class DlibFivePointAligner:
         boxes = [d.box for d in detections]
         if not boxes:
             return [], []
-        dlib = _import_dlib()
+        dlib = import_dlib()
         predictor = self._lazy.get(
             lambda: dlib.shape_predictor(model_file("shape_predictor_5_face_landmarks.dat"))
         )
@@ -355,7 +321,7 @@ class DlibResNetEmbedder(_ConvertedNetwork):
         if len(chips) == 0:
             return np.zeros((0, self.spec.dim), dtype=np.float32)
         net = self._dlib.get(
-            lambda: _import_dlib().face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
+            lambda: import_dlib().face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
         )
         # One call for the whole batch: dlib runs the chips through the network together.
         vectors = net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])

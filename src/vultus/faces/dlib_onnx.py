@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config import model_cache_dir
 from ..errors import ModelFormatError
+from .runtime import onnx_session
 
 __all__ = ["DlibLayer", "read_dlib_network", "resnet_to_onnx", "converted_resnet", "cache_dir", "INPUT_SIZE"]
 
@@ -354,9 +355,7 @@ def converted_resnet(dat_path: str | Path, reference, *, use_cache: bool = True)
         except (OSError, ValueError, KeyError):
             pass  # rebuilt below
     model = resnet_to_onnx(read_dlib_network(dat_path)).SerializeToString()
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    session = onnx_session(model)
     chips = _check_chips()
     diff = float(np.abs(session.run(None, {"chips": chips})[0] - np.asarray(reference(list(chips)))).max())
     if diff > TOLERANCE:

@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import environment_value
 from ..errors import ModelFilesMissingError, ModelFormatError
 from .base import Box, Detection, ModelSpec, register_aligner, register_file_opener
+from .runtime import import_dlib, model_file, onnx_session, session_options
 
 __all__ = [
     "ARCFACE_REFERENCE",
@@ -79,23 +79,6 @@ def open_onnx(kind: str, name: str) -> Any:
     return OnnxScrfdDetector(path) if kind == "detector" else OnnxArcFaceEmbedder(path)
 
 
-def session_options():  # noqa: ANN201 - an onnxruntime.SessionOptions
-    """onnxruntime options for Vultus: quiet, and ``VULTUS_ORT_THREADS`` threads per session.
-
-    Ingest workers set that variable to their share of the cores, so that N processes do
-    not each start a thread per core; unset (0) means onnxruntime's own choice, all cores.
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only: its warnings are not the operator's business
-    threads = environment_value("ort_threads")
-    if threads > 0:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return options
-
-
 class _Session:
     """One onnxruntime session for one file, created on first use, once across threads."""
 
@@ -114,13 +97,11 @@ class _Session:
 
     def _load(self) -> Any:
         try:
-            import onnxruntime
+            import onnxruntime  # noqa: F401 - a clear error when it is missing, before the file is read
         except ImportError as exc:  # pragma: no cover - a hard dependency
             raise ModelFilesMissingError("onnxruntime is not installed: pip install onnxruntime") from exc
         try:
-            session = onnxruntime.InferenceSession(
-                str(self.path), sess_options=session_options(), providers=["CPUExecutionProvider"]
-            )
+            session = onnx_session(self.path)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ModelFormatError(
                 f"{self.path} cannot be loaded as an ONNX {self.kind}: {str(exc).splitlines()[0]}. Give the "
@@ -281,9 +262,7 @@ class ArcFaceAligner:
         return landmarks, chips
 
     def _five_points(self, rgb: np.ndarray, box: Box) -> tuple[tuple[float, float], ...]:
-        from .dlib_models import _import_dlib, model_file
-
-        dlib = _import_dlib()
+        dlib = import_dlib()
         with self._lock:
             if self._predictor is None:
                 self._predictor = dlib.shape_predictor(model_file("shape_predictor_68_face_landmarks.dat"))
