@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from .cli import _engine, _friendly, _json_option, _table, cli
+from .base import _engine, _friendly, _json_option, _table, cli
 
 # -- rights of the people in the photos ---------------------------------------------------
 
@@ -82,7 +82,7 @@ def access(ctx: click.Context, photo: Path, face_number: int | None, out_path: P
     basis, purpose, ingest and expiry dates, and every logged search that returned them,
     over the whole history. PHOTO is used in memory only and never stored.
     """
-    from .report import access_report_html
+    from ..report import access_report_html
 
     suffix = out_path.suffix.lower() if out_path else ""
     if out_path is not None and suffix not in (".html", ".htm", ".json"):
@@ -436,6 +436,6 @@ def _parse_time(text: str, option: str):  # noqa: ANN202 - datetime
 def _iso_or_none(text: str | None, option: str) -> str | None:
     if not text:
         return None
-    from .store import iso
+    from ..store import iso
 
     return iso(_parse_time(text, option))
