@@ -26,7 +26,7 @@ from sqlalchemy import select
 import vultus
 from vultus.cli import cli
 from vultus.crypto import Keyring
-from vultus.errors import DataDirInUseError, KeyFileError, RateLimitedError, VultusError
+from vultus.errors import DataDirInUseError, RateLimitedError, VultusError
 from vultus.store.schema import public_attempts, requests
 
 PHOTO = ("facerec_obama", "1.jpg")

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import select
-import shutil
 import socket
 import subprocess
 import sys
