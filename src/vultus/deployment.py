@@ -138,6 +138,14 @@ class Deployment:
         self.store.close()
         self.presence.close()
 
+    def alone_to_rotate(self):  # noqa: ANN201 - the presence's exclusive hold, a context manager
+        """This process's sole hold on the directory, for a key rotation (refused beside another process)."""
+        return self.presence.alone(why=(
+            f"Another process has {self.data_dir} open (`vultus serve`, or a command still running). "
+            "Rotating beside it would leave it writing under a dropped key, so nothing was changed. "
+            "Rotate through the running server (POST /v1/keys/rotate as an admin), or stop it and run "
+            "`vultus keys rotate` again."))
+
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the data directory's writer lock: one writer at a time, across processes

@@ -1,11 +1,8 @@
 """The engine: wiring only. It builds the parts from settings and hands each use case what it needs.
 
-The parts: the :class:`~vultus.deployment.Deployment` (data directory, keys, store, blobs,
-writer lock), the :class:`~vultus.gallery.Gallery` (embedder, analyzer, vector index). The
-use cases live in their own modules: :mod:`~vultus.accounts` (sources and accounts),
-:mod:`~vultus.ingest`, :mod:`~vultus.search`, :mod:`~vultus.rights`,
-:mod:`~vultus.public_requests`, :mod:`~vultus.retention`, :mod:`~vultus.calibration` and
-:mod:`~vultus.maintenance`.
+The parts are the :class:`~vultus.deployment.Deployment` (data directory, keys, store, blobs,
+writer lock) and the :class:`~vultus.gallery.Gallery` (embedder, analyzer, vector index); the
+use cases live in their own modules (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -259,11 +256,7 @@ class Engine:
         Refused while another process has the data directory open: it would keep the old
         key in memory and write under it once the key is dropped.
         """
-        why = (f"Another process has {self.data_dir} open (`vultus serve`, or a command still running). "
-               "Rotating beside it would leave it writing under a dropped key, so nothing was changed. "
-               "Rotate through the running server (POST /v1/keys/rotate as an admin), or stop it and run "
-               "`vultus keys rotate` again.")
-        with self.deployment.presence.alone(why=why), self.deployment.writing():
+        with self.deployment.alone_to_rotate(), self.deployment.writing():
             parts = self._erasure_parts()
             return rotate_keys(keys=self.keys, store=self.store, blobs=self.blobs, index=parts["index"],
                                actor=self.actor, sealing=self._seal_lock)
