@@ -256,10 +256,12 @@ def test_searches_through_an_approximate_index_rank_by_exact_templates(engine, f
                   face=None, name="probe", max_pixels=10**8, actor="t", purpose_required=True, calibration=None)
     exact = search_photo(probe, index=engine._open_index(writable=False), **common)
 
+    from vultus.index import Capabilities
+
     class Coarse:
         """An approximate index: right candidates, wrong order, distances off by its codes."""
 
-        kind = "ivf"
+        capabilities = Capabilities(exact=False, physical_removal=True, persistent=True, description="ivf")
 
         def __init__(self, inner):
             self.inner = inner

@@ -46,8 +46,7 @@ def stats(settings: Settings, store: Store, gallery: Gallery, data_dir: Path) ->
     counts = store.counts()
     try:
         index = gallery.open_index(writable=False)
-        vectors, index_bytes = len(index), index.file_size()
-        kind = index.kind if index.kind != "ivf" else f"ivf (nprobe {index.nprobe})"
+        vectors, index_bytes, kind = len(index), index.file_size(), index.capabilities.description
     except ModelError:  # two models (an unfinished `reindex --model`): stats still answer
         vectors, index_bytes, kind = 0, 0, "none (the gallery holds two models)"
     return Stats(

@@ -112,7 +112,7 @@ def match_template(
     """Every stored face, restricted ones included, within ``threshold`` of ``template``."""
     spec = analyzer.embedder.spec
     radius = spec.distance(threshold)
-    if index.kind == "exact":
+    if index.capabilities.exact:
         distances, ids = index.range_search(template, radius)
         found = {int(i): float(d) for d, i in zip(distances, ids)}
     else:

@@ -132,7 +132,7 @@ def search_photo(
     else:
         limit = spec.default_threshold
     query = np.asarray([chosen.embedding], dtype=np.float32)
-    if index.kind == "exact":
+    if index.capabilities.exact:
         distances, ids = index.search(query, top)
         pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
     else:

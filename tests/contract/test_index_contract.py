@@ -16,7 +16,7 @@ import pytest
 
 from vultus.crypto import Keyring
 from vultus.errors import IndexCorruptError
-from vultus.index import VectorIndex, create_index, index_names
+from vultus.index import Capabilities, VectorIndex, create_index, index_names
 
 FAKE = "memory (vultus.testing)"
 BACKENDS = [*index_names(), FAKE]
@@ -60,7 +60,7 @@ def test_it_keeps_the_protocol_and_starts_empty(open_index: Opener):
     index = open_index()
     assert isinstance(index, VectorIndex)
     assert index.dim == DIM and len(index) == 0 and index.ids().tolist() == []
-    assert isinstance(index.kind, str) and index.kind
+    assert isinstance(index.capabilities, Capabilities) and index.capabilities.description
     distances, ids = index.search(_vectors(2), 5)
     assert ids.shape[0] == 2 and (ids == -1).all()  # padded, never a made-up neighbour
     assert np.isinf(distances).all()
@@ -176,3 +176,20 @@ def test_the_fake_without_a_path_lives_in_memory_only(tmp_path: Path):
     assert index.file_size() == 0 and not list(tmp_path.iterdir())
     with pytest.raises(ValueError):
         index.add(_ids(1), _vectors(1))  # ids must not be present yet
+
+
+def test_an_index_that_says_it_is_exact_gives_exact_distances_and_one_that_keeps_a_file_saves_it(open_index: Opener):
+    """Use cases rely on the declared capabilities alone (no re-ranking when exact, a file when persistent)."""
+    index = open_index()
+    vectors, ids = _vectors(300), _ids(300)
+    index.add(ids, vectors)
+    capabilities = index.capabilities
+    if capabilities.exact:
+        query = vectors[7] + 0.05 * _vectors(1, seed=3)[0]
+        distances, found = index.search(query[None, :], 10)
+        want_d, want_i = _exact(vectors, ids, query)
+        assert found[0].tolist() == want_i[:10].tolist()
+        assert np.allclose(distances[0], want_d[:10], atol=1e-4)
+    if capabilities.persistent:
+        index.save()
+        assert index.file_size() > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -11,12 +12,28 @@ import numpy as np
 from ..errors import UnknownModelError
 from ..store.blobs import Cipher
 
-__all__ = ["RERANK", "VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
+__all__ = ["RERANK", "Capabilities", "VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
 
 
 #: Searches ask an approximate index for this many times the candidates they need and rank
 #: those by their exact templates from the store; approximate backends tune for that.
 RERANK = 2
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an index can do: use cases ask this, never a backend's name or kind."""
+
+    #: Its distances are exact (a flat index), so results need no re-ranking by the store's
+    #: templates; an approximate one is asked for more and re-ranked.
+    exact: bool
+    #: ``remove`` deletes the vectors themselves (from memory, and from disk once saved), so
+    #: an erasure is physical there too.
+    physical_removal: bool
+    #: It keeps a file of its own (``save`` writes it); otherwise it is rebuilt from the store.
+    persistent: bool
+    #: Words for `vultus stats`, e.g. ``exact`` or ``ivf (nprobe 12)``.
+    description: str
 
 
 @runtime_checkable
@@ -60,8 +77,8 @@ class VectorIndex(Protocol):
         ...
 
     @property
-    def kind(self) -> str:
-        """How it searches, for `vultus stats` (e.g. ``exact``, ``ivf``)."""
+    def capabilities(self) -> Capabilities:
+        """What it can do now (an index that changes structure with its size may change them)."""
         ...
 
     def plan_size(self, threshold: int) -> str | None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError, KeyFileError
 from ..store.blobs import Cipher, write_atomic
-from .base import RERANK, register_index
+from .base import RERANK, Capabilities, register_index
 
 __all__ = ["FaissIndex", "TARGET_RECALL", "RERANK"]
 
@@ -91,6 +91,13 @@ class FaissIndex:
     def kind(self) -> str:
         """``exact`` (flat) or ``ivf``."""
         return "ivf" if self._ivf() is not None else "exact"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Exact while flat, approximate as IVF; removal is physical and the file is its own either way."""
+        ivf = self._ivf()
+        return Capabilities(exact=ivf is None, physical_removal=True, persistent=True,
+                            description="exact" if ivf is None else f"ivf (nprobe {int(ivf.nprobe)})")
 
     @property
     def nprobe(self) -> int | None:

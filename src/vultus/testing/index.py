@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexCorruptError
+from ..index import Capabilities
 from ..store.blobs import Cipher, write_atomic
 
 __all__ = ["MemoryIndex"]
@@ -66,6 +67,11 @@ class MemoryIndex:
     @property
     def kind(self) -> str:
         return "exact"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Exact, physical removal; persistent only when given a path."""
+        return Capabilities(exact=True, physical_removal=True, persistent=self.path is not None, description="exact")
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
