@@ -43,16 +43,18 @@ class YuNetDetector:
 
     name = "yunet"
     #: The smallest face (side of the mapped box, in the pixels it detects at) that it finds
-    #: reliably: on the shared photos scaled down, 60 of 61 faces of 16-20 px and 66 of 70 of
-    #: 12-16 px were found. Photos are searched at window / minimum face size (half size).
+    #: reliably: on the shared photos scaled down, every face of 16-19 px (43) and 52 of 54 of
+    #: 12-15 px were found (bench/detector_scale.py b). Photos are searched at window /
+    #: minimum face size (half size).
     window = 16
-    #: Its cost per pixel grows past about 0.8 megapixels (on one core, 100-105 ns a pixel at
-    #: 768x768 and 1280x640, 140-150 at 1024x1024, 220 at 2000x1335): larger detection copies
+    #: Its cost per pixel grows past about 0.8 megapixels (one core, bench/detector_scale.py a:
+    #: 113 ns a pixel at 768x768, 199 at 1024x1024, 225 at 2000x1335): larger detection copies
     #: are searched in tiles of this side.
     tile = 768
     #: The long side it searches at, at least (unless that blows a photo up more than
-    #: ``max_upscale`` times): below it, on the shared photos, it missed faces at the border
-    #: (2 of 42 group faces at 800 px, 1 at 480-640) and a turned one at 800.
+    #: ``max_upscale`` times): below it, on the shared photos, it missed a group face (41 of 42
+    #: at 480 and 640 px) or left a turned portrait with no face (at 480 to 800 px;
+    #: bench/detector_scale.py c).
     min_size = 960
     max_upscale = 2.0
     #: Used only where a fixed detection size is asked for (VULTUS_DETECT_SIZE).

@@ -72,8 +72,8 @@ def plan_detection(width: int, height: int, detector: Any, *, min_face: int,
         return DetectionPlan(scale, size, ((0, 0, *size),), None, _smallest(window, scale) if window else 0)
     scale = window / min_face
     # Not below the detector's smallest useful input (a network sees too little of a face
-    # at the border of a tiny copy: YuNet lost a 123 px face there at 300 px), but a small
-    # photo is blown up at most ``max_upscale`` times for it.
+    # at the edge of a small copy, or of a turned one: see YuNetDetector.min_size), but a
+    # small photo is blown up at most ``max_upscale`` times for it.
     floor = min(getattr(detector, "min_size", 0) / long_side, getattr(detector, "max_upscale", 1.0))
     scale = max(scale, floor)
     scale = min(scale, getattr(detector, "max_size", long_side * scale) / long_side)
