@@ -138,3 +138,36 @@ def test_every_settings_variable_is_in_the_readme_and_in_help():
     assert [v for v in variables if v not in help_text] == []
     # The listing gives each default as Settings declares it.
     assert "VULTUS_MAX_PIXELS" in help_text and "default: 120000000" in help_text
+
+
+def test_nested_settings_come_from_double_underscore_variables_and_bad_ones_are_named():
+    settings = Settings.from_env({"VULTUS_STORE__URL": "sqlite:////srv/v.db"})
+    assert settings.store.url == "sqlite:////srv/v.db"
+    # A change of one nested field keeps the others; None changes nothing.
+    assert settings.with_(store={"url": None}).store.url == "sqlite:////srv/v.db"
+    assert settings.with_(store={"url": "sqlite:////x.db"}).store.url == "sqlite:////x.db"
+    with pytest.raises(SettingsError, match="VULTUS_STORE__PATH is not a setting"):
+        Settings.from_env({"VULTUS_STORE__PATH": "/x"})
+    with pytest.raises(SettingsError, match="VULTUS_STORE__URL"):
+        Settings.from_env({"VULTUS_STORE": "sqlite:////x.db"})
+
+
+def test_the_store_url_puts_the_database_outside_the_data_directory(tmp_path: Path):
+    from click.testing import CliRunner
+
+    import vultus
+    from vultus.cli import cli
+
+    elsewhere = tmp_path / "db"
+    elsewhere.mkdir()
+    url = f"sqlite:///{elsewhere / 'gallery.db'}"
+    with vultus.open(tmp_path / "data", store={"url": url}) as engine:
+        engine.add_source("s", basis="consent", purpose="test", retention="30d")
+    assert (elsewhere / "gallery.db").is_file() and not (tmp_path / "data" / "vultus.db").exists()
+    out = CliRunner().invoke(cli, ["--data", str(tmp_path / "data"), "--store-url", url, "source", "list"])
+    assert out.exit_code == 0 and "consent" in out.output
+    # Another scheme, or a folder that is not there: a clear error, nothing made.
+    for bad, message in (("mysql://db/v", "No metadata store handles"), (f"sqlite:///{tmp_path}/none/v.db", "does not exist")):
+        out = CliRunner().invoke(cli, ["--data", str(tmp_path / "other"), "--store-url", bad, "source", "list"])
+        assert out.exit_code != 0 and message in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "none").exists()

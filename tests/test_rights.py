@@ -262,9 +262,9 @@ def test_requests_are_due_one_month_later_and_overdue_ones_are_listed(data: Path
     assert due_date(datetime(2026, 1, 31, tzinfo=timezone.utc)) == datetime(2026, 2, 28, tzinfo=timezone.utc)
     assert due_date(datetime(2026, 12, 5, tzinfo=timezone.utc)) == datetime(2027, 1, 5, tzinfo=timezone.utc)
     with vultus.open(data) as engine:
-        with engine.store.transaction() as conn:
+        with engine.store.transaction():
             engine.store.registers.open_request(kind="erasure", received_at="2020-01-01T00:00:00Z",
-                                                due_at="2020-02-01T00:00:00Z", probe_sha256=None, conn=conn)
+                                                due_at="2020-02-01T00:00:00Z", probe_sha256=None)
         engine.access(faces_root / "deepface_jack" / "1.jpg")
         assert [r.kind for r in engine.requests(overdue=True)] == ["erasure"]
     out = CliRunner().invoke(cli, ["--data", str(data), "requests", "--overdue"]).output

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from .policy import source_fields
-from .store import AuditAction, SourceRecord, Store, iso, utcnow
+from .store import AuditAction, SourceRecord, MetadataStore, iso, utcnow
 from .store.accounts import Account
 
 __all__ = ["add_source", "add_user", "disable_user", "set_password"]
 
 
-def add_source(store: Store, *, actor: str, name: str, basis: str, purpose: str, retention: str,
+def add_source(store: MetadataStore, *, actor: str, name: str, basis: str, purpose: str, retention: str,
                controller: str | None = None, consent_ref: str | None = None) -> SourceRecord:
     """Register a source of photos with its controller, legal basis, purpose and retention."""
     fields = source_fields(
@@ -20,20 +20,20 @@ def add_source(store: Store, *, actor: str, name: str, basis: str, purpose: str,
     return record
 
 
-def add_user(store: Store, *, actor: str, name: str, role: str) -> tuple[Account, str]:
+def add_user(store: MetadataStore, *, actor: str, name: str, role: str) -> tuple[Account, str]:
     """Create an account; return it and its token, which is shown this once only."""
     account, token = store.accounts.add(name, role, at=iso(utcnow()))
     store.log(actor=actor, action=AuditAction.USER_ADD, details={"name": name, "role": account.role.value})
     return account, token
 
 
-def disable_user(store: Store, *, actor: str, name: str) -> None:
+def disable_user(store: MetadataStore, *, actor: str, name: str) -> None:
     """Disable an account: its token stops working; its audit entries stay."""
     store.accounts.disable(name, at=iso(utcnow()))
     store.log(actor=actor, action=AuditAction.USER_DISABLE, details={"name": name})
 
 
-def set_password(store: Store, *, actor: str, name: str, password: str) -> None:
+def set_password(store: MetadataStore, *, actor: str, name: str, password: str) -> None:
     """Give an account a password for the web sign-in."""
     store.accounts.set_password(name, password)
     store.log(actor=actor, action=AuditAction.USER_PASSWORD, details={"name": name})

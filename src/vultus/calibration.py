@@ -22,7 +22,7 @@ from .errors import FaceError, InputPathError, MediaError, PolicyError, WorkerCr
 from .faces import FaceAnalyzer
 from .media import decode_image
 from .metrics import identification, rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
-from .store import Store, iso, utcnow
+from .store import MetadataStore, iso, utcnow
 from .workers import main_is_importable, worker_pool
 
 __all__ = [
@@ -312,7 +312,7 @@ def public_figures(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if not k.startswith("_")}
 
 
-def calibrate(store: Store, analyzer: FaceAnalyzer, root: Path, *, fmr: float, max_pixels: int = 120_000_000,
+def calibrate(store: MetadataStore, analyzer: FaceAnalyzer, root: Path, *, fmr: float, max_pixels: int = 120_000_000,
               progress: Callable[[int, int], None] | None = None, workers: int = 1,
               names: AnalyzerNames | None = None) -> dict[str, Any]:
     """Set the search threshold for a target FMR on a folder dataset; keep it with the model id."""
@@ -351,7 +351,7 @@ def calibration_figures(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("impostor_") or k == "impostor_pairs"}
 
 
-def calibration_of(store: Store, model_id: str) -> dict[str, Any] | None:
+def calibration_of(store: MetadataStore, model_id: str) -> dict[str, Any] | None:
     """The stored calibration for ``model_id``, if any."""
     raw = store.get_meta(_META_PREFIX + model_id)
     return json.loads(raw) if raw else None

@@ -13,12 +13,13 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Mapping, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import SettingsError as SourceError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
+__all__ = ["Settings", "StoreSettings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
            "model_cache_dir"]
 
 DEFAULT_DATA_DIR = Path("vultus-data")
@@ -40,6 +41,16 @@ class _EnvSource(EnvSettingsSource):
         # values ignored), so that a given mapping reads exactly as the process's would.
         return {(key if self.case_sensitive else key.lower()): value
                 for key, value in given.items() if not (self.env_ignore_empty and value == "")}
+
+
+class StoreSettings(BaseModel):
+    """Where the metadata store lives (``VULTUS_STORE__URL``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The store's URL, e.g. ``sqlite:////srv/vultus/vultus.db``; None means SQLite in the
+    #: data directory (``DATA/vultus.db``). The scheme picks the backend (:mod:`vultus.store.base`).
+    url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -123,12 +134,19 @@ class Settings(BaseSettings):
     #: Folder for the models converted from dlib's public weights; None means
     #: ``$XDG_CACHE_HOME/vultus``, else ``~/.cache/vultus``.
     cache_dir: Path | None = None
+    #: The metadata store (nested: ``VULTUS_STORE__URL``).
+    store: StoreSettings = StoreSettings()
 
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise _settings_error(exc, given=values) from None
+        except SourceError as exc:
+            # The environment source could not parse a nested part given whole (VULTUS_STORE=...).
+            nested = [env_name(name) for name, info in type(self).model_fields.items() if _is_part(info.annotation)]
+            raise SettingsError(f"{', '.join(nested)} name groups of settings, set field by field "
+                                f"(e.g. {env_name('store.url')}): {exc}") from None
 
     @classmethod
     def settings_customise_sources(
@@ -155,7 +173,13 @@ class Settings(BaseSettings):
     def with_(self, **changes: object) -> "Settings":
         """Return a copy with some (non-None) fields changed and validated."""
         values = self.model_dump()
-        values.update({k: v for k, v in changes.items() if v is not None})
+        for key, value in changes.items():
+            if value is None:
+                continue
+            # A nested part changes field by field: with_(store={"url": ...}) keeps the rest.
+            if isinstance(value, Mapping) and isinstance(values.get(key), dict):
+                value = {**values[key], **{k: v for k, v in value.items() if v is not None}}
+            values[key] = value
         try:
             return type(self).model_validate(values)
         except ValidationError as exc:
@@ -233,9 +257,18 @@ def _problem(s: Settings) -> str | None:
     return None
 
 
+def _field(name: str):  # noqa: ANN202 - pydantic's FieldInfo
+    """The field a dotted name (``store.url``) stands for."""
+    model: Any = Settings
+    *parents, last = name.split(".")
+    for part in parents:
+        model = model.model_fields[part].annotation
+    return model.model_fields[last]
+
+
 def _kind(name: str) -> str:
     """The type a field takes, in words for an error message (``int``, ``Path``, ...)."""
-    annotation = Settings.model_fields[name].annotation
+    annotation = _field(name).annotation
     if get_origin(annotation) in (Union, types.UnionType):
         annotation = next(a for a in get_args(annotation) if a is not type(None))
     return getattr(annotation, "__name__", str(annotation))
@@ -244,7 +277,10 @@ def _kind(name: str) -> str:
 def _settings_error(exc: ValidationError, *, given: Mapping[str, object]) -> Exception:
     """The one clear error for pydantic's report: the first problem, named as the user wrote it."""
     error = exc.errors()[0]
-    loc = error["loc"][0] if error["loc"] else None
+    loc = ".".join(str(part) for part in error["loc"]) if error["loc"] else None
+    if error["type"] == "extra_forbidden" and loc is not None and loc.split(".")[0] not in given:
+        # Only a nested variable (VULTUS_STORE__...) can get here from the environment.
+        return SettingsError(f"{env_name(loc)} is not a setting; unset it (see `vultus --help` for the list).")
     if error["type"] == "extra_forbidden":
         # A misspelt keyword is a programming error, as it was for the dataclass.
         return TypeError(f"Settings got an unexpected keyword argument {loc!r}")
@@ -252,19 +288,32 @@ def _settings_error(exc: ValidationError, *, given: Mapping[str, object]) -> Exc
         return SettingsError(str(error["ctx"]["error"]))
     name = "data_dir" if loc == env_name("data_dir") else str(loc)
     raw = error.get("input")
-    if name in given:
+    if name.split(".")[0] in given:
         return SettingsError(f"{name}={raw!r} is not a valid {_kind(name)}.")
     return SettingsError(f"{env_name(name)}={raw!r} is not a valid {_kind(name)}; fix or unset the variable.")
 
 
 def env_name(field_name: str) -> str:
-    """The environment variable that sets a field (``data_dir`` is ``VULTUS_DATA``)."""
-    return ENV_PREFIX + ("DATA" if field_name == "data_dir" else field_name.upper())
+    """The environment variable that sets a field (``data_dir`` is ``VULTUS_DATA``, a nested
+    ``store.url`` is ``VULTUS_STORE__URL``)."""
+    return ENV_PREFIX + ("DATA" if field_name == "data_dir" else field_name.replace(".", "__").upper())
+
+
+def _is_part(annotation: object) -> bool:
+    """Whether a field is a nested group of settings (StoreSettings, IndexSettings)."""
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def environment_variables() -> list[tuple[str, str, object]]:
-    """Every setting's variable, field name and default, in the order of the fields."""
-    return [(env_name(name), name, info.default) for name, info in Settings.model_fields.items()]
+    """Every setting's variable, (dotted) field name and default, in the order of the fields."""
+    rows: list[tuple[str, str, object]] = []
+    for name, info in Settings.model_fields.items():
+        if _is_part(info.annotation):
+            rows += [(env_name(f"{name}.{sub}"), f"{name}.{sub}", sub_info.default)
+                     for sub, sub_info in info.annotation.model_fields.items()]
+        else:
+            rows.append((env_name(name), name, info.default))
+    return rows
 
 
 def environment_value(name: str) -> Any:
@@ -275,7 +324,10 @@ def environment_value(name: str) -> Any:
     """
     variable = env_name(name)
     raw = os.environ.get(variable)
-    return getattr(Settings.from_env({variable: raw} if raw else {}), name)
+    value: Any = Settings.from_env({variable: raw} if raw else {})
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def model_cache_dir() -> Path:

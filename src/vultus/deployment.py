@@ -25,11 +25,10 @@ from .datadir import Presence, secure_permissions
 from .erasures import finish_pending
 from .errors import DataDirError, DataDirLockedError, KeyFileError, ModelError, PolicyError, TamperedDataError, storage_error
 from .index import VectorIndex
-from .store import BlobStore, Store, iso, utcnow
+from .store import BlobStore, MetadataStore, default_store_url, iso, open_store, store_exists, utcnow
 
-__all__ = ["DB_NAME", "DIRTY_MARKER", "INDEX_PATH", "Deployment"]
+__all__ = ["DIRTY_MARKER", "INDEX_PATH", "Deployment"]
 
-DB_NAME = "vultus.db"
 INDEX_PATH = Path("index") / "faces.faiss"
 #: Present while a writer works; found at the next writer's start, it means a crash.
 DIRTY_MARKER = ".writing"
@@ -57,7 +56,8 @@ class Deployment:
             raise storage_error(OSError(errno.EROFS if read_only else errno.EACCES, "not writable"), self.data_dir)
         # A key file is made only with a new deployment: a missing one for existing data is
         # an error, never a silent new key that would leave the data unreadable.
-        is_new = not (self.data_dir / DB_NAME).exists()
+        store_url = settings.store.url or default_store_url(self.data_dir)
+        is_new = not store_exists(store_url)
         try:
             self.keys = Keyring.open(settings.key_path, create=is_new)
         except KeyFileError as exc:
@@ -67,13 +67,9 @@ class Deployment:
             ) from None
         #: Things the operator should know about this deployment (printed by the CLI).
         self.notices: list[str] = secure_permissions(self.data_dir, settings.key_path)
-        if is_new:
-            # Made owner-only before SQLite opens it: SQLite gives its WAL files the
-            # database's mode, and would otherwise create all three under the umask.
-            os.close(os.open(self.data_dir / DB_NAME, os.O_CREAT | os.O_WRONLY, 0o600))
         self.presence = Presence(self.data_dir)
         try:
-            self.store = Store(self.data_dir / DB_NAME, self.keys)
+            self.store: MetadataStore = open_store(store_url, self.keys)
             self._check_key_belongs()
         except BaseException:
             self.presence.close()

@@ -24,12 +24,12 @@ import numpy as np
 from .crypto import Keyring, verify_signature
 from .errors import ReceiptError, VultusError
 from .index import VectorIndex
-from .store import AuditAction, BlobStore, RemovedImage, Store, iso, utcnow
+from .store import AuditAction, BlobStore, RemovedImage, MetadataStore, iso, utcnow
 from .store.erasures import PendingErasure
 
 __all__ = ["erase_images", "finish_pending", "receipt_fields", "sign_receipt", "check_receipt"]
 
-#: ``in_transaction(conn, removed)``: the caller's changes in the erasure's transaction;
+#: ``in_transaction(removed)``: the caller's changes in the erasure's transaction;
 #: returns the request id and extra fields for the receipt (a suppression id, ...).
 InTransaction = Callable[[Any, list[RemovedImage]], tuple[int | None, dict[str, Any]]]
 
@@ -38,7 +38,7 @@ def erase_images(
     image_ids: Sequence[int],
     *,
     kind: str,
-    store: Store,
+    store: MetadataStore,
     blobs: BlobStore,
     index: VectorIndex,
     keys: Keyring,
@@ -51,14 +51,13 @@ def erase_images(
     logged with the deletion.
     """
     actor, action, details = audit
-    with store.transaction() as conn:
-        removed = store.delete_images(image_ids, conn)
-        request_id, extra = in_transaction(conn, removed) if in_transaction is not None else (None, {})
+    with store.transaction():
+        removed = store.delete_images(image_ids)
+        request_id, extra = in_transaction(removed) if in_transaction is not None else (None, {})
         store.log(
             actor=actor,
             action=action,
-            details={**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]},
-            conn=conn,
+            details={**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]}
         )
         erasure_id = store.erasures.begin(
             kind=kind,
@@ -66,13 +65,12 @@ def erase_images(
             blob_keys=[key for r in removed for key in ([r.blob_key] if r.blob_key else []) + r.crop_keys],
             face_ids=[f for r in removed for f in r.face_ids],
             fields=receipt_fields(kind=kind, request_id=request_id, removed=removed, extra=extra),
-            at=iso(utcnow()),
-            conn=conn,
+            at=iso(utcnow())
         )
     return _finish(store.erasures.get_pending(erasure_id), store=store, blobs=blobs, index=index, keys=keys)
 
 
-def finish_pending(*, store: Store, blobs: BlobStore, index: Callable[[], VectorIndex], keys: Keyring) -> list[int]:
+def finish_pending(*, store: MetadataStore, blobs: BlobStore, index: Callable[[], VectorIndex], keys: Keyring) -> list[int]:
     """Finish every erasure a crash cut short, oldest first; return the ids of those finished.
 
     Call with the writer lock held, so that no erasure still under way in another process
@@ -92,7 +90,7 @@ def finish_pending(*, store: Store, blobs: BlobStore, index: Callable[[], Vector
     return finished
 
 
-def _finish(pending: PendingErasure, *, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring) -> dict[str, Any]:
+def _finish(pending: PendingErasure, *, store: MetadataStore, blobs: BlobStore, index: VectorIndex, keys: Keyring) -> dict[str, Any]:
     """Delete the files, remove the index entries, truncate the WAL, sign and keep the receipt."""
     # Keys derive from the photo's content: if the same photo was stored again meanwhile
     # (only possible after a finish that failed), its new files are not this erasure's.
@@ -104,7 +102,7 @@ def _finish(pending: PendingErasure, *, store: Store, blobs: BlobStore, index: V
     index.save()
     # Before the receipt says it is done: the freed pages (zeroed by secure_delete) must be
     # the only copy left, not old frames in the write-ahead log.
-    store.checkpoint()
+    store.purge_deleted()
     receipt = sign_receipt(keys, pending.fields)
     store.erasures.complete(pending.id, receipt=receipt, at=receipt["completed_at"])
     return receipt

@@ -21,7 +21,7 @@ from .errors import IndexCorruptError, ModelError
 from .faces import Embedder, FaceAnalyzer, create_aligner, create_detector, create_embedder
 from .index import LockedIndex, VectorIndex, create_index
 from .policy import SuppressionCheck, check_gallery_model
-from .store import Store
+from .store import MetadataStore
 
 __all__ = ["DEFAULT_EMBEDDER", "Gallery", "reconcile"]
 
@@ -35,7 +35,7 @@ DEFAULT_EMBEDDER = "dlib-resnet-v1"
 class Gallery:
     """The embedder, analyzer and vector index of one deployment's faces."""
 
-    def __init__(self, settings: Settings, store: Store, keys: Keyring, index_path: Path):
+    def __init__(self, settings: Settings, store: MetadataStore, keys: Keyring, index_path: Path):
         self.settings = settings
         self.store = store
         self.keys = keys
@@ -211,7 +211,7 @@ class Gallery:
             return count
 
 
-def reconcile(index: VectorIndex, store: Store) -> bool:
+def reconcile(index: VectorIndex, store: MetadataStore) -> bool:
     """Make the index hold exactly the store's searchable faces; return whether it changed."""
     in_store = store.searchable_face_ids()
     in_index = index.ids()

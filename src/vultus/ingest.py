@@ -26,7 +26,7 @@ from .index import VectorIndex
 from .media import Item, PhotoPixels, collect, face_crop_jpeg, read_items, redact_regions, strip_location
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import SuppressionCheck, check_gallery_model, refuse_remote
-from .store import AuditAction, BlobStore, NewFace, SourceRecord, Store, iso, utcnow
+from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
 from .workers import main_is_importable, worker_pool
 
 if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's types
@@ -238,7 +238,7 @@ class Ingestor:
     def __init__(
         self,
         *,
-        store: Store,
+        store: MetadataStore,
         blobs: BlobStore,
         index: VectorIndex,
         analyzer: Callable[[], FaceAnalyzer],

@@ -11,7 +11,7 @@ from .errors import ModelError, PolicyError
 from .faces import create_embedder
 from .gallery import Gallery
 from .reembed import ModelChange, convert_gallery
-from .store import AuditAction, BlobStore, Store, iso, utcnow
+from .store import AuditAction, BlobStore, MetadataStore, iso, utcnow
 
 __all__ = ["Stats", "change_model", "stats", "withdraw_suppression"]
 
@@ -41,7 +41,7 @@ class Stats:
     key_file: str
 
 
-def stats(settings: Settings, store: Store, gallery: Gallery, data_dir: Path) -> Stats:
+def stats(settings: Settings, store: MetadataStore, gallery: Gallery, data_dir: Path) -> Stats:
     """Counts and sizes of a deployment."""
     counts = store.counts()
     try:
@@ -71,7 +71,7 @@ def stats(settings: Settings, store: Store, gallery: Gallery, data_dir: Path) ->
     )
 
 
-def change_model(embedder: str, *, settings: Settings, store: Store, blobs: BlobStore, gallery: Gallery, actor: str,
+def change_model(embedder: str, *, settings: Settings, store: MetadataStore, blobs: BlobStore, gallery: Gallery, actor: str,
                  progress: Callable[[int, int], None] | None = None) -> ModelChange:
     """Re-embed every stored face with ``embedder`` (a name or an ONNX path) and make it the gallery's (writers only).
 
@@ -98,11 +98,11 @@ def change_model(embedder: str, *, settings: Settings, store: Store, blobs: Blob
     return change
 
 
-def withdraw_suppression(store: Store, suppression_id: int, *, actor: str) -> bool:
+def withdraw_suppression(store: MetadataStore, suppression_id: int, *, actor: str) -> bool:
     """Withdraw a suppression entry (its template is erased); whether one was active."""
-    with store.transaction() as conn:
-        done = store.registers.withdraw_suppression(suppression_id, at=iso(utcnow()), conn=conn)
+    with store.transaction():
+        done = store.registers.withdraw_suppression(suppression_id, at=iso(utcnow()))
         if done:
             store.log(actor=actor, action=AuditAction.SUPPRESSION_WITHDRAW,
-                      details={"suppression_id": suppression_id}, conn=conn)
+                      details={"suppression_id": suppression_id})
     return done

@@ -18,7 +18,7 @@ from .errors import PolicyError, RateLimitedError
 from .faces import FaceAnalyzer
 from .policy import check_gallery_model
 from .rights import PersonMatch, access_report, due_date, match_template, requester_template
-from .store import AuditAction, BlobStore, Store, iso, utcnow
+from .store import AuditAction, BlobStore, MetadataStore, iso, utcnow
 from .index import VectorIndex
 
 __all__ = ["PUBLIC_REQUEST_KINDS", "PUBLIC_REQUESTS_PER_DAY", "fulfil_request", "submit_public_request"]
@@ -28,7 +28,7 @@ PUBLIC_REQUEST_KINDS = ("access", "erasure", "objection")
 PUBLIC_REQUESTS_PER_DAY = 3
 
 
-def submit_public_request(*, kind: str, photo: bytes, contact: str, client: str, store: Store,
+def submit_public_request(*, kind: str, photo: bytes, contact: str, client: str, store: MetadataStore,
                           analyzer: FaceAnalyzer, max_pixels: int, max_decode_mb: int,
                           sealing: threading.Lock) -> dict:
     """Register a request sent from the public page, for the DPO to carry out.
@@ -67,20 +67,19 @@ def submit_public_request(*, kind: str, photo: bytes, contact: str, client: str,
     # Sealed outside the writer lock (the public page must not wait for an ingest): a
     # rotation in this process starts only between two such seal-and-commits, so every
     # request is either committed before it (and re-sealed by it) or sealed under the new key.
-    with sealing, store.transaction() as conn:
+    with sealing, store.transaction():
         request_id = store.registers.open_public_request(
             kind=kind, template=template, model_id=analyzer.model_id, contact=contact,
-            received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, attempt_id=attempt,
-            conn=conn,
+            received_at=iso(now), due_at=iso(due_date(now)), probe_sha256=probe_sha256, attempt_id=attempt
         )
         store.log(
             actor="public", action=AuditAction.PUBLIC_REQUEST,
-            details={"request_id": request_id, "kind": kind, "probe_sha256": probe_sha256}, conn=conn,
+            details={"request_id": request_id, "kind": kind, "probe_sha256": probe_sha256}
         )
     return {"request_id": request_id, "kind": kind, "due_at": iso(due_date(now))}
 
 
-def fulfil_request(request_id: int, *, store: Store, blobs: BlobStore, analyzer: FaceAnalyzer, index: VectorIndex,
+def fulfil_request(request_id: int, *, store: MetadataStore, blobs: BlobStore, analyzer: FaceAnalyzer, index: VectorIndex,
                    threshold: float, actor: str, erase: Callable[[PersonMatch], dict],
                    object_to: Callable[[PersonMatch], dict]) -> dict:
     """Carry out an open public request: access report, or erasure or objection receipt.

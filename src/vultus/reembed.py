@@ -17,7 +17,7 @@ from .errors import ImageTooLargeError, MediaError, TamperedDataError
 from .faces import Box, Detection, FaceAnalyzer
 from .media import decode_image
 from .media.decode import DEFAULT_MAX_DECODE_MB
-from .store import BlobStore, Store
+from .store import BlobStore, MetadataStore
 
 __all__ = ["ModelChange", "convert_gallery"]
 
@@ -43,7 +43,7 @@ class ModelChange:
 
 
 def convert_gallery(
-    store: Store,
+    store: MetadataStore,
     blobs: BlobStore,
     analyzer: FaceAnalyzer,
     *,

@@ -14,24 +14,24 @@ from typing import Any
 from .crypto import Keyring
 from .index import VectorIndex
 from .erasures import erase_images
-from .store import AuditAction, BlobStore, Store, iso
+from .store import AuditAction, BlobStore, MetadataStore, iso
 
 __all__ = ["purge_expired", "rotate_keys"]
 
 
 def purge_expired(
-    *, now: datetime, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str
+    *, now: datetime, store: MetadataStore, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str
 ) -> dict[str, Any]:
     """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
     expired = store.expired_images(iso(now))
     return erase_images(
         expired, kind="purge", store=store, blobs=blobs, index=index, keys=keys,
         audit=(actor, AuditAction.PURGE, {"now": iso(now)}),
-        in_transaction=lambda conn, removed: (None, {"expired_by": iso(now)}),
+        in_transaction=lambda removed: (None, {"expired_by": iso(now)}),
     )
 
 
-def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorIndex, actor: str,
+def rotate_keys(*, keys: Keyring, store: MetadataStore, blobs: BlobStore, index: VectorIndex, actor: str,
                 sealing: AbstractContextManager[Any] = nullcontext()) -> dict[str, Any]:
     """Re-encrypt everything sealed under a new key, then drop the old keys.
 
@@ -59,7 +59,7 @@ def rotate_keys(*, keys: Keyring, store: Store, blobs: BlobStore, index: VectorI
     suppressions = store.registers.reseal_suppressions(is_current)
     requests = store.registers.reseal_requests(is_current)
     index.save()
-    store.checkpoint()
+    store.purge_deleted()
     dropped = [key_id for key_id in keys.keys if key_id != keys.current]
     counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions,
               "public_requests": requests}

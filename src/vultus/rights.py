@@ -26,7 +26,7 @@ from .index import VectorIndex
 from .media import decode_image
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .search import exact_distances, pick_face
-from .store import AuditAction, BlobStore, FaceHit, RemovedImage, Store, iso, utcnow
+from .store import AuditAction, BlobStore, FaceHit, RemovedImage, MetadataStore, iso, utcnow
 
 __all__ = [
     "PersonMatch",
@@ -75,7 +75,7 @@ def match_person(
     data: bytes,
     *,
     analyzer: FaceAnalyzer,
-    store: Store,
+    store: MetadataStore,
     index: VectorIndex,
     threshold: float,
     face: int | None = None,
@@ -104,7 +104,7 @@ def match_template(
     *,
     probe_sha256: str,
     analyzer: FaceAnalyzer,
-    store: Store,
+    store: MetadataStore,
     index: VectorIndex,
     threshold: float,
     request_id: int | None = None,
@@ -133,18 +133,18 @@ def match_template(
     return PersonMatch(probe_sha256, faces, template, threshold, analyzer.model_id, request_id)
 
 
-def _open_request(store: Store, kind: str, match: PersonMatch, conn: Any) -> tuple[int, str]:
+def _open_request(store: MetadataStore, kind: str, match: PersonMatch) -> tuple[int, str]:
     """The request this match answers: the registered one, or a new one received now."""
     if match.request_id is not None:
         return match.request_id, store.registers.get_request(match.request_id).received_at
     received = utcnow()
     request_id = store.registers.open_request(
-        kind=kind, received_at=iso(received), due_at=iso(due_date(received)), probe_sha256=match.probe_sha256, conn=conn
+        kind=kind, received_at=iso(received), due_at=iso(due_date(received)), probe_sha256=match.probe_sha256
     )
     return request_id, iso(received)
 
 
-def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
+def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
     """Everything held about the person: photos, faces, provenance, expiry, and the
     logged searches that returned them, over the whole history, with no cap."""
     images: dict[int, dict[str, Any]] = {}
@@ -183,10 +183,10 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
         }
         for e in store.searches_hitting(match.image_sha256s)
     ]
-    with store.transaction() as conn:
-        request_id, received = _open_request(store, "access", match, conn)
+    with store.transaction():
+        request_id, received = _open_request(store, "access", match)
         outcome = f"{len(images)} photos, {len(match.faces)} faces, {len(searches)} searches reported"
-        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome, conn=conn)
+        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome)
         store.log(
             actor=actor,
             action=AuditAction.ACCESS,
@@ -197,8 +197,7 @@ def access_report(match: PersonMatch, *, store: Store, blobs: BlobStore, actor: 
                 "images": len(images),
                 "faces": len(match.faces),
                 "searches": len(searches),
-            },
-            conn=conn,
+            }
         )
     return {
         "report": "vultus-access",
@@ -219,19 +218,19 @@ def signed_receipt(
 
 
 def erase_person(
-    match: PersonMatch, *, store: Store, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str, kind: str = "erasure"
+    match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str, kind: str = "erasure"
 ) -> dict[str, Any]:
     """Erase every photo in which the person's face matched; return the signed receipt."""
 
-    def in_transaction(conn: Any, removed: list[RemovedImage]) -> tuple[int, dict[str, Any]]:
-        request_id, _ = _open_request(store, kind, match, conn)
+    def in_transaction(removed: list[RemovedImage]) -> tuple[int, dict[str, Any]]:
+        request_id, _ = _open_request(store, kind, match)
         extra: dict[str, Any] = {}
         if kind == "objection":
             extra["suppression_id"] = store.registers.add_suppression(
-                match.template, model_id=match.model_id, at=iso(utcnow()), conn=conn
+                match.template, model_id=match.model_id, at=iso(utcnow())
             )
         outcome = f"{len(removed)} photos erased" + (f", suppression entry {extra['suppression_id']}" if extra else "")
-        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome, conn=conn)
+        store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome)
         return request_id, extra
 
     action = AuditAction.OBJECTION if kind == "objection" else AuditAction.ERASURE
@@ -253,7 +252,7 @@ def object_person(match: PersonMatch, **kwargs: Any) -> dict[str, Any]:
 
 
 def restrict_person(
-    match: PersonMatch, *, store: Store, index: VectorIndex, actor: str, lift: bool = False
+    match: PersonMatch, *, store: MetadataStore, index: VectorIndex, actor: str, lift: bool = False
 ) -> tuple[int, int]:
     """Restrict (or release) every matched face; return (request id, faces changed).
 
@@ -261,17 +260,16 @@ def restrict_person(
     in the store and in access reports.
     """
     face_ids = [hit.face_id for hit, _ in match.faces if hit.restricted == lift]
-    with store.transaction() as conn:
-        request_id, _ = _open_request(store, "restriction", match, conn)
-        changed = store.set_restricted(face_ids, not lift, conn)
+    with store.transaction():
+        request_id, _ = _open_request(store, "restriction", match)
+        changed = store.set_restricted(face_ids, not lift)
         store.registers.complete_request(
-            request_id, at=iso(utcnow()), outcome=f"{changed} faces {'released' if lift else 'restricted'}", conn=conn
+            request_id, at=iso(utcnow()), outcome=f"{changed} faces {'released' if lift else 'restricted'}"
         )
         store.log(
             actor=actor,
             action=AuditAction.RESTRICTION_LIFT if lift else AuditAction.RESTRICTION,
-            details={"request_id": request_id, "probe_sha256": match.probe_sha256, "face_ids": face_ids},
-            conn=conn,
+            details={"request_id": request_id, "probe_sha256": match.probe_sha256, "face_ids": face_ids}
         )
     if lift:
         for ids, vectors in store.face_vectors(face_ids) if face_ids else ():

@@ -19,7 +19,7 @@ from .index import RERANK, VectorIndex
 from .media import PhotoPixels
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, require_purpose
-from .store import AuditAction, Store
+from .store import AuditAction, MetadataStore
 
 __all__ = ["Candidate", "SearchResult", "search_photo", "pick_face", "exact_distances"]
 
@@ -79,7 +79,7 @@ def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int,
     return number, faces[number - 1]
 
 
-def exact_distances(store: Store, template: np.ndarray, face_ids: list[int]) -> list[tuple[float, int]]:
+def exact_distances(store: MetadataStore, template: np.ndarray, face_ids: list[int]) -> list[tuple[float, int]]:
     """(exact distance, id) of stored faces to ``template``, nearest first."""
     pairs: list[tuple[float, int]] = []
     for ids, vectors in store.face_vectors(face_ids) if face_ids else ():
@@ -91,7 +91,7 @@ def search_photo(
     data: bytes,
     *,
     analyzer: FaceAnalyzer,
-    store: Store,
+    store: MetadataStore,
     index: VectorIndex | Callable[[], VectorIndex],
     purpose: str | None,
     case: str | None,

@@ -2,13 +2,23 @@
 
 from .blobs import BlobStore, write_atomic
 from .audit import AuditAction, AuditEntry, Verification
-from .repository import FaceHit, NewFace, RemovedImage, SourceRecord, Store, iso, utcnow
+from .base import MetadataStore, StoreBackend, default_store_url, open_store, register_store, store_exists, store_schemes
+# The built-in backend registers itself for sqlite:/// URLs; base.py imports none.
+from .repository import FaceHit, NewFace, RemovedImage, SourceRecord, SQLiteStore, Store, iso, utcnow
 
 __all__ = [
     "AuditAction",
     "AuditEntry",
     "BlobStore",
     "FaceHit",
+    "MetadataStore",
+    "SQLiteStore",
+    "StoreBackend",
+    "default_store_url",
+    "open_store",
+    "register_store",
+    "store_exists",
+    "store_schemes",
     "NewFace",
     "RemovedImage",
     "SourceRecord",

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import AccountError, UnknownAccountError
 from .schema import users
+from .session import Session
 
 __all__ = ["Role", "Account", "Accounts", "MIN_PASSWORD"]
 
@@ -47,8 +47,8 @@ def _hash(token: str) -> str:
 class Accounts:
     """Creates, lists, disables and authenticates accounts."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, session: Session):
+        self.session = session
 
     def add(self, name: str, role: str, *, at: str) -> tuple[Account, str]:
         """Create an account; return it and its token (shown once, never stored)."""
@@ -60,27 +60,27 @@ class Accounts:
             raise AccountError(f"Unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.") from None
         token = "vx_" + secrets.token_urlsafe(32)
         try:
-            with self.engine.begin() as conn:
+            with self.session.write() as conn:
                 conn.execute(users.insert().values(name=name, role=parsed.value, token_hash=_hash(token), created_at=at))
         except IntegrityError:
             raise AccountError(f"A user named {name!r} already exists.") from None
         return self.get(name), token
 
     def get(self, name: str) -> Account:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None:
             raise UnknownAccountError(f"No user is named {name!r}; see `vultus user list`.")
         return Account(row.id, row.name, Role(row.role), row.created_at, row.disabled_at)
 
     def list(self) -> list[Account]:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(select(users).order_by(users.c.name)).all()
         return [Account(r.id, r.name, Role(r.role), r.created_at, r.disabled_at) for r in rows]
 
     def disable(self, name: str, *, at: str) -> None:
         self.get(name)
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             conn.execute(update(users).where(users.c.name == name).values(disabled_at=at))
 
     def set_password(self, name: str, password: str) -> None:
@@ -91,12 +91,12 @@ class Accounts:
         salt = secrets.token_bytes(16)
         digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=8, p=1)
         stored = f"scrypt${_SCRYPT_N}$8$1${salt.hex()}${digest.hex()}"
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             conn.execute(update(users).where(users.c.name == name).values(password_hash=stored))
 
     def authenticate_password(self, name: str, password: str) -> Account | None:
         """The active account ``name`` if ``password`` is its password, else None."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None or row.disabled_at is not None or not row.password_hash or len(password) > 1024:
             return None
@@ -111,7 +111,7 @@ class Accounts:
         if not token or len(token) > 200:
             return None
         digest = _hash(token)
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(users).where(users.c.token_hash == digest)).first()
         if row is None or row.disabled_at is not None or not hmac.compare_digest(row.token_hash, digest):
             return None

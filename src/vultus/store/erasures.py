@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
 
 from ..errors import UnknownReceiptError
 from .schema import erasures, faces, images
+from .session import Session
 
 __all__ = ["Erasures", "ErasureRecord", "PendingErasure"]
 
@@ -51,12 +51,13 @@ class ErasureRecord:
 class Erasures:
     """Reads and writes of the erasure log, in the metadata store's database."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, session: Session):
+        self.session = session
 
     def begin(self, *, kind: str, request_id: int | None, blob_keys: Iterable[str], face_ids: Iterable[int],
-              fields: dict[str, Any], at: str, conn) -> int:  # noqa: ANN001 - the erasure's own transaction
-        """Enter the intent of an erasure inside ``conn``'s transaction; return its id."""
+              fields: dict[str, Any], at: str) -> int:
+        """Enter the intent of an erasure inside the open transaction; return its id."""
+        conn = self.session.current()
         pending = {"blob_keys": sorted(set(blob_keys)), "face_ids": sorted(int(f) for f in face_ids)}
         return int(
             conn.execute(
@@ -67,12 +68,12 @@ class Erasures:
 
     def has_pending(self) -> bool:
         """Whether any erasure is not finished (cheap: asked by every command at its start)."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return conn.execute(select(erasures.c.id).where(erasures.c.completed_at.is_(None)).limit(1)).first() is not None
 
     def pending(self) -> list[PendingErasure]:
         """Every unfinished erasure, oldest first."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(
                 select(erasures.c.id, erasures.c.pending, erasures.c.receipt)
                 .where(erasures.c.completed_at.is_(None)).order_by(erasures.c.id)
@@ -89,7 +90,7 @@ class Erasures:
 
     def complete(self, erasure_id: int, *, receipt: dict[str, Any], at: str) -> None:
         """Keep the signed receipt in place of the intent, and mark the erasure done."""
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             conn.execute(
                 update(erasures).where(erasures.c.id == erasure_id)
                 .values(receipt=json.dumps(receipt), pending=None, completed_at=at)
@@ -99,7 +100,7 @@ class Erasures:
         """Those of ``blob_keys`` that a stored image or face refers to now."""
         wanted = list(set(blob_keys))
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 found.update(conn.execute(select(images.c.blob_key).where(images.c.blob_key.in_(chunk))).scalars())
@@ -108,13 +109,13 @@ class Erasures:
 
     def list(self) -> list[ErasureRecord]:
         """Every erasure, done or not, oldest first."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(select(erasures).order_by(erasures.c.id)).all()
         return [_record(row) for row in rows]
 
     def receipt(self, erasure_id: int) -> dict[str, Any]:
         """The signed receipt of erasure ``erasure_id``, once it is done."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(erasures).where(erasures.c.id == erasure_id)).first()
         if row is None:
             raise UnknownReceiptError(f"There is no erasure {erasure_id}; `vultus receipt list` shows them all.")

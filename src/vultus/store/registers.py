@@ -7,11 +7,11 @@ from typing import Callable
 
 import numpy as np
 from sqlalchemy import delete, func, literal, select, update
-from sqlalchemy.engine import Engine
 
 from ..errors import UnknownRequestError
 from .blobs import Cipher
 from .schema import public_attempts, requests, suppressions
+from .session import Session
 
 __all__ = ["Registers", "Suppression", "Request"]
 
@@ -61,13 +61,14 @@ _REQUEST_COLUMNS = (
 class Registers:
     """Suppression entries (sealed templates) and requests, in the store's database."""
 
-    def __init__(self, engine: Engine, cipher: Cipher):
-        self.engine = engine
+    def __init__(self, session: Session, cipher: Cipher):
+        self.session = session
         self.cipher = cipher
 
     # -- suppressions -----------------------------------------------------------------------
 
-    def add_suppression(self, template: np.ndarray, *, model_id: str, at: str, conn) -> int:  # noqa: ANN001
+    def add_suppression(self, template: np.ndarray, *, model_id: str, at: str) -> int:
+        conn = self.session.current()
         sealed = self.cipher.encrypt(np.asarray(template, dtype="<f4").tobytes(), _CONTEXT)
         return int(
             conn.execute(
@@ -77,7 +78,7 @@ class Registers:
 
     def active_templates(self, model_id: str) -> np.ndarray:
         """Every active suppression template of ``model_id``, decrypted, as an (n, dim) array."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(
                 select(suppressions.c.template).where(
                     suppressions.c.withdrawn_at.is_(None), suppressions.c.model_id == model_id
@@ -89,7 +90,7 @@ class Registers:
 
     def suppression_models(self) -> list[str]:
         """The model ids under which active suppression entries were recorded."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return sorted(
                 conn.execute(
                     select(suppressions.c.model_id).where(suppressions.c.withdrawn_at.is_(None)).distinct()
@@ -98,7 +99,7 @@ class Registers:
 
     def open_request_models(self) -> dict[str, int]:
         """Open public requests that hold a sealed template, counted by the template's model."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(
                 select(requests.c.model_id, func.count())
                 .where(requests.c.completed_at.is_(None), requests.c.template.is_not(None))
@@ -107,14 +108,15 @@ class Registers:
         return {str(model): int(count) for model, count in rows}
 
     def list_suppressions(self) -> list[Suppression]:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(
                 select(suppressions.c.id, suppressions.c.created_at, suppressions.c.withdrawn_at).order_by(suppressions.c.id)
             ).all()
         return [Suppression(r.id, r.created_at, r.withdrawn_at) for r in rows]
 
-    def withdraw_suppression(self, suppression_id: int, *, at: str, conn) -> bool:  # noqa: ANN001
+    def withdraw_suppression(self, suppression_id: int, *, at: str) -> bool:
         """Withdraw an entry: its template is erased, its id and dates stay for the record."""
+        conn = self.session.current()
         return bool(
             conn.execute(
                 update(suppressions)
@@ -126,7 +128,7 @@ class Registers:
     def reseal_suppressions(self, is_current: Callable[[bytes], bool]) -> int:
         """Re-encrypt templates not sealed under the current key; return how many."""
         done = 0
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             for row in conn.execute(select(suppressions.c.id, suppressions.c.template)).all():
                 if row.template is not None and not is_current(row.template):
                     plain = self.cipher.decrypt(row.template, _CONTEXT)
@@ -141,7 +143,7 @@ class Registers:
     def reseal_requests(self, is_current: Callable[[bytes], bool]) -> int:
         """Re-encrypt open public requests' templates and contacts not under the current key."""
         done = 0
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             rows = conn.execute(select(requests.c.id, requests.c.template, requests.c.contact)).all()
             for row in rows:
                 values = {}
@@ -156,15 +158,17 @@ class Registers:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def open_request(self, *, kind: str, received_at: str, due_at: str, probe_sha256: str | None, conn) -> int:  # noqa: ANN001
+    def open_request(self, *, kind: str, received_at: str, due_at: str, probe_sha256: str | None) -> int:
+        conn = self.session.current()
         return int(
             conn.execute(
                 requests.insert().values(kind=kind, received_at=received_at, due_at=due_at, probe_sha256=probe_sha256)
             ).inserted_primary_key[0]
         )
 
-    def complete_request(self, request_id: int, *, at: str, outcome: str, conn) -> None:  # noqa: ANN001
+    def complete_request(self, request_id: int, *, at: str, outcome: str) -> None:
         """Mark a request done; a public request's face template and hashes are erased with it."""
+        conn = self.session.current()
         conn.execute(
             update(requests).where(requests.c.id == request_id).values(
                 completed_at=at, outcome=outcome, template=None, contact_hash=None, client_hash=None
@@ -177,11 +181,11 @@ class Registers:
         query = select(*_REQUEST_COLUMNS).order_by(requests.c.id)
         if overdue_at is not None:
             query = query.where(requests.c.completed_at.is_(None), requests.c.due_at < overdue_at)
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return [Request(**row) for row in conn.execute(query).mappings()]
 
     def get_request(self, request_id: int) -> Request:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(*_REQUEST_COLUMNS).where(requests.c.id == request_id)).mappings().first()
         if row is None:
             raise UnknownRequestError(f"There is no request {request_id}; see the requests register.")
@@ -191,9 +195,10 @@ class Registers:
 
     def open_public_request(
         self, *, kind: str, template: np.ndarray, model_id: str, contact: str,
-        received_at: str, due_at: str, probe_sha256: str, attempt_id: int, conn,  # noqa: ANN001
+        received_at: str, due_at: str, probe_sha256: str, attempt_id: int,
     ) -> int:
         """Register a public request (template and contact sealed) for its reserved attempt."""
+        conn = self.session.current()
         request_id = int(
             conn.execute(
                 requests.insert().values(
@@ -213,13 +218,13 @@ class Registers:
 
     def refused_public_attempt(self, attempt_id: int) -> None:
         """Keep a refused attempt counted against its client only, not its contact address."""
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             conn.execute(update(public_attempts).where(public_attempts.c.id == attempt_id).values(contact_hash=""))
 
     def forget_public_attempts(self, *, before: str) -> None:
         """Delete the public page's attempt records older than ``before`` (their hashes too)."""
         old = public_attempts.c.at < before
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             if conn.execute(select(public_attempts.c.id).where(old).limit(1)).first() is not None:
                 conn.execute(delete(public_attempts).where(old))
 
@@ -240,7 +245,7 @@ class Registers:
             ).scalar_subquery()
         )
         values = select(literal(at), literal(contact_hash), literal(client_hash)).where(recent < limit)
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             conn.execute(delete(public_attempts).where(public_attempts.c.at < since))
             inserted = conn.execute(
                 public_attempts.insert().from_select(["at", "contact_hash", "client_hash"], values)
@@ -252,7 +257,7 @@ class Registers:
     def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
         """An open public request, its requester's template and the template's model id."""
         request = self.get_request(request_id)
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(requests.c.template, requests.c.model_id).where(requests.c.id == request_id)).first()
         if request.origin != "public" or request.completed_at is not None or row.template is None:
             raise UnknownRequestError(f"Request {request_id} is not an open public request; see the requests register.")
@@ -261,6 +266,6 @@ class Registers:
 
     def contact_of(self, request_id: int) -> str | None:
         """The contact address a public requester gave (decrypted), or None."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             sealed = conn.execute(select(requests.c.contact).where(requests.c.id == request_id)).scalar()
         return None if sealed is None else self.cipher.decrypt(sealed, _CONTACT_CONTEXT).decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,13 +14,15 @@ from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..errors import DataDirError, SourceExistsError, UnknownSourceError, storage_error
+from ..errors import DataDirError, SettingsError, SourceExistsError, UnknownSourceError, storage_error
 from .accounts import Accounts
 from .audit import AuditAction, AuditLog
+from .base import StoreBackend, register_store
 from .blobs import Cipher
 from .erasures import Erasures
 from .migrate import upgrade_database
 from .registers import Registers
+from .session import Session
 from .schema import audit, faces, images, meta, requests, search_hits, sources
 
 __all__ = ["Store", "SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
@@ -94,23 +97,25 @@ class RemovedImage:
     face_ids: list[int]
 
 
-class Store:
-    """The metadata store: one SQLite file, written in short transactions."""
+class SQLiteStore:
+    """The embedded metadata store: one SQLite file, written in short transactions
+    (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs)."""
 
     def __init__(self, db_path: Path, cipher: Cipher):
         self.path = Path(db_path)
         self.cipher = cipher
         self.audit = AuditLog(cipher.mac)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
-        self.registers = Registers(self.engine, cipher)
-        self.accounts = Accounts(self.engine)
-        self.erasures = Erasures(self.engine)
+        self.session = Session(self.engine)
+        self.registers = Registers(self.session, cipher)
+        self.accounts = Accounts(self.session)
+        self.erasures = Erasures(self.session)
         event.listen(self.engine, "connect", _on_connect)
         try:
             # New, pre-migration (stamped) and older-revision databases alike reach the newest
             # revision here, or are refused unchanged.
             upgrade_database(self.path, _on_connect)
-            with self.engine.begin() as conn:
+            with self.session.write() as conn:
                 plain = requests.c.contact_hash.is_not(None) | requests.c.client_hash.is_not(None)
                 if conn.execute(select(requests.c.id).where(plain).limit(1)).first() is not None:
                     # Older versions kept unkeyed sha256 hashes of requesters' addresses here.
@@ -137,7 +142,7 @@ class Store:
     ) -> SourceRecord:
         created = iso(utcnow())
         try:
-            with self.engine.begin() as conn:
+            with self.session.write() as conn:
                 conn.execute(
                     sources.insert().values(
                         name=name,
@@ -157,7 +162,7 @@ class Store:
         return self.get_source(name)
 
     def get_source(self, name: str) -> SourceRecord:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             row = conn.execute(select(sources).where(sources.c.name == name)).mappings().first()
         if row is None:
             known = ", ".join(s.name for s in self.list_sources()) or "none yet"
@@ -179,7 +184,7 @@ class Store:
             .outerjoin(image_counts, image_counts.c.source_id == sources.c.id)
             .order_by(sources.c.name)
         )
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(query).mappings().all()
         return [
             SourceRecord(
@@ -196,7 +201,7 @@ class Store:
         """Which of ``digests`` are already stored."""
         wanted = list(digests)
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 found.update(conn.execute(select(images.c.sha256).where(images.c.sha256.in_(chunk))).scalars())
@@ -222,7 +227,7 @@ class Store:
         Returns None, storing nothing, when an image with that sha256 already exists.
         """
         try:
-            with self.engine.begin() as conn:
+            with self.session.write() as conn:
                 image_id = conn.execute(
                     images.insert().values(
                         sha256=sha256,
@@ -262,14 +267,14 @@ class Store:
 
     def searchable_face_ids(self) -> np.ndarray:
         """Ids of every face that search may return (all but restricted ones), as int64."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             ids = conn.execute(select(faces.c.id).where(faces.c.restricted == 0)).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
     def face_vectors(self, ids: Iterable[int] | None = None, *, chunk: int = 5000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, vectors) in chunks, for all faces or for the given ids."""
         wanted = None if ids is None else [int(i) for i in ids]
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             if wanted is None:
                 result = conn.execution_options(yield_per=chunk).execute(
                     select(faces.c.id, faces.c.embedding).order_by(faces.c.id)
@@ -290,7 +295,7 @@ class Store:
         Cheap (two rows) and enough: every template is sealed under the key file's keys,
         so keys that open these two are this deployment's.
         """
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             for order in (faces.c.id.asc(), faces.c.id.desc()):
                 sealed = conn.execute(select(faces.c.embedding).order_by(order).limit(1)).scalar()
                 if sealed is not None:
@@ -311,7 +316,7 @@ class Store:
         done = 0
         last = 0
         while True:
-            with self.engine.begin() as conn:
+            with self.session.write() as conn:
                 rows = conn.execute(
                     select(faces.c.id, faces.c.embedding).where(faces.c.id > last).order_by(faces.c.id).limit(chunk)
                 ).all()
@@ -330,7 +335,7 @@ class Store:
         Each item is (image id, blob key, [(face id, (left, top, right, bottom), score)]).
         Images are never split between calls, so each image is decoded once.
         """
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             image_ids = conn.execute(
                 select(faces.c.image_id).where(faces.c.model_id != model_id)
                 .group_by(faces.c.image_id).order_by(faces.c.image_id).limit(max(1, limit // 4))
@@ -354,7 +359,7 @@ class Store:
         self, updates: Sequence[tuple[int, np.ndarray, Sequence[tuple[float, float]]]], model_id: str
     ) -> None:
         """Store new templates (and the landmarks they were aligned on) under ``model_id``, in one transaction."""
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             for face_id, vector, marks in updates:
                 conn.execute(
                     update(faces).where(faces.c.id == int(face_id)).values(
@@ -370,7 +375,7 @@ class Store:
         Changes whenever a face is added, removed, restricted or released (ids are never
         reused), so a cached index can tell cheaply that it is stale.
         """
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             count, top, total = conn.execute(
                 select(func.count(), func.max(faces.c.id), func.sum(faces.c.id)).where(faces.c.restricted == 0)
             ).one()
@@ -378,13 +383,13 @@ class Store:
 
     def face_models(self) -> dict[str, int]:
         """Faces held, counted by the model that made their templates."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(select(faces.c.model_id, func.count()).group_by(faces.c.model_id)).all()
         return {str(model): int(count) for model, count in rows}
 
     def model_ids(self) -> set[str]:
         """The embedders whose templates the gallery holds."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return set(conn.execute(select(faces.c.model_id).distinct()).scalars())
 
     def hydrate(self, face_ids: Sequence[int]) -> dict[int, FaceHit]:
@@ -415,7 +420,7 @@ class Store:
             .join(sources, sources.c.id == images.c.source_id)
             .where(faces.c.id.in_([int(i) for i in face_ids]))
         )
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             rows = conn.execute(query).all()
         return {
             row.id: FaceHit(
@@ -439,7 +444,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Numbers of sources, images, images with faces and faces."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return {
                 "sources": conn.execute(select(func.count()).select_from(sources)).scalar_one(),
                 "images": conn.execute(select(func.count()).select_from(images)).scalar_one(),
@@ -451,31 +456,31 @@ class Store:
 
     def blob_keys(self) -> set[str]:
         """Every blob key the store refers to (image copies and crops)."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             keys = set(conn.execute(select(images.c.blob_key).where(images.c.blob_key.is_not(None))).scalars())
             keys.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.is_not(None))).scalars())
         return keys
 
     # -- rights, retention and audit -------------------------------------------------------
 
-    def transaction(self):  # noqa: ANN201 - a SQLAlchemy context manager
-        """One write transaction: changes and their audit entry commit together."""
-        return self.engine.begin()
+    def transaction(self) -> AbstractContextManager[None]:
+        """One write transaction: every store call in the block (audit entries included)
+        commits with the others or not at all."""
+        return self.session.transaction()
 
-    def log(self, *, actor: str, action: AuditAction, details: dict, conn=None) -> int:  # noqa: ANN001
-        """Append an audit entry (inside ``conn``'s transaction when given); return its id."""
-        if conn is None:
-            with self.engine.begin() as own:
-                return self.audit.append(own, at=iso(utcnow()), actor=actor, action=action, details=details)
-        return self.audit.append(conn, at=iso(utcnow()), actor=actor, action=action, details=details)
+    def log(self, *, actor: str, action: AuditAction, details: dict) -> int:
+        """Append an audit entry (inside the open transaction, if any); return its id."""
+        with self.session.write() as conn:
+            return self.audit.append(conn, at=iso(utcnow()), actor=actor, action=action, details=details)
 
     def restricted_face_ids(self) -> np.ndarray:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             ids = conn.execute(select(faces.c.id).where(faces.c.restricted != 0)).scalars().all()
         return np.asarray(ids, dtype=np.int64)
 
-    def set_restricted(self, face_ids: Sequence[int], flag: bool, conn) -> int:  # noqa: ANN001
+    def set_restricted(self, face_ids: Sequence[int], flag: bool) -> int:
         """Flag faces as restricted (or lift it); return how many changed."""
+        conn = self.session.current()
         if not face_ids:
             return 0
         return conn.execute(
@@ -485,18 +490,19 @@ class Store:
         ).rowcount
 
     def images_of_faces(self, face_ids: Sequence[int]) -> list[int]:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return sorted(
                 set(conn.execute(select(faces.c.image_id).where(faces.c.id.in_([int(i) for i in face_ids]))).scalars())
             )
 
     def expired_images(self, now: str) -> list[int]:
         """Ids of images whose expiry is at or before ``now`` (ISO-8601 UTC)."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return list(conn.execute(select(images.c.id).where(images.c.expires_at <= now).order_by(images.c.id)).scalars())
 
-    def delete_images(self, image_ids: Sequence[int], conn) -> list[RemovedImage]:  # noqa: ANN001
-        """Delete images and their faces inside ``conn``'s transaction; say what went."""
+    def delete_images(self, image_ids: Sequence[int]) -> list[RemovedImage]:
+        """Delete images and their faces inside the open transaction; say what went."""
+        conn = self.session.current()
         removed = []
         for image_id in image_ids:
             row = conn.execute(
@@ -526,7 +532,7 @@ class Store:
         wanted = list(set(image_sha256s))
         if not wanted:
             return []
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             ids = set()
             for start in range(0, len(wanted), 500):
                 ids.update(
@@ -537,34 +543,66 @@ class Store:
             return [e for e in self.audit.entries(conn, action=AuditAction.SEARCH) if e.id in ids]
 
     def audit_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return conn.execute(select(func.count()).select_from(audit)).scalar_one()
 
     def audit_entries(self, *, since: str | None = None, until: str | None = None, action: str | None = None) -> list:
         """Audit entries in order, optionally in [since, until) and of one action."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return list(self.audit.entries(conn, since=since, until=until, action=action))
 
     def verify_audit(self):  # noqa: ANN201 - the audit log's Verification
         """Check the whole audit chain and its signed head."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return self.audit.verify(conn)
 
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database and truncate it, so freed pages
+    def purge_deleted(self) -> None:
+        """Leave no copy of deleted rows in the store's files, as far as the backend can.
+
+        SQLite: fold the write-ahead log into the database and truncate it, so freed pages
         (zeroed by secure_delete) are the only copy left."""
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self.session.read() as conn:
             return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
+        with self.session.write() as conn:
             done = conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount
             if not done:
                 conn.execute(meta.insert().values(key=key, value=value))
+
+
+#: The name the use cases knew the SQLite store by, kept for callers that build one directly.
+Store = SQLiteStore
+
+
+def _sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///PATH`` URL names (an absolute path after the third slash)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SettingsError(f"A SQLite store URL is sqlite:///PATH to a database file, not {url!r}.")
+    return Path(url[len(prefix) - 1:] if url[len(prefix)] != "/" else url[len(prefix):])
+
+
+def _open_sqlite(url: str, cipher: Cipher) -> SQLiteStore:
+    path = _sqlite_path(url)
+    if not path.parent.is_dir():
+        raise SettingsError(f"The folder of the store {path} does not exist; create it or fix VULTUS_STORE__URL.")
+    if not path.exists():
+        try:
+            # Made owner-only before SQLite opens it: SQLite gives its WAL files the
+            # database's mode, and would otherwise create all three under the umask.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise storage_error(exc, path.parent) or DataDirError(f"Cannot create the database {path}: {exc.strerror}.") from exc
+    return SQLiteStore(path, cipher)
+
+
+register_store("sqlite", StoreBackend(open=_open_sqlite, exists=lambda url: _sqlite_path(url).exists(),
+                                      description="SQLite file"))
 
 
 def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection

@@ -1,0 +1,75 @@
+"""Connections to one SQL database, joined to the transaction the caller has open.
+
+Use cases group writes with ``with store.transaction():`` and never see a connection:
+every store method called inside that block runs on the block's connection, so its
+changes and their audit entry commit together or not at all. Outside a block, a read
+takes a connection of its own and a write its own short transaction.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["Session"]
+
+#: The open transaction of this thread (or task): the session it belongs to and its connection.
+#: A context variable, so threads of the server and worker callbacks never share one.
+_OPEN: ContextVar["tuple[Session, Connection] | None"] = ContextVar("vultus_store_transaction", default=None)
+
+
+class Session:
+    """One database's connections, with the transaction of the current context shared."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _joined(self) -> Connection | None:
+        current = _OPEN.get()
+        return current[1] if current is not None and current[0] is self else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction for everything the block does through this session.
+
+        A block inside another one joins it (the outer block commits or rolls back).
+        """
+        if self._joined() is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            token = _OPEN.set((self, conn))
+            try:
+                yield
+            finally:
+                _OPEN.reset(token)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """The open transaction's connection, else a short transaction of its own."""
+        joined = self._joined()
+        if joined is not None:
+            yield joined
+            return
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """The open transaction's connection (which sees its own writes), else a fresh one."""
+        joined = self._joined()
+        if joined is not None:
+            yield joined
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def current(self) -> Connection:
+        """The open transaction's connection, for steps that only make sense inside one."""
+        joined = self._joined()
+        if joined is None:
+            raise RuntimeError("This store operation must run inside `with store.transaction():`.")
+        return joined
