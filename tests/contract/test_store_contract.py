@@ -1,6 +1,7 @@
-"""The MetadataStore contract, kept by every registered store backend.
+"""The MetadataStore contract, kept by every registered store backend and the in-memory fake.
 
-Backends are read from the registry when the tests are collected; each scheme needs a way
+Backends are read from the registry when the tests are collected (``vultus.testing``, which
+registers ``memory://``, is imported in the fixture only, as in the index contract); each scheme needs a way
 to name a fresh store in a test folder (``URLS``), so a new backend fails here until it is
 given one and then keeps the same promises: transactions that commit or roll back whole,
 audit entries inside them, sealed templates, physical deletion and a chain that verifies.
@@ -21,15 +22,22 @@ from vultus.store import AuditAction, MetadataStore, NewFace, iso, open_store, s
 #: scheme -> a URL for a new store inside a folder.
 URLS: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda folder: f"sqlite:///{folder / 'contract.db'}",
+    # A name of its own per test: an in-memory store lives as long as one is open.
+    "memory": lambda folder: f"memory://contract_{abs(hash(folder))}",
 }
+FAKE = "memory"
 
 
 def test_every_registered_backend_is_covered_here():
+    import vultus.testing  # noqa: F401 - registers memory://
+
     assert set(store_schemes()) <= set(URLS), "give the new store backend a URL in URLS"
 
 
-@pytest.fixture(params=store_schemes())
+@pytest.fixture(params=sorted({*store_schemes(), FAKE}))
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == FAKE:
+        import vultus.testing  # noqa: F401 - registers memory://
     return URLS[request.param](tmp_path)
 
 

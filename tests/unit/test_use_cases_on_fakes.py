@@ -1,5 +1,5 @@
 """The use-case functions (analyze_photo, Ingestor, search_photo, rights) on the fakes,
-with a real Store and BlobStore and the in-memory index: no engine, no dlib, no real photo."""
+with the in-memory store and index and a real BlobStore: no engine, no dlib, no real photo."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from vultus.crypto import Keyring
 from vultus.ingest import Ingestor, analyze_photo
 from vultus.rights import erase_person, match_person, restrict_person
 from vultus.search import search_photo
-from vultus.store import BlobStore, Store
+from vultus.store import BlobStore, open_store
 
 
 @pytest.fixture
 def parts(tmp_path: Path, fakes):
     """(store, blobs, index, analyzer, keys) of a deployment with one source, 's'."""
     keys = Keyring.open(tmp_path / "keys.json")
-    store = Store(tmp_path / "v.db", keys)
+    store = open_store(fakes.memory_store_url(f"unit_{abs(hash(tmp_path))}"), keys)
     store.add_source(name="s", controller="c", legal_basis="consent", purpose="p", retention_days=10, consent_ref=None)
     yield store, BlobStore(tmp_path / "blobs", keys), fakes.MemoryIndex(fakes.FAKE_SPEC.dim), fakes.fake_analyzer(), keys
     store.close()

@@ -13,7 +13,7 @@ synthetic photos drawn by :func:`square_photo`, and tells them apart by colour::
 
 Ingest with ``workers=1``: worker processes import only Vultus itself, so the fakes are
 not registered in them. :class:`MemoryIndex` is an exact in-memory index for the use-case
-functions that take one.
+functions that take one; ``memory://NAME`` store URLs open a :class:`MemoryStore`.
 
 Test suites that parametrise over :func:`vultus.faces.detector_names` when they are
 collected see ``fake`` among them once this package is imported; import it inside fixtures
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..faces.base import register_aligner, register_detector, register_embedder
 from .index import MemoryIndex
+from .store import MemoryStore, memory_store_url
 from .models import FAKE_SPEC, FakeAligner, FakeDetector, FakeEmbedder, colour_template
 from .photos import (
     BACKGROUND,
@@ -48,9 +49,11 @@ __all__ = [
     "FakeDetector",
     "FakeEmbedder",
     "MemoryIndex",
+    "MemoryStore",
     "Square",
     "blank_photo",
     "colour_template",
+    "memory_store_url",
     "fake_analyzer",
     "square_photo",
     "square_pixels",
