@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import FaceError, InputPathError, MediaError, PolicyError, WorkerCrashedError
 from .faces import FaceAnalyzer
-from .media import decode_image
+from .media import read_photo
 from .metrics import identification, rates_at, tenfold_accuracy, threshold_for_fmr, tmr_at_fmr
 from .store import MetadataStore, iso, utcnow
 from .workers import main_is_importable, worker_pool
@@ -58,7 +58,7 @@ AnalyzerNames = tuple[str, str, "int | None", int]
 def _template_of(analyzer: FaceAnalyzer, path: Path, max_pixels: int) -> np.ndarray | bool | None:
     """The largest face's embedding in the photo at ``path``; False if it has no face, None if unreadable."""
     try:
-        faces = analyzer.analyze(decode_image(path.read_bytes(), name=str(path), max_pixels=max_pixels).rgb)
+        faces = analyzer.analyze(read_photo(path.read_bytes(), name=str(path), max_pixels=max_pixels))
     except (MediaError, OSError):
         return None
     return faces[0].embedding if faces else False

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NoFaceError
-from .media import decode_image
+from .media import read_photo
 
 __all__ = ["LeaveOneOut", "identity_photos", "leave_one_out", "group_counts"]
 
@@ -96,7 +96,7 @@ def group_counts(engine, labels_csv: Path, folder: str = "_group/") -> list[tupl
     with open(labels_csv, newline="") as handle:
         for row in csv.DictReader(handle):
             if row["file"].startswith(folder) and row["expected_faces"]:
-                image = decode_image((root / row["file"]).read_bytes(), name=row["file"])
+                image = read_photo((root / row["file"]).read_bytes(), name=row["file"])
                 found = len(engine.analyzer.detect(image.rgb))
                 rows.append((row["file"], int(row["expected_faces"]), found))
     return rows

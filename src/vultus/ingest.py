@@ -1,5 +1,9 @@
 """Ingest: index the photos of a registered source, in parallel, idempotently and crash-safely.
 
+What is ingested is a media item (``vultus.media``): its identity is its sha256, and it is
+what a worker receives, bytes and all for a photo (a decoder that reads from where an item
+is sends only its location). A worker analyses every frame the item yields.
+
 The order of writes is what makes a crash harmless. For each photo: its blob copy and
 crops are written first (content-addressed, atomically), then its image and face rows
 commit in one transaction, then its templates go into the in-memory index, which is saved
@@ -10,8 +14,8 @@ every few hundred photos and at the end. A kill at any point leaves either a sto
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -23,7 +27,8 @@ import numpy as np
 from .errors import MediaError, WorkerCrashedError
 from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
 from .index import VectorIndex
-from .media import Item, PhotoPixels, collect, face_crop_jpeg, read_items, redact_regions, strip_location
+from .media import (PHOTO_FRAME, Frame, Item, MediaItem, collect, face_crop_jpeg, no_picture, open_media, read_media,
+                    redact_regions)
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
@@ -34,7 +39,7 @@ if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's type
     from .deployment import Deployment
     from .gallery import Gallery
 
-__all__ = ["IngestSummary", "Ingestor", "analyze_photo", "PhotoAnalysis", "SuppressionCheck"]
+__all__ = ["IngestSummary", "Ingestor", "analyze_item", "analyze_photo", "FoundFace", "PhotoAnalysis", "SuppressionCheck"]
 
 #: Save the index after this many stored photos (and at the end), bounding re-adds after a crash.
 SAVE_EVERY = 200
@@ -102,14 +107,20 @@ class FoundFace:
     #: False for a face the quality gate leaves out, returned only to be screened against
     #: suppression entries (an objector's face is blacked out of the copy however small).
     indexable: bool = True
+    #: The frame of its item the face is in (PHOTO_FRAME for a photo) and that frame's time
+    #: in seconds (None for a photo): the face's provenance within the item, which the store
+    #: does not record yet (see Ingestor._store_one).
+    frame: str = PHOTO_FRAME
+    time: float | None = None
 
 
 @dataclass(frozen=True)
 class PhotoAnalysis:
-    """A decoded photo's size and format, the faces found in it, and the copy to keep.
+    """A decoded item's size and format, the faces found in it, and the copy to keep.
 
-    ``copy`` is the photo without location tags when they had to be removed (in
-    ``copy_format``), or None when the original bytes can be kept as they are.
+    ``copy`` is the picture kept of the frame the faces are in (for a photo: the photo
+    without location tags when they had to be removed), in ``copy_format``, or None when
+    the item's own bytes can be kept as they are. Size and copy are of that frame.
     """
 
     width: int
@@ -136,48 +147,94 @@ def analyze_photo(
     others: Sequence[tuple[str, Aligner, Embedder]] = (),
     screen: bool = False,
 ) -> PhotoAnalysis:
-    """Decode one photo and find, align and embed its faces (raises MediaError).
+    """Decode the photo (or other item) in ``data`` and analyse it: :func:`analyze_item`."""
+    return analyze_item(analyzer, open_media(data, name=name), max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                        gate=gate, others=others, screen=screen)
+
+
+def analyze_item(
+    analyzer: FaceAnalyzer,
+    item: MediaItem,
+    *,
+    max_pixels: int,
+    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
+    gate: QualityGate | None = None,
+    others: Sequence[tuple[str, Aligner, Embedder]] = (),
+    screen: bool = False,
+) -> PhotoAnalysis:
+    """Decode each frame of ``item`` and find, align and embed its faces (raises MediaError).
 
     With a ``gate``, faces that fail it are counted, not embedded, unless ``screen`` (there
     are suppression entries): then they are embedded and returned as not indexable, to be
     checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
-    models whose templates are needed too.
+    models whose templates are needed too. Faces found in more than one frame of an item
+    cannot be kept yet (a data directory keeps one picture per item): such an item is refused.
     """
     # Detection runs on a JPEG's draft decode where it can; the full resolution is decoded
     # for the chips only, so a photo with no face is never decoded in full.
-    image = PhotoPixels(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
-                        detection_scale=lambda w, h: analyzer.plan(w, h).scale)
+    rejected: Counter[str] = Counter()
+    size: tuple[int, int] | None = None
+    chosen: tuple[Frame, tuple[FoundFace, ...], dict[str, np.ndarray]] | None = None
+    for frame in item.frames(max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                             detection_scale=lambda w, h: analyzer.plan(w, h).scale):
+        found, extra, frame_rejected = _analyze_frame(analyzer, frame, gate=gate, others=others, screen=screen)
+        rejected.update(frame_rejected)
+        if found and chosen is not None:
+            raise NotImplementedError(
+                f"{item.name}: faces are in frames {chosen[0].key!r} and {frame.key!r}; storing faces of "
+                "several frames of one item needs frame provenance in the store, which it has not yet."
+            )
+        if found or size is None:
+            size = frame.size
+        if found:
+            chosen = (frame, found, extra)
+    if size is None:
+        raise no_picture(item)
+    copy, copy_format = None, item.format
+    if chosen is not None:  # only items with faces are kept, so only they need a copy
+        copy, copy_format = item.still(chosen[0])
+        if copy is None and item.data is None:
+            raise TypeError(f"{type(item).__name__}.still gave no picture for an item whose bytes are not held")
+    found, extra = (chosen[1], chosen[2]) if chosen is not None else ((), {
+        model_id: np.zeros((0, embedder.spec.dim), dtype=np.float32) for model_id, _, embedder in others})
+    return PhotoAnalysis(size[0], size[1], item.format, found, copy, copy_format, dict(rejected), extra)
+
+
+def _analyze_frame(analyzer: FaceAnalyzer, frame: Frame, *, gate: QualityGate | None,
+                   others: Sequence[tuple[str, Aligner, Embedder]], screen: bool,
+                   ) -> tuple[tuple[FoundFace, ...], dict[str, np.ndarray], dict[str, int]]:
+    """The faces of one frame (indexable first, then those screened only), the templates of
+    ``others`` for them, and the faces the gate left out by reason."""
+    image = frame.pixels
     screened: list = []
     if gate is None:
         faces, rejected = analyzer.analyze(image), {}
     else:
         faces, rejected, failed = analyzer.analyze_gated(image, gate, embed_rejected=screen)
         screened = failed if screen else []
+    if not faces and not screened:
+        return (), {}, dict(rejected)
     extra = {}
     for model_id, aligner, embedder in others:
         detections = [Detection(f.box, f.score) for f in [*faces, *screened]]
-        extra[model_id] = (embed_detections(image.rgb, detections, aligner, embedder)[1] if detections
-                           else np.zeros((0, embedder.spec.dim), dtype=np.float32))
+        extra[model_id] = embed_detections(frame.rgb, detections, aligner, embedder)[1]
     found = tuple(
         FoundFace(
             box=tuple(face.box.as_list()),  # type: ignore[arg-type]
             landmarks=face.landmarks,
             score=face.score,
             embedding=np.asarray(face.embedding, dtype=np.float32),
-            crop=face_crop_jpeg(image.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
+            crop=face_crop_jpeg(frame.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
+            frame=frame.key,
+            time=frame.time,
         )
         for face in faces
     ) + tuple(
-        FoundFace(tuple(f.box.as_list()), f.landmarks, f.score, np.asarray(f.embedding, dtype=np.float32), b"", False)  # type: ignore[arg-type]
+        FoundFace(tuple(f.box.as_list()), f.landmarks, f.score, np.asarray(f.embedding, dtype=np.float32), b"",  # type: ignore[arg-type]
+                  False, frame.key, frame.time)
         for f in screened
     )
-    copy, copy_format = (data, image.format)
-    if found:  # only photos with faces are kept, so only they need cleaning
-        copy, copy_format = strip_location(data, image.format, pixels=image.rgb)
-    return PhotoAnalysis(
-        image.width, image.height, image.format, found, None if copy is data else copy, copy_format,
-        dict(rejected), extra,
-    )
+    return found, extra, dict(rejected)
 
 
 # -- worker process side ------------------------------------------------------------------
@@ -212,21 +269,20 @@ def _init_worker(*args: object) -> None:
     _WORKER_JOB = _make_job(*args)  # type: ignore[arg-type]
 
 
-def _work(data: bytes, name: str) -> PhotoAnalysis | str:
+def _work(item: MediaItem) -> PhotoAnalysis | str:
     assert _WORKER_JOB is not None
-    return _analyze_or_reason(_WORKER_JOB, data, name)
+    return _analyze_or_reason(_WORKER_JOB, item)
 
 
-def _analyze_or_reason(job: _Job, data: bytes, name: str) -> PhotoAnalysis | str:
-    """Analyze one photo; a problem with it comes back as its message, not an exception."""
+def _analyze_or_reason(job: _Job, item: MediaItem) -> PhotoAnalysis | str:
+    """Analyze one item; a problem with it comes back as its message, not an exception."""
     try:
-        return analyze_photo(job.analyzer, data, name=name, max_pixels=job.max_pixels,
-                             max_decode_mb=job.max_decode_mb, gate=job.gate,
-                             others=job.others, screen=job.screen)
+        return analyze_item(job.analyzer, item, max_pixels=job.max_pixels, max_decode_mb=job.max_decode_mb,
+                            gate=job.gate, others=job.others, screen=job.screen)
     except MediaError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a batch
-        return f"{name}: could not be processed ({type(exc).__name__}: {exc})"
+        return f"{item.name}: could not be processed ({type(exc).__name__}: {exc})"
 
 
 # -- main process side --------------------------------------------------------------------
@@ -333,38 +389,39 @@ class Ingestor:
         return False
 
     def _candidates(self, items: list[Item], summary: IngestSummary, state: "_RunState"):
-        """Yield (item, bytes, sha256) for photos not stored yet; count the rest."""
+        """Yield (item, media item) for items not stored yet; count the rest."""
         seen: set[str] = set()
-        for item, data in read_items(items):
-            if isinstance(data, Exception):
-                summary.refused.append((item.display, f"cannot be read ({data})"))
+        for item, media in read_media(items):
+            if isinstance(media, Exception):
+                summary.refused.append((item.display, f"cannot be read ({media})"))
                 state.tick(summary)
                 continue
-            digest = hashlib.sha256(data).hexdigest()
+            digest = media.sha256
             if digest in seen or self.store.known_sha256([digest]):
                 summary.duplicates += 1
                 state.tick(summary)
                 continue
             seen.add(digest)
-            yield item, data, digest
+            yield item, media
 
     def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
         job = _make_job(*self._names)
         job.analyzer = self._analyzer()  # the engine's, loaded once for ingest and search alike
-        for item, data, digest in self._candidates(items, summary, state):
-            result = _analyze_or_reason(job, data, item.display)
-            self._store_one(item, data, digest, result, src, summary, state)
+        for item, media in self._candidates(items, summary, state):
+            result = _analyze_or_reason(job, media)
+            self._store_one(item, media, result, src, summary, state)
 
     def _run_pool(
         self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState", workers: int
     ) -> None:
-        pending: dict[Future, tuple[Item, bytes, str]] = {}
+        pending: dict[Future, tuple[Item, MediaItem]] = {}
         try:
             # Spawned workers with their share of the cores, which exit when this process dies;
             # the pool lives inside this call, on one thread (see worker_pool).
             with worker_pool(workers, _init_worker, self._names) as pool:
-                for item, data, digest in self._candidates(items, summary, state):
-                    pending[pool.submit(_work, data, item.display)] = (item, data, digest)
+                for item, media in self._candidates(items, summary, state):
+                    # The media item is what the worker gets: a photo's bytes, or a location.
+                    pending[pool.submit(_work, media)] = (item, media)
                     # A bounded window keeps memory flat however many photos there are.
                     if len(pending) >= workers * 3:
                         self._drain(pending, src, summary, state, block_until=workers * 2)
@@ -377,18 +434,17 @@ class Ingestor:
         while len(pending) > block_until:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
-                item, data, digest = pending.pop(future)
+                item, media = pending.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool as exc:
                     raise _worker_died(item.display) from exc
-                self._store_one(item, data, digest, result, src, summary, state)
+                self._store_one(item, media, result, src, summary, state)
 
     def _store_one(
         self,
         item: Item,
-        data: bytes,
-        digest: str,
+        media: MediaItem,
         result: PhotoAnalysis | str,
         src: SourceRecord,
         summary: IngestSummary,
@@ -414,7 +470,7 @@ class Ingestor:
                 return
         if kept:
             # Keep a copy only of photos with faces: a photo with none is not needed to search.
-            copy = result.copy if result.copy is not None else data
+            copy = result.copy if result.copy is not None else media.data
             copy_format = result.copy_format or result.format
             if objected:
                 try:
@@ -424,19 +480,22 @@ class Ingestor:
                     state.tick(summary)
                     return
                 copy_format = "JPEG"
+            digest = media.sha256
             blob_key = self.blobs.image_key(digest, _extension(copy_format))
             self.blobs.put(blob_key, copy)
             for number, face in kept:
                 crop_key = self.blobs.crop_key(digest, number)
                 self.blobs.put(crop_key, face.crop)
+                # face.frame and face.time (which frame of the item, at what time) belong here
+                # once the store has columns for them; a photo's are PHOTO_FRAME and None.
                 new_faces.append(
                     NewFace(face.box, face.landmarks, face.score, face.embedding, self.model_id, crop_key)
                 )
         face_ids = self.store.add_image(
             source_id=src.id,
-            sha256=digest,
+            sha256=media.sha256,
             original_path=self._label(item.display),
-            size_bytes=len(data),
+            size_bytes=media.size,
             width=result.width,
             height=result.height,
             format=result.format,

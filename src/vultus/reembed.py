@@ -15,7 +15,7 @@ from typing import Callable
 
 from .errors import ImageTooLargeError, MediaError, TamperedDataError
 from .faces import Box, Detection, FaceAnalyzer
-from .media import decode_image
+from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .store import BlobStore, MetadataStore
 
@@ -70,8 +70,8 @@ def convert_gallery(
                     f"Stored image {image_id} has faces but no stored copy to re-embed them from. {undo}"
                 )
             try:
-                image = decode_image(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels,
-                                     max_decode_mb=max_decode_mb)
+                image = read_photo(blobs.get(blob_key), name=f"stored image {image_id}", max_pixels=max_pixels,
+                                   max_decode_mb=max_decode_mb)
             except ImageTooLargeError as exc:
                 # Stored under the limits of its ingest; lowered since, they refuse it now.
                 raise ImageTooLargeError(

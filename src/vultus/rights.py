@@ -23,7 +23,7 @@ from .crypto import Keyring
 from .erasures import check_receipt, erase_images, receipt_fields, sign_receipt
 from .faces import FaceAnalyzer
 from .index import VectorIndex
-from .media import decode_image
+from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .search import exact_distances, pick_face
 from .store import AuditAction, BlobStore, FaceHit, RemovedImage, MetadataStore, iso, utcnow
@@ -94,8 +94,8 @@ def match_person(
 def requester_template(data: bytes, *, analyzer: FaceAnalyzer, face: int | None = None,
                        max_pixels: int = 120_000_000, max_decode_mb: int = DEFAULT_MAX_DECODE_MB) -> np.ndarray:
     """The template of the requester's face (largest unless ``face`` says), in memory only."""
-    image = decode_image(data, name="the requester's photo", max_pixels=max_pixels, max_decode_mb=max_decode_mb)
-    _, chosen = pick_face(analyzer.analyze(image.rgb), face, name="the requester's photo")
+    image = read_photo(data, name="the requester's photo", max_pixels=max_pixels, max_decode_mb=max_decode_mb)
+    _, chosen = pick_face(analyzer.analyze(image), face, name="the requester's photo")
     return np.asarray(chosen.embedding, dtype=np.float32)
 
 

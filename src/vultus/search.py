@@ -16,7 +16,7 @@ from .calibration import expected_false_candidates
 from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
 from .index import RERANK, VectorIndex
-from .media import PhotoPixels
+from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, require_purpose
 from .store import AuditAction, MetadataStore
@@ -119,8 +119,8 @@ def search_photo(
         purpose, case = (purpose or "").strip() or "(not stated)", (case or "").strip() or "(none)"
     spec = analyzer.embedder.spec
     check_gallery_model(store.model_ids(), analyzer.model_id)
-    image = PhotoPixels(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
-                        detection_scale=lambda w, h: analyzer.plan(w, h).scale)
+    image = read_photo(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                       detection_scale=lambda w, h: analyzer.plan(w, h).scale)
     faces = analyzer.analyze(image)
     number, chosen = pick_face(faces, face, name=name)
     if not hasattr(index, "search"):  # a loader, run while the probe was being analysed

@@ -1,22 +1,71 @@
-"""Media: finding photos, decoding them into pixels, cleaning stored copies, cutting crops."""
+"""Media: finding items to ingest, telling their content type, decoding them into frames of
+pixels, cleaning stored copies, cutting crops.
 
+Importing this package registers the photo decoders (``vultus.media.photo``); the registry
+itself (``vultus.media.base``) imports no decoder.
+"""
+
+from . import photo as _photo  # noqa: F401 - registers the photo formats
+from .base import (
+    HEAD_BYTES,
+    PHOTO_FRAME,
+    Decoder,
+    Frame,
+    MediaItem,
+    MediaKind,
+    accepted_suffixes,
+    content_type_of,
+    content_types,
+    decoder_for,
+    decoders,
+    ends_with_accepted,
+    format_names,
+    register_decoder,
+    suffix_for,
+    unregister_decoder,
+)
 from .collect import Collection, Item, collect, read_items
-from .crop import face_crop_jpeg, redact_regions
+from .crop import face_crop_jpeg, frame_jpeg, redact_regions
 from .decode import SUPPORTED_FORMATS, DecodedImage, PhotoPixels, decode_image, sniff_format, upright_size
+from .items import first_frame, no_picture, open_media, read_media, read_photo
 from .location import strip_location
+from .photo import PhotoItem
 
 __all__ = [
     "Collection",
     "DecodedImage",
+    "Decoder",
+    "Frame",
     "Item",
+    "MediaItem",
+    "MediaKind",
+    "HEAD_BYTES",
+    "PHOTO_FRAME",
+    "PhotoItem",
     "PhotoPixels",
     "SUPPORTED_FORMATS",
+    "accepted_suffixes",
     "collect",
+    "content_type_of",
+    "content_types",
     "decode_image",
+    "decoder_for",
+    "decoders",
+    "ends_with_accepted",
     "face_crop_jpeg",
+    "first_frame",
+    "format_names",
+    "frame_jpeg",
+    "no_picture",
+    "open_media",
     "read_items",
+    "read_media",
+    "read_photo",
     "redact_regions",
-    "strip_location",
+    "register_decoder",
     "sniff_format",
+    "strip_location",
+    "suffix_for",
+    "unregister_decoder",
     "upright_size",
 ]

@@ -1,4 +1,4 @@
-"""Small JPEG face crops for showing candidates to a person, and redaction of faces."""
+"""Small JPEG face crops for showing candidates to a person, stills of frames, and redaction of faces."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-__all__ = ["face_crop_jpeg", "redact_regions"]
+__all__ = ["face_crop_jpeg", "frame_jpeg", "redact_regions"]
 
 
 def face_crop_jpeg(rgb: np.ndarray, box: tuple[int, int, int, int], *, size: int = 160, margin: float = 0.25) -> bytes:
@@ -45,4 +45,11 @@ def redact_regions(data: bytes, boxes: list[tuple[int, int, int, int]], *, margi
         rgb[max(0, top - pad_y) : min(height, bottom + pad_y), max(0, left - pad_x) : min(width, right + pad_x)] = 0
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def frame_jpeg(rgb: np.ndarray, *, quality: int = 92) -> bytes:
+    """A JPEG of a whole frame, without metadata: the still kept of a frame that is no photo file."""
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(out, format="JPEG", quality=quality)
     return out.getvalue()

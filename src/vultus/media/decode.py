@@ -53,8 +53,13 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "GIF"),
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
+    # Every TIFF byte order and BigTIFF, as Pillow's TIFF plugin opens them.
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
+    (b"MM*\x00", "TIFF"),
+    (b"II\x00*", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"II+\x00", "TIFF"),
 )
 
 
@@ -319,20 +324,22 @@ class PhotoPixels:
     """A photo's pixels for face analysis, each decoded only when needed.
 
     ``reduced`` is a smaller upright copy of the whole photo to detect on (a JPEG's draft
-    decode, when detection runs at half size or less), else None; ``rgb`` is the photo at
+    decode, when ``detection_scale(width, height)`` says detection runs at half size or less;
+    without it, never), else None; ``rgb`` is the photo at
     full resolution, for the face chips, decoded the first time it is asked for, so a photo
     in which no face is found is never decoded in full. Errors are
     :func:`decode_image`'s, raised by whichever decode meets them.
     """
 
     def __init__(self, data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_decode_mb: int = DEFAULT_MAX_DECODE_MB, detection_scale: Callable[[int, int], float]):
+                 max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
+                 detection_scale: Callable[[int, int], float] | None = None):
         self._data, self._name, self._limits = data, name, (max_pixels, max_decode_mb)
         self.width, self.height = upright_size(data, name=name, max_pixels=max_pixels)
         self.reduced: np.ndarray | None = None
         self._full: DecodedImage | None = None
         self._format = sniff_format(data)
-        scale = detection_scale(self.width, self.height)
+        scale = detection_scale(self.width, self.height) if detection_scale is not None else 1.0
         if scale <= 0.5 and self._format == "JPEG":
             small = decode_image(data, name=name, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
                                  draft_scale=scale)

@@ -16,8 +16,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from ..errors import UnknownReceiptError
-from ..media import decode_image
-from ..media.collect import PHOTO_SUFFIXES
+from ..media import MediaKind, content_types, ends_with_accepted, first_frame, format_names, open_media, suffix_for
 from ..store.accounts import Account, Role
 from .access import ApiError, as_dict, engine_of, require
 from .clients import client_key
@@ -30,18 +29,18 @@ ANY_ROLE = (Role.ADMIN, Role.INVESTIGATOR, Role.DPO, Role.AUDITOR)
 MAX_ID = 2**63 - 1
 #: Bytes of an uploaded file's name kept in the stored path (file systems allow 255).
 MAX_NAME_BYTES = 120
-_SUFFIX_OF = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
-_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/x-ms-bmp"}
 
 
-def photo_bytes(request: Request, upload: UploadFile) -> bytes:
-    """The uploaded photo, refused early when it is not an image type or is too big."""
-    kind = (upload.content_type or "").split(";")[0].strip().lower()
-    if kind not in _IMAGE_TYPES:
+def photo_bytes(request: Request, upload: UploadFile, *, kind: MediaKind | None = MediaKind.PHOTO) -> bytes:
+    """The uploaded file, refused early when it is too big or not sent as a content type that
+    a registered decoder (of ``kind``: a probe is a photo; None: any) reads."""
+    sent = (upload.content_type or "").split(";")[0].strip().lower()
+    accepted = content_types(kind)
+    if sent not in accepted:
         raise ApiError(
             415, "unsupported_media_type",
-            f"{upload.filename or 'The upload'} is sent as {kind or 'no content type'}; send a JPEG, PNG, WebP, "
-            "BMP, GIF or TIFF photo with its image/* content type.",
+            f"{upload.filename or 'The upload'} is sent as {sent or 'no content type'}; send a {format_names(kind)} "
+            f"{kind or 'file'} with its own content type ({', '.join(sorted(accepted))}).",
         )
     limit = request.app.state.max_upload
     data = upload.file.read(limit + 1)
@@ -136,13 +135,14 @@ def ingest_uploads(
     try:
         for number, upload in enumerate(photos):
             name = stored_name(upload.filename, number)
-            data = photo_bytes(request, upload)
-            # A bad photo is refused now, as a 4xx, rather than inside the background job.
-            decoded = decode_image(data, name=name, max_pixels=engine.settings.max_pixels,
-                                   max_decode_mb=engine.settings.max_decode_mb)
-            if not name.lower().endswith(PHOTO_SUFFIXES):
-                # Ingest takes files by their suffix: one without a photo's would be skipped.
-                name += _SUFFIX_OF.get(decoded.format.upper(), ".jpg")
+            data = photo_bytes(request, upload, kind=None)
+            item = open_media(data, name=name)
+            # A bad file is refused now, as a 4xx, rather than inside the background job: its
+            # first frame is decoded (all of a photo).
+            first_frame(item, max_pixels=engine.settings.max_pixels, max_decode_mb=engine.settings.max_decode_mb).rgb
+            if not ends_with_accepted(name):
+                # Ingest takes the files of a folder by their suffix: one without one would be skipped.
+                name += suffix_for(item.content_type) or ".jpg"
             (batch / f"{number:05d}-{name}").write_bytes(data)
         # Inside the try: until the job is queued, the folder is this request's to remove.
         return _start_job(request, account, [str(batch)], source, cleanup=batch,
