@@ -353,7 +353,7 @@ def gallery_search(rows: list, templates: np.ndarray, labels: list[str], sizes: 
                 started = time.perf_counter()
                 index.fit_size(1, lambda: (ids, gallery))
                 built = time.perf_counter() - started
-            index.save()
+            index.flush()
             times, found = [], []
             for q in queries:
                 started = time.perf_counter()
@@ -370,7 +370,7 @@ def gallery_search(rows: list, templates: np.ndarray, labels: list[str], sizes: 
                 times.append((time.perf_counter() - started) * 1000)
             recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
             figures[kind] = (np.percentile(times, 50), np.percentile(times, 99), recall,
-                             index.file_size() / count, built, index.nprobe)
+                             index.size_on_disk() / count, built, index.nprobe)
             del index
         shutil.rmtree(folder, ignore_errors=True)
         e, i = figures["exact"], figures["ivf"]

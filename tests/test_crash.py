@@ -15,7 +15,7 @@ import numpy as np
 
 import vultus
 from vultus.crypto import Keyring
-from vultus.index import create_index
+from vultus.index import IndexTarget, default_index_url, open_index
 
 
 def _vultus(data: Path, *args: str, **kwargs) -> subprocess.Popen:
@@ -68,7 +68,7 @@ def test_kill_9_mid_ingest_then_rerun_loses_and_duplicates_nothing(tmp_path: Pat
     assert len(shas) == len(set(shas)), "an image was stored twice"
     assert set(shas) == expected, "an image was lost"
     # The index file on disk holds exactly the store's faces.
-    on_disk = create_index("faiss", data / "index" / "faces.faiss", 128, Keyring.open(data / "keys.json", create=False))
+    on_disk = open_index(IndexTarget(default_index_url(data), 128, Keyring.open(data / "keys.json", create=False)))
     assert sorted(on_disk.ids().tolist()) == face_ids
     # Every referenced blob exists, and no blob or temporary file is left unreferenced.
     files = {str(p.relative_to(data / "blobs")) for p in (data / "blobs").rglob("*") if p.is_file()}

@@ -19,7 +19,7 @@ import vultus
 from vultus.errors import UnknownReceiptError
 from vultus.config import Settings
 from vultus.crypto import Keyring
-from vultus.index import create_index
+from vultus.index import IndexTarget, default_index_url, open_index
 from vultus.rights import check_receipt
 from vultus.server import create_app
 
@@ -118,7 +118,7 @@ def _kill_part_way(tmp_path: Path, data: Path, call: str, *args: str) -> None:
 
 
 def _index_ids(data: Path) -> set[int]:
-    index = create_index("faiss", data / "index" / "faces.faiss", 128, Keyring.open(data / "keys.json", create=False))
+    index = open_index(IndexTarget(default_index_url(data), 128, Keyring.open(data / "keys.json", create=False)))
     return set(index.ids().tolist())
 
 

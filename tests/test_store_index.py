@@ -12,7 +12,7 @@ from vultus.crypto import Keyring
 from vultus.gallery import reconcile as _reconcile
 from vultus.config import Settings
 from vultus.errors import IndexCorruptError, SettingsError, SourceExistsError, UnknownSourceError
-from vultus.index import create_index, index_names
+from vultus.index import IndexTarget, index_schemes, open_index
 from vultus.store import BlobStore, NewFace, Store
 
 
@@ -88,12 +88,11 @@ def test_blob_keys_are_validated_and_writes_atomic(tmp_path: Path, keys: Keyring
 
 
 @pytest.mark.parametrize("encrypted", [True, False])
-@pytest.mark.parametrize("backend", index_names())
+@pytest.mark.parametrize("backend", index_schemes())
 def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str, encrypted: bool, keys: Keyring):
     """The contract every vector index backend must keep."""
-    path = tmp_path / "i.idx"
-    cipher = keys if encrypted else None
-    index = create_index(backend, path, 4, cipher)
+    target = IndexTarget(f"{backend}://{tmp_path / 'i'}", 4, keys if encrypted else None)
+    index = open_index(target)
     vectors = np.eye(4, dtype=np.float32)
     index.add(np.array([10, 11, 12, 13]), vectors)
     distances, ids = index.search(vectors[:1], 2)
@@ -103,25 +102,54 @@ def test_index_adds_searches_removes_and_persists(tmp_path: Path, backend: str, 
     assert near_ids.tolist() == [10, 11, 12, 13][: len(near_ids)] and len(near_ids) == 2
     assert near[0] < near[1] < 1.4
     assert index.remove(np.array([10, 99])) == 1
-    index.save()
-    again = create_index(backend, path, 4, cipher)
+    index.flush()
+    again = open_index(target)
     assert sorted(again.ids().tolist()) == [11, 12, 13]
     assert again.search(vectors[:1], 1)[1][0][0] != 10
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.rglob(".tmp-*"))
 
 
-@pytest.mark.parametrize("backend", index_names())
+@pytest.mark.parametrize("backend", index_schemes())
 def test_a_corrupt_index_file_says_how_to_rebuild(tmp_path: Path, backend: str):
-    path = tmp_path / "i.idx"
-    path.write_bytes(b"garbage")
+    target = IndexTarget(f"{backend}://{tmp_path / 'i'}", 4)
+    index = open_index(target)
+    index.add(np.array([1]), np.ones((1, 4), np.float32))
+    index.flush()
+    for path in (tmp_path / "i").iterdir():
+        path.write_bytes(b"garbage")
     with pytest.raises(IndexCorruptError, match="vultus reindex"):
-        create_index(backend, path, 4)
+        open_index(target)
+
+
+def test_a_faiss_url_names_a_folder_holding_faces_faiss(tmp_path: Path):
+    from vultus.index import default_index_url, index_backend
+    from vultus.index.faiss_index import index_file
+
+    assert index_file(f"faiss://{tmp_path / 'idx'}") == index_file(f"faiss:///{tmp_path / 'idx'}") == tmp_path / "idx" / "faces.faiss"
+    assert default_index_url(tmp_path / "data") == f"faiss://{tmp_path / 'data' / 'index'}"
+    for bad, message in (("faiss://host/x", "faiss:///FOLDER"), ("faiss:relative", "faiss:///FOLDER"),
+                         (f"faiss://{tmp_path / 'none' / 'idx'}", "does not exist")):
+        with pytest.raises(SettingsError, match=message):
+            index_file(bad)
+    index = open_index(IndexTarget(f"faiss://{tmp_path / 'idx'}", 4))
+    index.add(np.array([1, 2]), np.eye(2, 4, dtype=np.float32))
+    assert index.size_on_disk() == 0 and not (tmp_path / "idx").exists()
+    index.flush()
+    assert index.size_on_disk() == (tmp_path / "idx" / "faces.faiss").stat().st_size > 0
+    assert (tmp_path / "idx").stat().st_mode & 0o777 == 0o700  # made owner-only
+    # After a crash, the temporary files of a write cut short go; the index stays.
+    leftovers = [tmp_path / "idx" / ".tmp-abc.faiss", tmp_path / "idx" / "faces.faiss.previous"]
+    for left in leftovers:
+        left.write_bytes(b"templates")
+    index_backend(f"faiss://{tmp_path / 'idx'}").sweep(f"faiss://{tmp_path / 'idx'}")
+    assert not any(left.exists() for left in leftovers)
+    assert sorted(open_index(IndexTarget(f"faiss://{tmp_path / 'idx'}", 4)).ids().tolist()) == [1, 2]
 
 
 def test_reconcile_makes_the_index_match_the_store(store: Store, tmp_path: Path):
     src = _source(store)
     ids = _add(store, src.id, "b" * 64, [_face(1), _face(2)])
-    index = create_index("faiss", tmp_path / "i.faiss", 128)
+    index = open_index(IndexTarget(f"faiss://{tmp_path / 'i'}", 128))
     index.add(np.array([999]), np.zeros((1, 128), np.float32))  # stray entry
     assert _reconcile(index, store) is True
     assert sorted(index.ids().tolist()) == sorted(ids)
@@ -221,7 +249,7 @@ def test_large_gallery_switches_to_ivf_keeping_recall_and_physical_removal(tmp_p
     # Erasure: the codes go, the id is never returned again, also after saving and loading.
     gone = ids[:50]
     assert index.remove(gone) == 50 and len(index) == count - 50
-    index.save()
+    index.flush()
     again = FaissIndex(tmp_path / "faces.faiss", 128)
     assert again.kind == "ivf" and again.nprobe == index.nprobe and len(again) == count - 50
     assert not set(gone.tolist()) & set(again.ids().tolist())

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "StoreSettings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
+__all__ = ["Settings", "StoreSettings", "IndexSettings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
            "model_cache_dir"]
 
 DEFAULT_DATA_DIR = Path("vultus-data")
@@ -50,6 +50,16 @@ class StoreSettings(BaseModel):
 
     #: The store's URL, e.g. ``sqlite:////srv/vultus/vultus.db``; None means SQLite in the
     #: data directory (``DATA/vultus.db``). The scheme picks the backend (:mod:`vultus.store.base`).
+    url: str | None = None
+
+
+class IndexSettings(BaseModel):
+    """Where the vector index lives (``VULTUS_INDEX__URL``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The index's URL, e.g. ``faiss:///srv/vultus/index``; None means FAISS files in the
+    #: data directory (``DATA/index/faces.faiss``). The scheme picks the backend (:mod:`vultus.index.base`).
     url: str | None = None
 
 
@@ -136,6 +146,8 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     #: The metadata store (nested: ``VULTUS_STORE__URL``).
     store: StoreSettings = StoreSettings()
+    #: The vector index (nested: ``VULTUS_INDEX__URL``).
+    index: IndexSettings = IndexSettings()
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -24,12 +24,11 @@ from .crypto import Keyring
 from .datadir import Presence, secure_permissions
 from .erasures import finish_pending
 from .errors import DataDirError, DataDirLockedError, KeyFileError, ModelError, PolicyError, TamperedDataError, storage_error
-from .index import VectorIndex
+from .index import VectorIndex, default_index_url, index_backend
 from .store import BlobStore, MetadataStore, default_store_url, iso, open_store, store_exists, utcnow
 
-__all__ = ["DIRTY_MARKER", "INDEX_PATH", "Deployment"]
+__all__ = ["DIRTY_MARKER", "Deployment"]
 
-INDEX_PATH = Path("index") / "faces.faiss"
 #: Present while a writer works; found at the next writer's start, it means a crash.
 DIRTY_MARKER = ".writing"
 
@@ -57,6 +56,9 @@ class Deployment:
         # A key file is made only with a new deployment: a missing one for existing data is
         # an error, never a silent new key that would leave the data unreadable.
         store_url = settings.store.url or default_store_url(self.data_dir)
+        #: Where the vector index is: the setting, else FAISS files in DATA/index.
+        self.index_url = settings.index.url or default_index_url(self.data_dir)
+        index_backend(self.index_url)  # an unknown scheme is refused before anything is made
         is_new = not store_exists(store_url)
         try:
             self.keys = Keyring.open(settings.key_path, create=is_new)
@@ -182,10 +184,10 @@ class Deployment:
         A writer puts blobs on disk before their rows commit, so a kill in between leaves
         a photo copy that nothing refers to; it must not outlive its (never stored) row.
         """
-        for folder in (self.blobs.root, self.data_dir / INDEX_PATH.parent):
-            if folder.is_dir():
-                for tmp in [*folder.rglob(".tmp-*"), *folder.glob("*.previous")]:
-                    tmp.unlink(missing_ok=True)
+        if self.blobs.root.is_dir():
+            for tmp in self.blobs.root.rglob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
+        index_backend(self.index_url).sweep(self.index_url)
         referenced = self.store.blob_keys()
         for key in self.blobs.keys():
             if key not in referenced:

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator
 from . import accounts, maintenance, public_requests
 from .calibration import calibrate, calibration_figures, calibration_of, evaluate_folder, evaluate_pairs
 from .config import Settings
-from .deployment import INDEX_PATH, Deployment
+from .deployment import Deployment
 from .gallery import Gallery
 from .faces import FaceAnalyzer
 from .index import VectorIndex
@@ -52,7 +52,7 @@ class Engine:
         self.data_dir, self.keys, self.store, self.blobs = (self.deployment.data_dir, self.deployment.keys,
                                                             self.deployment.store, self.deployment.blobs)
         self.notices = self.deployment.notices
-        self.gallery = Gallery(settings, self.store, self.keys, self.data_dir / INDEX_PATH)
+        self.gallery = Gallery(settings, self.store, self.keys, self.deployment.index_url)
         # Bound to the gallery, not to this engine: an engine dropped without close() is then
         # freed (its hold on the directory released) as soon as nothing refers to it.
         self.deployment.index = functools.partial(self.gallery.open_index, writable=True)

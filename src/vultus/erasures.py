@@ -4,7 +4,7 @@ An erasure is done in two steps. First, in one transaction: the image and face r
 the caller's own changes are made (the request completed, a suppression entry), the audit
 entry is appended, and an intent is entered in the erasure log with what is left to do
 (the blob keys, the face ids) and what the receipt will say. Then the files are deleted,
-the faces removed from the index and the index file rewritten, the write-ahead log
+the faces removed from the index and the index flushed (removed physically), the write-ahead log
 truncated, and the receipt signed and kept in place of the intent.
 
 A kill -9 before the commit changes nothing; after it, the intent survives, and
@@ -99,7 +99,7 @@ def _finish(pending: PendingErasure, *, store: MetadataStore, blobs: BlobStore, 
         if key not in keep:
             blobs.delete(key)
     index.remove(np.asarray(pending.face_ids, dtype=np.int64))
-    index.save()
+    index.flush()
     # Before the receipt says it is done: the freed pages (zeroed by secure_delete) must be
     # the only copy left, not old frames in the write-ahead log.
     store.purge_deleted()

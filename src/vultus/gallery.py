@@ -1,8 +1,9 @@
 """The gallery's model and its vector index: which embedder it uses, the analyzer for it, the index kept in step.
 
-The store is the source of truth; the vector index is a cache of it that is reconciled on
-first use (templates missing from it are added, stray entries removed), refitted between
-exact and IVF search as the gallery grows, and rebuilt from the store on demand. The
+The store is the source of truth; the vector index (the backend its URL names) is a cache of
+it that is reconciled on first use (templates missing from it are added, stray entries
+removed), refitted to the gallery's size when it is :class:`~vultus.index.Resizable` (FAISS:
+exact, then IVF), and rebuilt from the store on demand. The
 gallery remembers its embedder in the store, so commands after a change of model need no
 flag, and an objection recorded under an earlier model is still honoured.
 """
@@ -10,7 +11,6 @@ flag, and an objection recorded under an earlier model is still honoured.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,7 +19,7 @@ from .config import Settings
 from .crypto import Keyring
 from .errors import IndexCorruptError, ModelError
 from .faces import Embedder, FaceAnalyzer, create_aligner, create_detector, create_embedder
-from .index import LockedIndex, VectorIndex, create_index
+from .index import IndexTarget, LockedIndex, Resizable, VectorIndex, index_backend
 from .policy import SuppressionCheck, check_gallery_model
 from .store import MetadataStore
 
@@ -35,11 +35,12 @@ DEFAULT_EMBEDDER = "dlib-resnet-v1"
 class Gallery:
     """The embedder, analyzer and vector index of one deployment's faces."""
 
-    def __init__(self, settings: Settings, store: MetadataStore, keys: Keyring, index_path: Path):
+    def __init__(self, settings: Settings, store: MetadataStore, keys: Keyring, index_url: str):
         self.settings = settings
         self.store = store
         self.keys = keys
-        self.index_path = index_path
+        self.index_url = index_url
+        self._backend = index_backend(index_url)
         self.embedder_name = settings.embedder or store.get_meta(GALLERY_EMBEDDER) or DEFAULT_EMBEDDER
         self.embedder: Embedder = create_embedder(self.embedder_name)
         self._analyzer: FaceAnalyzer | None = None
@@ -84,13 +85,13 @@ class Gallery:
         self.store.set_meta(MODEL_NAME + self.embedder.model_id, name)
 
     def switch_model(self, name: str, embedder: Embedder, analyzer: FaceAnalyzer) -> None:
-        """Make ``embedder`` the gallery's; its old index file is dropped first.
+        """Make ``embedder`` the gallery's; the old model's index is dropped first.
 
         The index is a cache of the old templates: dropped before any is converted, so no
         half-converted gallery is ever searched through it.
         """
         with self.index_lock:
-            self.index_path.unlink(missing_ok=True)
+            self._backend.drop(self._target())
             self._index = None
             self.embedder_name, self.embedder, self._analyzer = name, embedder, analyzer
         self.remember_model()
@@ -128,8 +129,15 @@ class Gallery:
 
     # -- the index ---------------------------------------------------------------------------
 
+    def _target(self) -> IndexTarget:
+        """The gallery's index as its backend is asked for it: the URL, for the current embedder."""
+        return IndexTarget(self.index_url, self.embedder.spec.dim, self.keys, self.embedder.model_id)
+
+    def _open_backend(self, fresh: bool) -> VectorIndex:
+        return self._backend.open(self._target(), fresh)
+
     def open_index(self, *, writable: bool) -> VectorIndex:
-        """The index, reconciled with the store; saved only by a writer holding the lock.
+        """The index, reconciled with the store; flushed only by a writer holding the lock.
 
         A cheap signature of the faces table (count and highest id, ids never reused)
         tells when another process or call has changed the store since the last
@@ -145,26 +153,30 @@ class Gallery:
         signature = self.store.face_signature()
         if self._index is not None and signature == self._index_signature:
             return self._index
+        unreadable = False
         if self._index is None:
             try:
-                self._index = create_index("faiss", self.index_path, self.embedder.spec.dim, self.keys)
+                self._index = self._open_backend(fresh=False)
             except IndexCorruptError:
                 if not writable:
                     raise
-                self.index_path.unlink()
-                self._index = create_index("faiss", self.index_path, self.embedder.spec.dim, self.keys)
-        if reconcile(self._index, self.store) and writable:
-            self._index.save()
+                # Rebuilt from the store below, and flushed over the unreadable copy.
+                self._index, unreadable = self._open_backend(fresh=True), True
+        if (reconcile(self._index, self.store) or unreadable) and writable:
+            self._index.flush()
         self._index_signature = signature
         return self._index
 
     def fit_index(self, notice: Callable[[str], None] | None = None) -> str | None:
-        """Switch the index between exact and IVF for the gallery's size (writers only).
+        """Refit a :class:`~vultus.index.Resizable` index to the gallery's size (writers only).
 
-        Returns the new kind of index (``exact`` or ``ivf``), or None when it was kept.
+        Returns the new kind of index (FAISS: ``exact`` or ``ivf``), or None when it was kept
+        (always, for an index with one structure at every size).
         """
         with self.index_lock:
             index = self._open_locked(writable=True)
+            if not isinstance(index, Resizable):
+                return None
             plan = index.plan_size(self.settings.ivf_threshold)
             if plan is None:
                 return None
@@ -179,7 +191,7 @@ class Gallery:
                            else "the gallery is now within VULTUS_IVF_THRESHOLD")
                     notice(f"Returning to exact search for {len(index):,} faces ({why}).")
             index.fit_size(self.settings.ivf_threshold, self._searchable_vectors)
-            index.save()
+            index.flush()
             return plan
 
     def _searchable_vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -191,23 +203,18 @@ class Gallery:
 
     def rebuild_index(self) -> int:
         """Rebuild the index from the store (writers only); the number of templates in it."""
-        # Without a file, opening rebuilds the index from the store and saves it. The old
-        # file is set aside, not deleted, until the new one is saved: a rebuild that fails
-        # (templates that cannot be read) must not leave the deployment with no index.
+        # A fresh index is filled from the store and replaces the stored one only when it is
+        # flushed: a rebuild that fails (templates that cannot be read) must not leave the
+        # deployment with no index.
         with self.index_lock:
-            aside = self.index_path.with_name(self.index_path.name + ".previous")
-            if self.index_path.exists():
-                self.index_path.replace(aside)
-            self._index = None
-            try:
-                count = len(self.open_index(writable=True))
-                self.fit_index()
-            except BaseException:
-                self._index = None
-                if aside.exists():
-                    aside.replace(self.index_path)
-                raise
-            aside.unlink(missing_ok=True)
+            check_gallery_model(self.store.model_ids(), self.embedder.model_id)
+            signature = self.store.face_signature()
+            index = self._open_backend(fresh=True)
+            reconcile(index, self.store)
+            index.flush()  # even empty: nothing of the old index may outlive a rebuild
+            self._index, self._index_signature = index, signature
+            count = len(index)
+            self.fit_index()
             return count
 
 

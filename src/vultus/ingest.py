@@ -6,7 +6,7 @@ is sends only its location). A worker analyses every frame the item yields.
 
 The order of writes is what makes a crash harmless. For each photo: its blob copy and
 crops are written first (content-addressed, atomically), then its image and face rows
-commit in one transaction, then its templates go into the in-memory index, which is saved
+commit in one transaction, then its templates go into the index, which is flushed
 every few hundred photos and at the end. A kill at any point leaves either a stored photo
 (whose templates the next open re-adds to the index from the store) or no row at all
 (whose blob the re-run overwrites in place). A re-run skips every sha256 already stored.
@@ -41,8 +41,8 @@ if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's type
 
 __all__ = ["IngestSummary", "Ingestor", "analyze_item", "analyze_photo", "FoundFace", "PhotoAnalysis", "SuppressionCheck"]
 
-#: Save the index after this many stored photos (and at the end), bounding re-adds after a crash.
-SAVE_EVERY = 200
+#: Flush the index after this many stored photos (and at the end), bounding re-adds after a crash.
+FLUSH_EVERY = 200
 
 
 @dataclass
@@ -360,7 +360,7 @@ class Ingestor:
             else:
                 self._run_pool(found.items, src, summary, state, workers)
         finally:
-            self.index.save()
+            self.index.flush()
             summary.seconds = time.monotonic() - started
             details = summary.as_dict()
             details["refused"] = len(summary.refused)
@@ -511,8 +511,8 @@ class Ingestor:
             summary.images += 1
             summary.faces += len(face_ids)
             state.stored += 1
-            if state.stored % SAVE_EVERY == 0:
-                self.index.save()
+            if state.stored % FLUSH_EVERY == 0:
+                self.index.flush()
         else:
             summary.no_face += 1
         state.tick(summary)

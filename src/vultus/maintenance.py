@@ -26,7 +26,8 @@ class Stats:
     images_with_faces: int
     faces: int
     index_vectors: int
-    index_bytes: int
+    #: Bytes of the index's own files; None when it keeps none (memory only, or on a server).
+    index_bytes: int | None
     #: ``exact``, or ``ivf (nprobe N)`` above the IVF threshold.
     index_kind: str
     disk_bytes: int
@@ -46,7 +47,7 @@ def stats(settings: Settings, store: MetadataStore, gallery: Gallery, data_dir: 
     counts = store.counts()
     try:
         index = gallery.open_index(writable=False)
-        vectors, index_bytes, kind = len(index), index.file_size(), index.capabilities.description
+        vectors, index_bytes, kind = len(index), index.size_on_disk(), index.capabilities.description
     except ModelError:  # two models (an unfinished `reindex --model`): stats still answer
         vectors, index_bytes, kind = 0, 0, "none (the gallery holds two models)"
     return Stats(

@@ -36,7 +36,7 @@ def rotate_keys(*, keys: Keyring, store: MetadataStore, blobs: BlobStore, index:
     """Re-encrypt everything sealed under a new key, then drop the old keys.
 
     Sealed are: photo copies and crops, templates, suppression entries, the templates and
-    contact addresses of open public requests, and the index file. Every ciphertext names
+    contact addresses of open public requests, and the index (flushed under the new key). Every ciphertext names
     its key, so a rotation cut short leaves readable data; the old keys are dropped only
     after everything is re-sealed and the audit entry is committed. A rotation found
     unfinished (the key file still holds an old key) is resumed, not started again: only
@@ -58,7 +58,7 @@ def rotate_keys(*, keys: Keyring, store: MetadataStore, blobs: BlobStore, index:
     templates = store.reseal_embeddings(is_current)
     suppressions = store.registers.reseal_suppressions(is_current)
     requests = store.registers.reseal_requests(is_current)
-    index.save()
+    index.flush()
     store.purge_deleted()
     dropped = [key_id for key_id in keys.keys if key_id != keys.current]
     counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions,

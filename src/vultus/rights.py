@@ -276,6 +276,6 @@ def restrict_person(
             index.add(ids, vectors)
     else:
         index.remove(np.asarray(face_ids, dtype=np.int64))
-    index.save()
+    index.flush()
     return request_id, changed
 

@@ -1,13 +1,16 @@
 """The VectorIndex contract, kept by every registered index backend and by the in-memory fake.
 
-Backends are read from the registry when the tests are collected, so a new one is held to
-the same promises without a line here. ``vultus.testing`` is imported inside fixtures only:
-importing it registers the fake models, which suites parametrised over the model registry
-at collection (tests/test_models.py) must not see.
+Backends are read from the registry when the tests are collected; each scheme needs a way
+to name a fresh index in a test folder (``BACKENDS``), so a new backend fails here until it
+is given one and then keeps the same promises. ``vultus.testing`` (whose ``memory`` scheme
+is the fake) is imported inside fixtures only: importing it registers the fake models and
+index, which suites parametrised over the registries at collection (tests/test_models.py)
+must not see.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,30 +18,69 @@ import numpy as np
 import pytest
 
 from vultus.crypto import Keyring
-from vultus.errors import IndexCorruptError
-from vultus.index import Capabilities, VectorIndex, create_index, index_names
+from vultus.errors import IndexCorruptError, SettingsError
+from vultus.index import (
+    Capabilities,
+    IndexTarget,
+    Resizable,
+    VectorIndex,
+    index_backend,
+    index_schemes,
+    open_index as open_at,
+)
 
-FAKE = "memory (vultus.testing)"
-BACKENDS = [*index_names(), FAKE]
 DIM = 16
+#: The scheme of vultus.testing's MemoryIndex, registered when vultus.testing is imported.
+FAKE = "memory"
 
-Opener = Callable[..., VectorIndex]
+
+@dataclass(frozen=True)
+class Backend:
+    """How the suite reaches one backend."""
+
+    #: A URL for a new index inside a folder (a server backend: its test server, a fresh collection).
+    url: Callable[[Path], str]
+    #: It keeps its index in files in that folder, which the tests read for leftover bytes.
+    files: bool
 
 
-@pytest.fixture(params=BACKENDS)
-def open_index(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """``open_index(path=None, dim=DIM, cipher=None)``: the backend under test, opened at ``path``."""
-    name = request.param
+BACKENDS: dict[str, Backend] = {
+    "faiss": Backend(lambda folder: f"faiss://{folder}", files=True),
+    FAKE: Backend(lambda folder: f"memory://{folder}", files=True),
+}
 
-    def opener(path: Path | None = None, dim: int = DIM, cipher: Keyring | None = None) -> VectorIndex:
-        path = path or tmp_path / "faces.idx"
-        if name == FAKE:
-            from vultus.testing import MemoryIndex
 
-            return MemoryIndex.open(path, dim, cipher)
-        return create_index(name, path, dim, cipher)
+def test_every_registered_backend_is_covered_here():
+    import vultus.testing  # noqa: F401 - its scheme is one of them
 
-    return opener
+    assert set(index_schemes()) <= set(BACKENDS), "give the new index backend a URL in BACKENDS"
+
+
+class Subject:
+    """The backend under test: ``subject(folder=None, dim=DIM, cipher=None, fresh=False)`` opens it."""
+
+    def __init__(self, scheme: str, root: Path):
+        self.scheme, self.root, self.backend = scheme, root, BACKENDS[scheme]
+        self.folder = root / "index"
+
+    def target(self, folder: Path | None = None, dim: int = DIM, cipher: Keyring | None = None) -> IndexTarget:
+        return IndexTarget(self.backend.url(folder or self.folder), dim, cipher, model_id="contract-model")
+
+    def __call__(self, folder: Path | None = None, dim: int = DIM, cipher: Keyring | None = None, *,
+                 fresh: bool = False) -> VectorIndex:
+        return open_at(self.target(folder, dim, cipher), fresh=fresh)
+
+    def stored(self, folder: Path | None = None) -> bytes:
+        """Everything the index's files hold (it keeps files only where ``files`` says so)."""
+        folder = folder or self.folder
+        return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()) if folder.is_dir() else b""
+
+
+@pytest.fixture(params=sorted({*index_schemes(), FAKE}))
+def open_index(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
+    if request.param == FAKE:
+        import vultus.testing  # noqa: F401 - registers the fake's scheme, at run time, not at collection
+    return Subject(request.param, tmp_path)
 
 
 def _vectors(count: int, seed: int = 0) -> np.ndarray:
@@ -56,7 +98,7 @@ def _exact(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray) -> tuple[np.
     return distances[order], ids[order]
 
 
-def test_it_keeps_the_protocol_and_starts_empty(open_index: Opener):
+def test_it_keeps_the_protocol_and_starts_empty(open_index: Subject):
     index = open_index()
     assert isinstance(index, VectorIndex)
     assert index.dim == DIM and len(index) == 0 and index.ids().tolist() == []
@@ -66,10 +108,23 @@ def test_it_keeps_the_protocol_and_starts_empty(open_index: Opener):
     assert np.isinf(distances).all()
     near, near_ids = index.range_search(_vectors(1)[0], 10.0)
     assert len(near) == len(near_ids) == 0
-    assert index.file_size() == 0
+    if open_index.backend.files:
+        assert index.size_on_disk() == 0
+    else:
+        assert index.size_on_disk() in (0, None)
 
 
-def test_search_returns_the_nearest_first_with_their_ids_and_euclidean_distances(open_index: Opener):
+def test_its_url_names_its_backend_and_an_unknown_scheme_names_the_known_ones(open_index: Subject):
+    target = open_index.target()
+    assert index_backend(target.url) is index_backend(target.url.replace(open_index.scheme, open_index.scheme.upper(), 1))
+    with pytest.raises(SettingsError, match=f"{open_index.scheme}://") as error:
+        open_at(IndexTarget("nosuch://" + str(open_index.folder), DIM))
+    assert "VULTUS_INDEX__URL" in str(error.value) and "faiss://" in str(error.value)
+    with pytest.raises(SettingsError, match="No vector index handles"):
+        index_backend(str(open_index.folder))  # a bare path has no scheme
+
+
+def test_search_returns_the_nearest_first_with_their_ids_and_euclidean_distances(open_index: Subject):
     index = open_index()
     vectors, ids = _vectors(200), _ids(200)
     index.add(ids, vectors)
@@ -87,14 +142,14 @@ def test_search_returns_the_nearest_first_with_their_ids_and_euclidean_distances
     assert i[0][0] == ids[7] and d[0][0] == pytest.approx(0.0, abs=1e-3)
 
 
-def test_search_asks_for_no_more_than_the_index_holds(open_index: Opener):
+def test_search_asks_for_no_more_than_the_index_holds(open_index: Subject):
     index = open_index()
     index.add(_ids(3), _vectors(3))
     distances, ids = index.search(_vectors(1, seed=2), 10)
     assert ids.shape == (1, 3) and sorted(ids[0].tolist()) == sorted(_ids(3).tolist())
 
 
-def test_range_search_finds_every_vector_within_the_radius_nearest_first(open_index: Opener):
+def test_range_search_finds_every_vector_within_the_radius_nearest_first(open_index: Subject):
     index = open_index()
     vectors, ids = _vectors(100), _ids(100)
     index.add(ids, vectors)
@@ -107,61 +162,117 @@ def test_range_search_finds_every_vector_within_the_radius_nearest_first(open_in
     assert found.dtype == np.int64
 
 
-def test_removal_is_physical_and_counts_what_was_present(open_index: Opener, tmp_path: Path):
-    path = tmp_path / "removal.idx"
-    index = open_index(path)
+def test_removal_is_physical_and_counts_what_was_present(open_index: Subject, tmp_path: Path):
+    folder = tmp_path / "removal"
+    index = open_index(folder)
+    assert index.capabilities.physical_removal  # erasure receipts promise it
     vectors, ids = _vectors(20), _ids(20)
     marked = np.full(DIM, 12345.678, dtype=np.float32)  # a template whose bytes are easy to find
     vectors[4] = marked
     index.add(ids, vectors)
-    index.save()
-    assert marked.tobytes() in path.read_bytes()
+    index.flush()
+    if open_index.backend.files:
+        assert marked.tobytes() in open_index.stored(folder)
     assert index.remove(np.array([ids[4], ids[5], 424242], dtype=np.int64)) == 2
     assert index.remove(np.zeros(0, dtype=np.int64)) == 0
     assert len(index) == 18 and ids[4] not in index.ids() and ids[5] not in index.ids()
     _, found = index.search(marked[None, :], 18)
     assert ids[4] not in found and ids[5] not in found
-    index.save()
-    assert marked.tobytes() not in path.read_bytes()  # gone from the file, not just hidden
+    index.flush()
+    if open_index.backend.files:
+        assert marked.tobytes() not in open_index.stored(folder)  # gone from the files, not just hidden
+    if index.capabilities.persistent:
+        # Flushed, the removal holds for the index opened again: the vector does not come back.
+        again = open_index(folder)
+        assert ids[4] not in again.ids() and len(again) == 18
+        _, found = again.search(marked[None, :], 18)
+        assert ids[4] not in found and ids[5] not in found
     # A removed id may be added again (reindexing a face that was restricted and released).
     index.add(ids[4:5], vectors[4:5])
     assert index.search(marked[None, :], 1)[1][0][0] == ids[4]
 
 
 @pytest.mark.parametrize("encrypted", [False, True])
-def test_a_saved_index_reopens_with_the_same_contents(open_index: Opener, tmp_path: Path, encrypted: bool):
-    path = tmp_path / "saved.idx"
+def test_a_flushed_index_reopens_with_the_same_contents(open_index: Subject, tmp_path: Path, encrypted: bool):
+    folder = tmp_path / "saved"
     keys = Keyring.open(tmp_path / "keys.json") if encrypted else None
-    index = open_index(path, cipher=keys)
+    index = open_index(folder, cipher=keys)
     vectors, ids = _vectors(30), _ids(30)
     index.add(ids, vectors)
-    index.save()
-    assert index.file_size() == path.stat().st_size > 0
-    assert not list(tmp_path.glob(".tmp-*"))  # written atomically, through a temporary file
-    if encrypted:
-        assert vectors[0].tobytes() not in path.read_bytes()
-    again = open_index(path, cipher=keys)
+    index.flush()
+    if open_index.backend.files:
+        assert index.size_on_disk() == len(open_index.stored(folder)) > 0
+        assert not list(folder.glob(".tmp-*"))  # written atomically, through a temporary file
+        if encrypted:
+            assert vectors[0].tobytes() not in open_index.stored(folder)
+    again = open_index(folder, cipher=keys)
+    if not index.capabilities.persistent:
+        assert len(again) == 0  # a rebuilt index says so: it starts empty
+        return
     assert sorted(again.ids().tolist()) == sorted(ids.tolist())
     before, after = index.search(vectors[:4], 3), again.search(vectors[:4], 3)
     assert (before[1] == after[1]).all() and np.allclose(before[0], after[0])
 
 
-def test_an_unreadable_or_mismatched_file_says_how_to_rebuild(open_index: Opener, tmp_path: Path):
-    garbage = tmp_path / "garbage.idx"
-    garbage.write_bytes(b"not an index")
-    with pytest.raises(IndexCorruptError, match="vultus reindex"):
-        open_index(garbage)
-    path = tmp_path / "other-dim.idx"
-    index = open_index(path)
-    index.add(_ids(2), _vectors(2))
-    index.save()
-    with pytest.raises(IndexCorruptError, match="vultus reindex"):
-        open_index(path, dim=DIM * 2)
-
-
-def test_a_small_index_keeps_its_structure(open_index: Opener):
+def test_a_fresh_index_replaces_the_stored_one_only_when_flushed(open_index: Subject):
     index = open_index()
     index.add(_ids(10), _vectors(10))
+    index.flush()
+    fresh = open_index(fresh=True)
+    assert len(fresh) == 0
+    fresh.add(_ids(3), _vectors(3, seed=5))
+    stored = open_index()
+    if stored.capabilities.persistent:
+        assert len(stored) == 10  # a rebuild cut short here leaves the old index in place
+    fresh.flush()
+    again = open_index()
+    assert sorted(again.ids().tolist()) == (sorted(_ids(3).tolist()) if again.capabilities.persistent else [])
+
+
+def test_dropping_deletes_what_is_stored_and_may_find_nothing(open_index: Subject):
+    backend = index_backend(open_index.target().url)
+    backend.drop(open_index.target())  # nothing there yet
+    index = open_index()
+    marked = np.full((1, DIM), 4321.5, dtype=np.float32)
+    index.add(_ids(1), marked)
+    index.flush()
+    backend.drop(open_index.target())
+    assert len(open_index()) == 0
+    if open_index.backend.files:
+        assert marked.tobytes() not in open_index.stored()
+
+
+def test_sweeping_after_a_crash_keeps_the_flushed_index(open_index: Subject):
+    index = open_index()
+    index.add(_ids(5), _vectors(5))
+    index.flush()
+    index_backend(open_index.target().url).sweep(open_index.target().url)
+    if index.capabilities.persistent:
+        assert sorted(open_index().ids().tolist()) == sorted(_ids(5).tolist())
+
+
+def test_an_unreadable_or_mismatched_file_says_how_to_rebuild(open_index: Subject, tmp_path: Path):
+    folder = tmp_path / "other-dim"
+    index = open_index(folder)
+    index.add(_ids(2), _vectors(2))
+    index.flush()
+    if index.capabilities.persistent:
+        with pytest.raises(IndexCorruptError, match="vultus reindex"):
+            open_index(folder, dim=DIM * 2)
+        # A fresh index does not read what is stored, so a rebuild opens even over a bad copy.
+        assert len(open_index(folder, dim=DIM * 2, fresh=True)) == 0
+    if open_index.backend.files:
+        for path in [p for p in folder.rglob("*") if p.is_file()]:
+            path.write_bytes(b"not an index")
+        with pytest.raises(IndexCorruptError, match="vultus reindex"):
+            open_index(folder)
+
+
+def test_a_small_index_keeps_its_structure(open_index: Subject):
+    index = open_index()
+    index.add(_ids(10), _vectors(10))
+    if not isinstance(index, Resizable):
+        return  # one structure at every size: the gallery never asks it to refit
     assert index.plan_size(5) is None and index.plan_size(0) is None
     assert index.fit_size(5, lambda: (_ids(10), _vectors(10))) is False
     assert len(index) == 10
@@ -172,14 +283,21 @@ def test_the_fake_without_a_path_lives_in_memory_only(tmp_path: Path):
 
     index = MemoryIndex(DIM)
     index.add(_ids(3), _vectors(3))
-    index.save()
-    assert index.file_size() == 0 and not list(tmp_path.iterdir())
+    index.flush()
+    assert index.size_on_disk() is None and not list(tmp_path.iterdir())
+    assert not index.capabilities.persistent and not isinstance(index, Resizable)
     with pytest.raises(ValueError):
         index.add(_ids(1), _vectors(1))  # ids must not be present yet
+    # As a backend, memory:// is the same: nothing kept, so it is rebuilt from the store at each open.
+    opened = open_at(IndexTarget("memory://", DIM))
+    assert isinstance(opened, MemoryIndex) and not opened.capabilities.persistent and opened.size_on_disk() is None
+    with pytest.raises(SettingsError, match="memory://"):
+        open_at(IndexTarget("memory://somehost/x", DIM))
 
 
-def test_an_index_that_says_it_is_exact_gives_exact_distances_and_one_that_keeps_a_file_saves_it(open_index: Opener):
-    """Use cases rely on the declared capabilities alone (no re-ranking when exact, a file when persistent)."""
+def test_an_index_that_says_it_is_exact_gives_exact_distances_and_one_that_keeps_a_file_saves_it(
+        open_index: Subject):
+    """Use cases rely on the declared capabilities alone (no re-ranking when exact, kept when persistent)."""
     index = open_index()
     vectors, ids = _vectors(300), _ids(300)
     index.add(ids, vectors)
@@ -191,5 +309,7 @@ def test_an_index_that_says_it_is_exact_gives_exact_distances_and_one_that_keeps
         assert found[0].tolist() == want_i[:10].tolist()
         assert np.allclose(distances[0], want_d[:10], atol=1e-4)
     if capabilities.persistent:
-        index.save()
-        assert index.file_size() > 0
+        index.flush()
+        assert len(open_index()) == 300
+        if open_index.backend.files:
+            assert index.size_on_disk() > 0

@@ -129,10 +129,15 @@ def _environment_epilog() -> str:
     help=f"Where the metadata store is, as a URL (env {env_name('store.url')}; default: SQLite in the data "
     "directory, DATA/vultus.db). Known: sqlite:///PATH.",
 )
+@click.option(
+    "--index-url",
+    help=f"Where the vector index is, as a URL (env {env_name('index.url')}; default: FAISS files in the data "
+    "directory, DATA/index/faces.faiss). Known: faiss:///FOLDER (the file faces.faiss inside).",
+)
 @click.version_option(package_name="vultus")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None, detector: str | None, embedder: str | None, key_file: Path | None,
-        actor: str | None, store_url: str | None) -> None:
+        actor: str | None, store_url: str | None, index_url: str | None) -> None:
     """Vultus: find every photo of a person in a collection you lawfully hold, from one photo.
 
     Local files only, no crawler; every face has a registered source with a legal basis.
@@ -141,7 +146,7 @@ def cli(ctx: click.Context, data_dir: Path | None, detector: str | None, embedde
     try:
         settings = Settings.from_env(data_dir=data_dir, detector=detector, embedder=embedder, key_file=key_file,
                                      actor=actor)
-        settings = settings.with_(store={"url": store_url})
+        settings = settings.with_(store={"url": store_url}, index={"url": index_url})
     except VultusError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.obj = {"settings": settings, "engine": None}

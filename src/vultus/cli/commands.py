@@ -338,12 +338,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(s.__dict__, indent=2))
         return
+    on_disk = "" if s.index_bytes is None else f", {_size(s.index_bytes)}"  # none of its own files here
     rows = [
         ["data directory", s.data_dir],
         ["sources", str(s.sources)],
         ["images", f"{s.images} ({s.images_with_faces} with faces)"],
         ["faces", str(s.faces)],
-        ["index", f"{s.index_vectors} vectors, {_size(s.index_bytes)}, {s.index_kind} search"],
+        ["index", f"{s.index_vectors} vectors{on_disk}, {s.index_kind} search"],
         ["disk use", _size(s.disk_bytes)],
         ["models", f"detector {s.detector}, embedder {s.embedder}"],
         ["restricted faces", str(s.restricted_faces)],

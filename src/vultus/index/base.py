@@ -1,4 +1,11 @@
-"""The vector-index seam: a derived, rebuildable cache of the store's face templates."""
+"""The vector-index seam: a derived, rebuildable cache of the store's face templates.
+
+A backend registers itself under a URL scheme (``faiss``, ...) with :func:`register_index`;
+the gallery opens the one the ``index.url`` setting names, for its embedder's dimension and
+model id. Use cases see only :class:`VectorIndex` and ask its :class:`Capabilities`, never a
+backend's name. An index whose structure follows the gallery's size (FAISS: exact, then IVF)
+also keeps :class:`Resizable`.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,19 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import UnknownModelError
+from ..errors import SettingsError
 from ..store.blobs import Cipher
 
-__all__ = ["RERANK", "Capabilities", "VectorIndex", "LockedIndex", "register_index", "create_index", "index_names"]
+__all__ = ["RERANK", "Capabilities", "VectorIndex", "Resizable", "LockedIndex", "IndexTarget", "IndexBackend",
+           "register_index", "index_backend", "index_schemes", "open_index", "default_index_url"]
 
 
 #: Searches ask an approximate index for this many times the candidates they need and rank
 #: those by their exact templates from the store; approximate backends tune for that.
 RERANK = 2
+
+#: The folder of the embedded default, inside the data directory.
+DEFAULT_INDEX_FOLDER = "index"
 
 
 @dataclass(frozen=True)
@@ -27,10 +38,11 @@ class Capabilities:
     #: Its distances are exact (a flat index), so results need no re-ranking by the store's
     #: templates; an approximate one is asked for more and re-ranked.
     exact: bool
-    #: ``remove`` deletes the vectors themselves (from memory, and from disk once saved), so
-    #: an erasure is physical there too.
+    #: ``remove`` then ``flush`` leaves no copy of the removed vectors (in memory, in its
+    #: files or on its server), so an erasure is physical there too.
     physical_removal: bool
-    #: It keeps a file of its own (``save`` writes it); otherwise it is rebuilt from the store.
+    #: What ``flush`` made durable is there when it is opened again; otherwise it starts empty
+    #: and is rebuilt from the store.
     persistent: bool
     #: Words for `vultus stats`, e.g. ``exact`` or ``ivf (nprobe 12)``.
     description: str
@@ -40,8 +52,8 @@ class Capabilities:
 class VectorIndex(Protocol):
     """Exact or approximate nearest-neighbour search over int64-keyed float32 vectors.
 
-    Distances are Euclidean (not squared). ``save`` must be atomic: after a crash the file
-    on disk is either the previous or the new version.
+    Distances are Euclidean (not squared). Changes are made durable by :meth:`flush`, which
+    must be atomic: after a crash the stored index is either the previous or the new one.
     """
 
     dim: int
@@ -53,7 +65,7 @@ class VectorIndex(Protocol):
         ...
 
     def remove(self, ids: np.ndarray) -> int:
-        """Physically remove the given ids; return how many were present."""
+        """Remove the given ids (physically once flushed); return how many were present."""
         ...
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,12 +80,16 @@ class VectorIndex(Protocol):
         """Every id in the index."""
         ...
 
-    def save(self) -> None:
-        """Persist atomically to the index's path."""
+    def flush(self) -> None:
+        """Make what was added and removed durable, removals physically gone; nothing to do when not persistent.
+
+        FAISS writes its file atomically (sealed with the cipher's current key); a server
+        index flushes and compacts.
+        """
         ...
 
-    def file_size(self) -> int:
-        """Bytes on disk (0 when never saved)."""
+    def size_on_disk(self) -> int | None:
+        """Bytes its own files take (0 before the first flush); None when it keeps no local files."""
         ...
 
     @property
@@ -81,15 +97,19 @@ class VectorIndex(Protocol):
         """What it can do now (an index that changes structure with its size may change them)."""
         ...
 
+
+@runtime_checkable
+class Resizable(Protocol):
+    """An index whose structure follows the gallery's size; the gallery refits it after ingest and reindex."""
+
     def plan_size(self, threshold: int) -> str | None:
-        """What :meth:`fit_size` would rebuild the index as (a ``kind``), or None to keep it."""
+        """What :meth:`fit_size` would rebuild the index as (``exact`` or an approximate kind), or None to keep it."""
         ...
 
     def fit_size(self, threshold: int, exact_vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
         """Adapt the index's structure to its size (``threshold`` faces); return whether it changed.
 
         ``exact_vectors()`` gives every (id, template) held by the store, for rebuilding.
-        An index with a single structure returns False.
         """
         ...
 
@@ -106,42 +126,102 @@ class LockedIndex:
         with self._lock:
             return len(self._inner)
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - forwards add, remove, search, ...
-        method = getattr(self._inner, name)
-        if not callable(method):
-            return method
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            self._inner.add(ids, vectors)
 
-        def locked(*args, **kwargs):  # noqa: ANN002,ANN003,ANN202
-            with self._lock:
-                return method(*args, **kwargs)
+    def remove(self, ids: np.ndarray) -> int:
+        with self._lock:
+            return self._inner.remove(ids)
 
-        return locked
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._inner.search(vectors, k)
 
+    def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._inner.range_search(vector, radius)
 
-IndexFactory = Callable[[Path, int, "Cipher | None"], VectorIndex]
-_INDEXES: dict[str, IndexFactory] = {}
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            return self._inner.ids()
 
+    def flush(self) -> None:
+        with self._lock:
+            self._inner.flush()
 
-def register_index(name: str, factory: IndexFactory) -> None:
-    """Make an index backend available under ``name``.
+    def size_on_disk(self) -> int | None:
+        with self._lock:
+            return self._inner.size_on_disk()
 
-    ``factory(path, dim, cipher)`` opens or creates it; with a cipher, the file on disk is
-    encrypted (templates are biometric data even inside an index).
-    """
-    _INDEXES[name] = factory
-
-
-def create_index(name: str, path: Path, dim: int, cipher: "Cipher | None" = None) -> VectorIndex:
-    """Open (or create empty) the index backend ``name`` stored at ``path``."""
-    try:
-        factory = _INDEXES[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"No vector index is named {name!r}; choose one of: {', '.join(sorted(_INDEXES))}."
-        ) from None
-    return factory(path, dim, cipher)
+    @property
+    def capabilities(self) -> Capabilities:
+        with self._lock:
+            return self._inner.capabilities
 
 
-def index_names() -> list[str]:
-    """Names of every registered index backend."""
-    return sorted(_INDEXES)
+@dataclass(frozen=True)
+class IndexTarget:
+    """What a backend is asked to open: where, for vectors of which size and model, sealed how."""
+
+    #: The index's URL; its scheme named the backend (``faiss:///srv/vultus/index``).
+    url: str
+    #: The embedder's template size.
+    dim: int
+    #: Seals what the backend writes where it can (templates are biometric data even inside
+    #: an index); None writes plain files.
+    cipher: Cipher | None = None
+    #: The embedder's model id: a server index keeps one collection per model, so a change of
+    #: model never mixes templates. A file index holds one model at a time and may ignore it.
+    model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexBackend:
+    """An index backend: how to open one, drop one, and clean up after a writer killed mid-flush."""
+
+    #: ``open(target, fresh)``: the index at ``target`` (created empty when nothing is stored
+    #: there). With ``fresh``, an empty one whatever is stored, which replaces what is stored
+    #: only at its first ``flush`` (a rebuild that fails leaves the old index in place).
+    open: Callable[[IndexTarget, bool], VectorIndex]
+    #: ``drop(target)``: delete what is stored for ``target`` durably (a change of model drops
+    #: the old model's); nothing to do when nothing is there.
+    drop: Callable[[IndexTarget], None]
+    #: ``sweep(url)``: remove what a writer killed mid-flush left behind (temporary files).
+    sweep: Callable[[str], None]
+
+
+_BACKENDS: dict[str, IndexBackend] = {}
+
+
+def register_index(scheme: str, backend: IndexBackend) -> None:
+    """Make an index backend available for URLs whose scheme is ``scheme`` (``faiss``, ...)."""
+    _BACKENDS[scheme] = backend
+
+
+def index_schemes() -> list[str]:
+    """The URL schemes of every registered index backend."""
+    return sorted(_BACKENDS)
+
+
+def default_index_url(data_dir: Path) -> str:
+    """The embedded default: FAISS files in ``DATA/index``."""
+    return f"faiss://{Path(data_dir).absolute() / DEFAULT_INDEX_FOLDER}"
+
+
+def index_backend(url: str) -> IndexBackend:
+    """The backend for ``url``'s scheme; a clear error when none is registered."""
+    scheme, separator, _ = url.partition("://")
+    backend = _BACKENDS.get(scheme.lower()) if separator else None
+    if backend is None:
+        known = ", ".join(f"{s}://" for s in index_schemes())
+        raise SettingsError(
+            f"No vector index handles {url!r}; set VULTUS_INDEX__URL (or --index-url) to a URL "
+            f"starting with one of: {known}, or unset it for FAISS files in the data directory (DATA/index)."
+        )
+    return backend
+
+
+def open_index(target: IndexTarget, *, fresh: bool = False) -> VectorIndex:
+    """Open the index at ``target.url`` with the backend its scheme names (see :class:`IndexBackend`)."""
+    return index_backend(target.url).open(target, fresh)

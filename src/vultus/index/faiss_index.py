@@ -9,6 +9,9 @@ against exact search at or above ``TARGET_RECALL`` on queries drawn around store
 templates, counting the true ten among the first ``RERANK`` x 10 found, since searches
 re-rank that many by their exact templates. ``remove_ids`` deletes codes from the inverted
 lists, so an erased face leaves no vector behind in either form.
+
+Registered for ``faiss:///FOLDER`` URLs: the index is the file ``faces.faiss`` in that folder
+(by default the data directory's ``index``); one model's templates at a time.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import IndexCorruptError, KeyFileError
+from ..errors import IndexCorruptError, KeyFileError, SettingsError
 from ..store.blobs import Cipher, write_atomic
-from .base import RERANK, Capabilities, register_index
+from .base import RERANK, Capabilities, IndexBackend, IndexTarget, register_index
 
-__all__ = ["FaissIndex", "TARGET_RECALL", "RERANK"]
+__all__ = ["FaissIndex", "FILE_NAME", "TARGET_RECALL", "RERANK", "index_file"]
+
+#: The index file inside the URL's folder.
+FILE_NAME = "faces.faiss"
 
 _CONTEXT = b"index"
 #: Recall@10 against exact search that the IVF index's nprobe must keep.
@@ -44,17 +50,18 @@ class FaissIndex:
     With a cipher the file is sealed with AES-GCM; the index lives decrypted in memory only.
 
     ``remove_ids`` on a flat index compacts the stored vectors, so a removed template is
-    gone from memory and, after :meth:`save`, from the file.
+    gone from memory and, after :meth:`flush`, from the file. With ``fresh``, the file is not
+    read: the index starts empty and replaces it at the first flush.
     """
 
-    def __init__(self, path: Path, dim: int, cipher: Cipher | None = None):
+    def __init__(self, path: Path, dim: int, cipher: Cipher | None = None, *, fresh: bool = False):
         import faiss  # heavy import kept out of `import vultus`
 
         self._faiss = faiss
         self.path = Path(path)
         self.dim = dim
         self.cipher = cipher
-        if self.path.exists():
+        if not fresh and self.path.exists():
             try:
                 raw = self.path.read_bytes()
                 if cipher is not None:
@@ -246,11 +253,14 @@ class FaissIndex:
         ]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
-    def save(self) -> None:
+    def flush(self) -> None:
+        """Write the file atomically: the old one or the new one is there after a crash, never a part."""
         raw = self._faiss.serialize_index(self._index).tobytes()
+        # Owner-only when made here, like the data directory (the file itself is 0600).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(self.path, raw if self.cipher is None else self.cipher.encrypt(raw, _CONTEXT))
 
-    def file_size(self) -> int:
+    def size_on_disk(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
 
@@ -264,4 +274,37 @@ def _set_ef(faiss, ivf) -> None:  # noqa: ANN001
     ivf.parallel_mode = 1
 
 
-register_index("faiss", FaissIndex)
+def index_file(url: str) -> Path:
+    """The index file a ``faiss:///FOLDER`` URL names: ``FOLDER/faces.faiss``."""
+    _, separator, rest = url.partition("://")
+    if not separator or not rest.startswith("/"):
+        raise SettingsError(
+            f"A FAISS index URL is faiss:///FOLDER, an absolute folder for the file {FILE_NAME}, not {url!r}; "
+            "or unset VULTUS_INDEX__URL (--index-url) for DATA/index."
+        )
+    folder = Path("/" + rest.lstrip("/"))
+    # The folder itself may be made at the first flush, as DATA/index is; a missing parent is a mistyped path.
+    if not folder.parent.is_dir():
+        raise SettingsError(f"The index URL {url!r} names a folder in {folder.parent}, which does not exist; "
+                            "create it or fix VULTUS_INDEX__URL (--index-url).")
+    return folder / FILE_NAME
+
+
+def _open(target: IndexTarget, fresh: bool) -> FaissIndex:
+    return FaissIndex(index_file(target.url), target.dim, target.cipher, fresh=fresh)
+
+
+def _drop(target: IndexTarget) -> None:
+    index_file(target.url).unlink(missing_ok=True)
+
+
+def _sweep(url: str) -> None:
+    folder = index_file(url).parent
+    if folder.is_dir():
+        # Temporary files of a write cut short, and the copy that earlier releases set aside
+        # while a reindex ran: both may hold templates.
+        for left in [*folder.glob(f".tmp-*{Path(FILE_NAME).suffix}"), *folder.glob(f"{FILE_NAME}.previous")]:
+            left.unlink(missing_ok=True)
+
+
+register_index("faiss", IndexBackend(open=_open, drop=_drop, sweep=_sweep))

@@ -13,11 +13,13 @@ synthetic photos drawn by :func:`square_photo`, and tells them apart by colour::
 
 Ingest with ``workers=1``: worker processes import only Vultus itself, so the fakes are
 not registered in them. :class:`MemoryIndex` is an exact in-memory index for the use-case
-functions that take one; ``memory://NAME`` store URLs open a :class:`MemoryStore`.
+functions that take one, and the backend of ``memory://`` index URLs
+(``vultus.open(tmp, index={"url": "memory://"})``); ``memory://NAME`` store URLs open a
+:class:`MemoryStore`.
 
-Test suites that parametrise over :func:`vultus.faces.detector_names` when they are
-collected see ``fake`` among them once this package is imported; import it inside fixtures
-where that matters.
+Test suites that parametrise over :func:`vultus.faces.detector_names` or
+:func:`vultus.index.index_schemes` when they are collected see ``fake`` and ``memory`` among
+them once this package is imported; import it inside fixtures where that matters.
 """
 
 from __future__ import annotations

@@ -1,45 +1,44 @@
 """An exact vector index in plain numpy, keeping the :class:`~vultus.index.VectorIndex` contract.
 
-It holds its vectors in memory and, when given a path, saves them there (atomically, and
+It holds its vectors in memory and, when given a path, flushes them there (atomically, and
 sealed with a cipher when given one), so a test can reopen it as it would the FAISS index.
-Without a path it is memory only and ``save`` does nothing. It is not registered as a
-backend: a deployment always uses a registered one; tests pass this one in where an index
-is taken, or open it with :meth:`MemoryIndex.open` as a backend factory would.
+Without a path it is memory only: ``flush`` does nothing and it starts empty when opened
+again (an index rebuilt from the store). Importing :mod:`vultus.testing` registers it for
+``memory://`` URLs (memory only) and ``memory:///FOLDER`` ones (a file in that folder), so a
+deployment can run on it (``vultus.open(path, index={"url": "memory://"})``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexCorruptError
-from ..index import Capabilities
+from ..errors import IndexCorruptError, SettingsError
+from ..index import Capabilities, IndexBackend, IndexTarget, register_index
 from ..store.blobs import Cipher, write_atomic
 
 __all__ = ["MemoryIndex"]
 
 _CONTEXT = b"memory-index"
+#: The URL scheme the fake index is registered under (as the in-memory store is, in its own registry).
+SCHEME = "memory"
+#: The file a ``memory:///FOLDER`` index keeps in its folder.
+FILE_NAME = "memory-index.npz"
 
 
 class MemoryIndex:
     """Exact Euclidean nearest-neighbour search over int64-keyed float32 vectors; true removal."""
 
-    def __init__(self, dim: int, path: Path | None = None, cipher: Cipher | None = None):
+    def __init__(self, dim: int, path: Path | None = None, cipher: Cipher | None = None, *, fresh: bool = False):
         self.dim = dim
         self.path = None if path is None else Path(path)
         self.cipher = cipher
         self._ids = np.zeros(0, dtype=np.int64)
         self._vectors = np.zeros((0, dim), dtype=np.float32)
-        if self.path is not None and self.path.exists():
+        if not fresh and self.path is not None and self.path.exists():
             self._load()
-
-    @classmethod
-    def open(cls, path: Path, dim: int, cipher: Cipher | None = None) -> MemoryIndex:
-        """Open (or create empty) the index saved at ``path``: a backend factory's signature."""
-        return cls(dim, path, cipher)
 
     def _load(self) -> None:
         assert self.path is not None
@@ -63,10 +62,6 @@ class MemoryIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
-
-    @property
-    def kind(self) -> str:
-        return "exact"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -116,7 +111,7 @@ class MemoryIndex:
     def ids(self) -> np.ndarray:
         return self._ids.copy()
 
-    def save(self) -> None:
+    def flush(self) -> None:
         if self.path is None:
             return
         out = io.BytesIO()
@@ -124,11 +119,35 @@ class MemoryIndex:
         raw = out.getvalue()
         write_atomic(self.path, raw if self.cipher is None else self.cipher.encrypt(raw, _CONTEXT))
 
-    def file_size(self) -> int:
-        return self.path.stat().st_size if self.path is not None and self.path.exists() else 0
+    def size_on_disk(self) -> int | None:
+        if self.path is None:
+            return None
+        return self.path.stat().st_size if self.path.exists() else 0
 
-    def plan_size(self, threshold: int) -> str | None:
-        return None  # one structure at every size
 
-    def fit_size(self, threshold: int, exact_vectors: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
-        return False
+def _file(url: str) -> Path | None:
+    """The file a ``memory:///FOLDER`` URL names, or None for ``memory://`` (memory only)."""
+    _, _, rest = url.partition("://")
+    if not rest:
+        return None
+    if not rest.startswith("/"):
+        raise SettingsError(f"A memory index URL is memory:// (memory only) or memory:///FOLDER, not {url!r}.")
+    return Path("/" + rest.lstrip("/")) / FILE_NAME
+
+
+def _drop(target: IndexTarget) -> None:
+    path = _file(target.url)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def _sweep(url: str) -> None:
+    path = _file(url)
+    if path is not None and path.parent.is_dir():
+        for left in path.parent.glob(f".tmp-*{path.suffix}"):
+            left.unlink(missing_ok=True)
+
+
+register_index(SCHEME, IndexBackend(
+    open=lambda target, fresh: MemoryIndex(target.dim, _file(target.url), target.cipher, fresh=fresh),
+    drop=_drop, sweep=_sweep))
