@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Settings
 from .crypto import Keyring
-from .errors import IndexCorruptError, ModelError
+from .errors import IndexCorruptError, ModelError, SettingsError
 from .faces import Embedder, FaceAnalyzer, create_aligner, create_detector, create_embedder
 from .index import IndexTarget, LockedIndex, Resizable, VectorIndex, index_backend
 from .policy import SuppressionCheck, check_gallery_model
@@ -134,7 +134,13 @@ class Gallery:
         return IndexTarget(self.index_url, self.embedder.spec.dim, self.keys, self.embedder.model_id)
 
     def _open_backend(self, fresh: bool) -> VectorIndex:
-        return self._backend.open(self._target(), fresh)
+        index = self._backend.open(self._target(), fresh)
+        if not index.capabilities.physical_removal:
+            # Erasure receipts say that a person's templates are gone: an index that only hides
+            # removed vectors would make them false.
+            raise SettingsError(f"The vector index at {self.index_url} cannot remove templates physically, which "
+                                "erasures require; set VULTUS_INDEX__URL (--index-url) to another index.")
+        return index
 
     def open_index(self, *, writable: bool) -> VectorIndex:
         """The index, reconciled with the store; flushed only by a writer holding the lock.

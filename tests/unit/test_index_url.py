@@ -78,3 +78,23 @@ def test_an_unknown_scheme_or_a_bad_folder_is_a_message_not_a_traceback(tmp_path
         out = _fake_cli(data, "--index-url", bad, "stats")
         assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
     assert not (tmp_path / "none").exists()
+
+
+def test_an_index_that_cannot_remove_templates_physically_is_refused(tmp_path: Path, write_photo, fakes,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    from vultus.index import Capabilities, IndexBackend, base
+
+    class Hiding(fakes.MemoryIndex):
+        """An index that only hides what is removed (as one with tombstones and no compaction)."""
+
+        @property
+        def capabilities(self) -> Capabilities:
+            return Capabilities(exact=True, physical_removal=False, persistent=False, description="exact")
+
+    monkeypatch.setitem(base._BACKENDS, "hiding", IndexBackend(
+        open=lambda target, fresh: Hiding(target.dim), drop=lambda target: None, sweep=lambda url: None))
+    data = tmp_path / "data"
+    _red_face_deployment(data, write_photo)
+    with vultus.open(data, detector="fake", index={"url": "hiding://"}) as engine:
+        with pytest.raises(SettingsError, match="cannot remove templates physically"):
+            engine.search(fakes.square_photo(["red"]), purpose="p", case="c")
