@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -25,12 +25,17 @@ from .metrics import identification, rates_at, tenfold_accuracy, threshold_for_f
 from .store import MetadataStore, iso, utcnow
 from .workers import main_is_importable, worker_pool
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .gallery import Gallery
+
 __all__ = [
     "Templates",
     "embed_folder",
     "parse_lfw_pairs",
     "evaluate_folder",
     "evaluate_pairs",
+    "evaluate_gallery_model",
     "calibrate",
     "calibration_of",
     "expected_false_candidates",
@@ -305,6 +310,22 @@ def evaluate_pairs(analyzer: FaceAnalyzer, pairs_file: Path, images: Path, *, th
         elif key != "accuracy_10fold_std":
             figures[key] = value
     return figures
+
+
+def evaluate_gallery_model(dataset: Path, *, pairs: Path | None, gallery: Gallery, store: MetadataStore,
+                           settings: Settings, fpir: float = 0.01, progress: Callable[[int, int], None] | None = None,
+                           workers: int = 1) -> dict[str, Any]:
+    """The gallery's analyzer measured on ``dataset`` (:func:`evaluate_pairs` with ``pairs``,
+    else :func:`evaluate_folder`), at the search threshold: the setting, else the calibrated
+    one, else the embedder's default."""
+    embedder = gallery.embedder
+    calibration = calibration_of(store, embedder.model_id)
+    threshold = settings.threshold or (calibration["threshold"] if calibration else embedder.spec.default_threshold)
+    common = {"threshold": threshold, "max_pixels": settings.max_pixels, "progress": progress, "workers": workers,
+              "names": gallery.analysis_names()}
+    if pairs is not None:
+        return evaluate_pairs(gallery.analyzer, pairs, dataset, **common)
+    return evaluate_folder(gallery.analyzer, dataset, fpir=fpir, **common)
 
 
 def public_figures(report: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from . import accounts, maintenance, public_requests
-from .calibration import calibrate, calibration_figures, calibration_of, evaluate_folder, evaluate_pairs
+from .calibration import calibrate, calibration_figures, evaluate_gallery_model
 from .config import Settings
 from .deployment import Deployment
 from .gallery import Gallery
@@ -25,11 +25,11 @@ from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
-from .probes import InBackground, read_probe
+from .probes import read_probe
 from .reembed import ModelChange
 from .retention import purge_expired, rotate_keys
 from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
-from .search import SearchResult, search_photo
+from .search import SearchResult, search_gallery
 from .store import AuditAction, SourceRecord, Verification, iso, utcnow
 from .store.accounts import Account
 
@@ -128,17 +128,8 @@ class Engine:
     def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
                top: int | None = None, threshold: float | None = None, face: int | None = None) -> SearchResult:
         """Candidate faces for the face in ``photo`` (a path or the photo's bytes); logged."""
-        data, name = read_probe(photo)
-        # The index loads (file, decryption, reconciliation) while the probe is analysed:
-        # both are mostly native code, so a cold search takes the longer of the two, not the sum.
-        index = InBackground(lambda: self.gallery.open_index(writable=False))
-        return search_photo(
-            data, analyzer=self.analyzer, store=self.store, index=index.result, purpose=purpose, case=case,
-            top=top or self.settings.top, threshold=self.settings.threshold if threshold is None else threshold,
-            face=face, name=name, max_pixels=self.settings.max_pixels, max_decode_mb=self.settings.max_decode_mb,
-            actor=self.actor, purpose_required=self.settings.purpose_required,
-            calibration=calibration_of(self.store, self.gallery.embedder.model_id),
-        )
+        return search_gallery(photo, gallery=self.gallery, store=self.store, settings=self.settings, actor=self.actor,
+                              purpose=purpose, case=case, top=top, threshold=threshold, face=face)
 
     # -- accuracy ---------------------------------------------------------------------------
 
@@ -150,15 +141,9 @@ class Engine:
         Photos are analysed in ``workers`` processes (default: the ``workers`` setting, one
         per core; 1 runs here), with the same figures whatever the number.
         """
-        embedder = self.gallery.embedder
-        calibration = calibration_of(self.store, embedder.model_id)
-        threshold = self.settings.threshold or (calibration["threshold"] if calibration else
-                                                embedder.spec.default_threshold)
-        common = {"threshold": threshold, "max_pixels": self.settings.max_pixels, "progress": progress,
-                  "workers": self._workers(workers), "names": self.gallery.analysis_names()}
-        if pairs is not None:
-            return evaluate_pairs(self.analyzer, Path(pairs), Path(dataset), **common)
-        return evaluate_folder(self.analyzer, Path(dataset), fpir=fpir, **common)
+        return evaluate_gallery_model(Path(dataset), pairs=None if pairs is None else Path(pairs), gallery=self.gallery,
+                                      store=self.store, settings=self.settings, fpir=fpir, progress=progress,
+                                      workers=self._workers(workers))
 
     def calibrate(self, dataset: str | os.PathLike[str], *, fmr: float,
                   progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict:

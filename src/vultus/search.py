@@ -7,21 +7,27 @@ similarity and the provenance of the photo it comes from.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .calibration import expected_false_candidates
+from .calibration import calibration_of, expected_false_candidates
 from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
 from .index import RERANK, VectorIndex
 from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import check_gallery_model, require_purpose
+from .probes import InBackground, read_probe
 from .store import AuditAction, MetadataStore
 
-__all__ = ["Candidate", "SearchResult", "search_photo", "pick_face", "exact_distances"]
+if TYPE_CHECKING:
+    from .config import Settings
+    from .gallery import Gallery
+
+__all__ = ["Candidate", "SearchResult", "search_gallery", "search_photo", "pick_face", "exact_distances"]
 
 
 @dataclass(frozen=True)
@@ -194,4 +200,22 @@ def search_photo(
         purpose=purpose,
         case=case,
         expected_false_candidates=expected,
+    )
+
+
+def search_gallery(photo: bytes | str | os.PathLike[str], *, gallery: Gallery, store: MetadataStore, settings: Settings,
+                   actor: str, purpose: str | None, case: str | None, top: int | None = None,
+                   threshold: float | None = None, face: int | None = None) -> SearchResult:
+    """:func:`search_photo` in a deployment: its gallery's analyzer and index, its settings
+    (``top`` and ``threshold`` when not given) and its calibration."""
+    data, name = read_probe(photo)
+    # The index loads (file, decryption, reconciliation) while the probe is analysed:
+    # both are mostly native code, so a cold search takes the longer of the two, not the sum.
+    index = InBackground(lambda: gallery.open_index(writable=False))
+    return search_photo(
+        data, analyzer=gallery.analyzer, store=store, index=index.result, purpose=purpose, case=case,
+        top=top or settings.top, threshold=settings.threshold if threshold is None else threshold,
+        face=face, name=name, max_pixels=settings.max_pixels, max_decode_mb=settings.max_decode_mb,
+        actor=actor, purpose_required=settings.purpose_required,
+        calibration=calibration_of(store, gallery.embedder.model_id),
     )
