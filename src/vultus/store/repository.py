@@ -12,6 +12,7 @@ import numpy as np
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import Pool
 
 from ..errors import DataDirError, SettingsError, SourceExistsError, UnknownSourceError, storage_error
 from .accounts import Accounts
@@ -32,11 +33,13 @@ class SQLiteStore:
     """The embedded metadata store: one SQLite file, written in short transactions
     (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs)."""
 
-    def __init__(self, db_path: Path, cipher: Cipher):
+    def __init__(self, db_path: Path, cipher: Cipher, *, pool: type[Pool] | None = None):
         self.path = Path(db_path)
         self.cipher = cipher
         self.audit = AuditLog(cipher.mac)
-        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        # ``pool``: a pool class for databases that are not files (the in-memory test store).
+        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True,
+                                            **({"poolclass": pool} if pool is not None else {}))
         self.session = Session(self.engine)
         self.registers = Registers(self.session, cipher)
         self.accounts = Accounts(self.session)

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.pool import QueuePool
+
 from ..errors import SettingsError
 from ..store import SQLiteStore, StoreBackend, register_store
 from ..store.blobs import Cipher
@@ -40,7 +42,8 @@ class MemoryStore(SQLiteStore):
         self.name = name
         try:
             # SQLAlchemy hands "uri=true" to sqlite3, which then reads the file: URI above.
-            super().__init__(Path(_target(name) + "&uri=true"), cipher)
+            # A pool of connections, as for a file: the keeper holds the database between them.
+            super().__init__(Path(_target(name) + "&uri=true"), cipher, pool=QueuePool)
         except BaseException:
             self._release()
             raise
