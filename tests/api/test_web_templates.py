@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 import vultus
 from vultus.server import create_app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "src" / "vultus" / "server"
 HOSTILE = '<script>alert("x")</script>'
 ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"

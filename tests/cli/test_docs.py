@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from vultus.cli import cli
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -48,5 +48,5 @@ def test_global_options_are_in_the_readme():
 def test_readme_gives_the_two_commands():
     assert "./scripts/quickstart.sh PATH/TO/PHOTOS" in README
     assert "./scripts/test.sh" in README
-    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in ci

@@ -19,7 +19,7 @@ import pytest
 
 import vultus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: The last commit whose Vultus wrote databases without Alembic revisions (schema version 3).
 RELEASE = "1606944"

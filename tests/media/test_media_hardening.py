@@ -37,7 +37,7 @@ import importlib
 collect_module = importlib.import_module("vultus.media.collect")
 from vultus.media.pixels import decode_cost, to_upright_rgb8
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 MIB = 1024 * 1024
 
 _GENERATE = r"""

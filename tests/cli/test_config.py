@@ -74,8 +74,8 @@ def test_constructor_copies_and_keywords_give_the_project_errors():
         Settings.from_env({}, no_such_setting=1)
 
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "vultus"
-README = Path(__file__).resolve().parents[1] / "README.md"
+SRC = Path(__file__).resolve().parents[2] / "src" / "vultus"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _environment_reads(tree) -> list[int]:
