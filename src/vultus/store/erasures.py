@@ -97,7 +97,7 @@ class Erasures:
             )
 
     def still_referenced(self, blob_keys: Iterable[str]) -> set[str]:
-        """Those of ``blob_keys`` that a stored image or face refers to now."""
+        """Those of ``blob_keys`` that a stored image or face (its crop, its appearance's still) refers to now."""
         wanted = list(set(blob_keys))
         found: set[str] = set()
         with self.session.read() as conn:
@@ -105,6 +105,7 @@ class Erasures:
                 chunk = wanted[start : start + 500]
                 found.update(conn.execute(select(images.c.blob_key).where(images.c.blob_key.in_(chunk))).scalars())
                 found.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.in_(chunk))).scalars())
+                found.update(conn.execute(select(faces.c.still_key).where(faces.c.still_key.in_(chunk))).scalars())
         return found
 
     def list(self) -> list[ErasureRecord]:
