@@ -136,8 +136,10 @@ def test_the_upgraded_directory_searches_and_erases(data: Path, faces_root: Path
         assert set(receipt["removed_images"]) == {_sha(p) for p in obama}
         assert engine.check_receipt(receipt) == "a valid signature by this deployment's key"
         assert not engine.search(probe, purpose="p", case="NEW-2").candidates
-        paths = [Path(c.path).parent.name for c in engine.search(jack, purpose="p", case="NEW-3").candidates]
+        found = engine.search(jack, purpose="p", case="NEW-3").candidates
+        paths = [Path(c.path).parent.name for c in found]
         assert paths and set(paths) == {"deepface_jack"}
+        assert {c.media for c in found} == {"photo"} and {c.video_time for c in found} == {None}
         verification = engine.verify_audit()
         assert verification.ok, verification
         assert engine.sources()[0].image_count == 5

@@ -11,7 +11,17 @@ from typing import Any
 from .errors import OutputPathError
 from .metrics import roc_points
 
-__all__ = ["access_report_html", "check_report_path", "evaluation_figures", "evaluation_plots", "evaluation_html"]
+__all__ = ["access_report_html", "check_report_path", "clock", "evaluation_figures", "evaluation_plots", "evaluation_html"]
+
+
+def clock(seconds: float | None) -> str:
+    """A time in a video as people read it: ``mm:ss``, or ``h:mm:ss`` from an hour on (seconds are cut, not rounded)."""
+    if seconds is None:
+        return ""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def check_report_path(path: Path) -> None:

@@ -199,7 +199,12 @@ def search(
     face: int | None = Form(None, ge=1),
     account: Account = Depends(require(Role.INVESTIGATOR)),
 ) -> dict[str, Any]:
-    """Candidate faces for the face in PHOTO, best first; the search is logged."""
+    """Candidate faces for the face in PHOTO, best first; the search is logged.
+
+    Each candidate has ``media``: "photo", or "video" for an appearance in a video, which then
+    has ``video_time`` (seconds from the start, where the best match was seen) and
+    ``video_time_end``; ``path`` and ``image_sha256`` are then the video's.
+    """
     engine = engine_of(request)
     data = photo_bytes(request, photo)
     with engine.acting_as(account.name):
