@@ -1,4 +1,4 @@
-"""Video appearances stored and searched on the fake models, and the stills kept of them.
+"""Video appearances stored, searched, reported, erased, restricted and purged, on the fake models.
 
 Video decoding and tracking are not needed here: a video is put in the store as ingest will put
 it, with ``add_video`` and its appearances, their templates being the fake embedder's templates
@@ -8,10 +8,13 @@ person; probes are square photos.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import re
+import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ import pytest
 from PIL import Image
 
 from vultus.media import face_crop_jpeg, still_jpeg
-from vultus.report import clock
+from vultus.report import access_report_html, clock
 from vultus.store import NewAppearance, NewFace, iso, utcnow
 
 VIDEO_SHA = hashlib.sha256(b"a street scene, 61.5 seconds").hexdigest()
@@ -88,6 +91,10 @@ def _blob_files(data: Path) -> set[str]:
     return {str(p.relative_to(data / "blobs")) for p in (data / "blobs").rglob("*") if p.is_file()}
 
 
+def _files_containing(data: Path, needle: bytes) -> list[str]:
+    return [str(p) for p in data.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
 def test_search_returns_each_appearance_once_with_where_it_was_seen(street, fakes):
     engine, stored = street
     result = engine.search(_red(fakes), purpose="unit test", case="V-1")
@@ -110,6 +117,100 @@ def test_top_counts_appearances_not_templates(street, fakes):
     assert len(result.candidates) == 2 and len({(c.path, c.video_time) for c in result.candidates}) == 2
 
 
+def test_erasure_removes_the_persons_appearances_and_nothing_of_anyone_elses(street, fakes):
+    engine, stored = street
+    data = engine.data_dir
+    erased = stored[0]["faces"] + stored[2]["faces"]
+    with sqlite3.connect(data / "vultus.db") as conn:
+        sealed = [row[0] for row in conn.execute(f"SELECT embedding FROM faces WHERE id IN ({','.join('?' * len(erased))})",
+                                                 erased)]
+    still_bytes = [engine.blobs.raw(stored[n]["still"]) for n in (0, 2)]
+    assert all(_files_containing(data, needle) for needle in [*sealed, *still_bytes]), "the check below could not fail"
+    match = engine.match_person(_red(fakes))
+    [video_id] = engine.store.images_of_faces(erased)
+    assert match.appearances == [(video_id, 0), (video_id, 2)] and len(match.image_ids) == 1
+    receipt = engine.erase(match)
+
+    assert len(receipt["removed_images"]) == 1  # the red photo, whole
+    assert receipt["removed_videos"] == [{"sha256": VIDEO_SHA, "time_ranges": [[2.0, 8.5], [40.0, 45.5]]}]
+    assert receipt["faces_removed"] == 1 + len(erased)
+    assert engine.check_receipt(receipt) == "a valid signature by this deployment's key"
+    # The person's rows, vectors, stills and crops are gone...
+    assert engine.store.hydrate(erased) == {}
+    assert not set(erased) & set(engine.gallery.open_index(writable=False).ids().tolist())
+    removed_blobs = {stored[n]["still"] for n in (0, 2)} | {k for n in (0, 2) for k in stored[n]["crops"]}
+    assert not removed_blobs & _blob_files(data)
+    for needle in [*sealed, *still_bytes]:
+        assert not _files_containing(data, needle), "a removed template or still is left in the data directory"
+    # ...and the green person, seen beside them in the same video, keeps everything.
+    [green] = stored[1]["faces"]
+    assert engine.store.hydrate([green])[green].time_start == 5.0
+    assert {stored[1]["still"], *stored[1]["crops"]} <= _blob_files(data)
+    assert engine.store.known_sha256([VIDEO_SHA]) == {VIDEO_SHA}  # the video stays indexed: not ingested again
+    found = engine.search(fakes.square_photo(["green"]), purpose="unit test", case="V-3").candidates
+    assert [(c.media, c.video_time) for c in found] == [("video", 6.0)]
+    assert engine.search(_red(fakes), purpose="unit test", case="V-4").candidates == []
+    assert engine.verify_audit().ok
+    assert engine.audit_entries(action="erasure")[-1].details["removed_videos"] == [
+        {"sha256": VIDEO_SHA, "source": "test", "time_ranges": [[2.0, 8.5], [40.0, 45.5]]}]
+
+
+def test_the_video_row_goes_once_its_last_appearance_is_erased(street, fakes):
+    engine, stored = street
+    engine.erase(engine.match_person(_red(fakes)))
+    receipt = engine.erase(engine.match_person(fakes.square_photo(["green"])))
+    assert receipt["removed_videos"] == [{"sha256": VIDEO_SHA, "time_ranges": [[5.0, 12.0]]}]
+    assert engine.store.known_sha256([VIDEO_SHA]) == set()
+    assert not any(k.startswith("stills/") for k in _blob_files(engine.data_dir))
+    assert [(r.kind, r.images_removed, r.appearances_removed) for r in engine.receipts()] == [
+        ("erasure", 1, 2), ("erasure", 0, 1)]
+
+
+def test_an_access_report_lists_each_appearance_with_its_times_and_still(street, fakes):
+    engine, stored = street
+    report = engine.access(_red(fakes), include_crops=True)
+    assert [i["original_path"].rsplit("/", 1)[-1] for i in report["images"]] == ["red-alone.jpg"]
+    [video] = report["videos"]
+    assert (video["video_sha256"], video["original_path"], video["duration"], video["source"]) == (
+        VIDEO_SHA, "/footage/street.mp4", 61.5, "test")
+    first, second = video["appearances"]
+    assert (first["appearance"], first["time_start"], first["time_end"], first["time_range"]) == (0, 2.0, 8.5, "00:02-00:08")
+    assert first["face_ids"] == stored[0]["faces"] and first["seen_at"][:3] == [2.0, 2.5, 3.0]
+    assert second["time_range"] == "00:40-00:45" and not second["restricted"]
+    assert base64.b64decode(first["still_jpeg_base64"]) == engine.blobs.get(stored[0]["still"])
+    page = access_report_html(report)
+    assert "Appearances in videos (2)" in page and "seen 00:02-00:08" in page and "/footage/street.mp4" in page
+    entry = engine.audit_entries(action="access")[-1]
+    assert (entry.details["videos"], entry.details["appearances"], entry.details["images"]) == (1, 2, 1)
+    # Nobody else's appearance is in it.
+    assert all(a["appearance"] != 1 for a in video["appearances"])
+    without = engine.access(_red(fakes), include_crops=False)
+    assert "still_jpeg_base64" not in without["videos"][0]["appearances"][0]
+
+
+def test_restriction_takes_every_template_of_a_matched_appearance(street, fakes):
+    engine, stored = street
+    match = engine.match_person(_red(fakes))
+    _, changed = engine.restrict(match)
+    assert changed == 1 + 3
+    assert set(engine.store.restricted_face_ids().tolist()) >= set(stored[0]["faces"] + stored[2]["faces"])
+    assert engine.search(_red(fakes), purpose="unit test", case="V-5").candidates == []
+    report = engine.access(_red(fakes))
+    assert all(a["restricted"] for a in report["videos"][0]["appearances"])
+    _, released = engine.restrict(engine.match_person(_red(fakes)), lift=True)
+    assert released == 4
+    assert len(engine.search(_red(fakes), purpose="unit test", case="V-6").candidates) == 3
+
+
+def test_an_objection_erases_the_appearances_and_keeps_a_suppression_entry(street, fakes):
+    engine, stored = street
+    receipt = engine.object(engine.match_person(_red(fakes)))
+    assert receipt["kind"] == "objection" and receipt["suppression_id"] >= 1
+    assert [t for v in receipt["removed_videos"] for t in v["time_ranges"]] == [[2.0, 8.5], [40.0, 45.5]]
+    assert engine.store.registers.suppression_models() == [fakes.FAKE_SPEC.model_id]
+    assert engine.store.hydrate(stored[1]["faces"])
+
+
 def test_a_still_blacks_out_the_faces_it_is_told_to_and_outlines_its_own(fakes):
     frame = _frame(fakes, [("red", (40, 60)), ("green", (300, 60))])
     before = frame.copy()
@@ -122,6 +223,16 @@ def test_a_still_blacks_out_the_faces_it_is_told_to_and_outlines_its_own(fakes):
     found = fakes.FakeDetector().detect(pixels.astype(np.uint8))
     colours = {tuple(int(v) for v in pixels[(d.box.top + d.box.bottom) // 2, (d.box.left + d.box.right) // 2]) for d in found}
     assert not any(abs(np.array(c) - np.array(fakes.PALETTE["green"])).max() < 40 for c in colours)
+
+
+def test_a_purge_removes_an_expired_video_with_its_stills(street, fakes):
+    engine, stored = street
+    receipt = engine.purge(now=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    assert receipt["kind"] == "purge" and len(receipt["removed_images"]) == 2  # the two photos
+    assert receipt["removed_videos"] == [{"sha256": VIDEO_SHA, "time_ranges": [[2.0, 8.5], [5.0, 12.0], [40.0, 45.5]]}]
+    assert receipt["faces_removed"] == 2 + 4
+    assert _blob_files(engine.data_dir) == set()
+    assert engine.store.counts()["faces"] == 0 and engine.store.known_sha256([VIDEO_SHA]) == set()
 
 
 def test_an_interrupted_ingest_sweep_keeps_the_stills(street, fakes):

@@ -324,12 +324,14 @@ def fulfil(request_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Requ
     engine = engine_of(request)
     with engine.acting_as(session["account"].name):
         done = engine.fulfil_request(request_id)
+    appearances = 0
     if done["kind"] == "access":
         download, removed = access_report_html(done["result"]), 0
     else:
         download, removed = json.dumps(done["result"], indent=2), len(done["result"]["removed_images"])
+        appearances = sum(len(v["time_ranges"]) for v in done["result"].get("removed_videos", []))
     return _page("fulfilled.html", "Request carried out", session, kind=done["kind"], request_id=request_id,
-                 contact=done["contact"] or "", removed=removed,
+                 contact=done["contact"] or "", removed=removed, appearances=appearances,
                  download=base64.b64encode(download.encode()).decode())
 
 
