@@ -171,12 +171,12 @@ class Engine:
         return access_report(match, store=self.store, blobs=self.blobs, actor=self.actor, include_crops=include_crops)
 
     def erase(self, match: PersonMatch) -> dict:
-        """Erase every photo of a matched person; return the signed receipt."""
+        """Erase every photo and video appearance of a matched person; return the signed receipt."""
         with self.deployment.writing():
             return erase_person(match, **self._erasure_parts())
 
     def object(self, match: PersonMatch) -> dict:
-        """Erase a matched person's photos and block them from future ingest; signed receipt."""
+        """Erase a matched person's photos and appearances and block them from future ingest; signed receipt."""
         with self.deployment.writing():
             return object_person(match, **self._erasure_parts())
 
@@ -231,7 +231,7 @@ class Engine:
     # -- retention, keys and audit -----------------------------------------------------------
 
     def purge(self, *, now: datetime | None = None) -> dict:
-        """Remove every image expired at ``now`` (default: the present); signed receipt."""
+        """Remove every image and video expired at ``now`` (default: the present); signed receipt."""
         with self.deployment.writing():
             return purge_expired(now=now or utcnow(), **self._erasure_parts())
 

@@ -1,6 +1,7 @@
 """The one erasure path, for a person's request, an objection and a purge alike; crash-safe.
 
-An erasure is done in two steps. First, in one transaction: the image and face rows go,
+An erasure is done in two steps. First, in one transaction: the image and face rows go
+(whole photos; a video's appearances one by one, or the whole video when it expires),
 the caller's own changes are made (the request completed, a suppression entry), the audit
 entry is appended, and an intent is entered in the erasure log with what is left to do
 (the blob keys, the face ids) and what the receipt will say. Then the files are deleted,
@@ -24,14 +25,15 @@ import numpy as np
 from .crypto import Keyring, verify_signature
 from .errors import ReceiptError, VultusError
 from .index import VectorIndex
-from .store import AuditAction, BlobStore, RemovedImage, MetadataStore, iso, utcnow
+from .store import AuditAction, BlobStore, RemovedImage, RemovedVideo, MetadataStore, iso, utcnow
 from .store.erasures import PendingErasure
 
 __all__ = ["erase_images", "finish_pending", "receipt_fields", "sign_receipt", "check_receipt"]
 
-#: ``in_transaction(removed)``: the caller's changes in the erasure's transaction;
-#: returns the request id and extra fields for the receipt (a suppression id, ...).
-InTransaction = Callable[[Any, list[RemovedImage]], tuple[int | None, dict[str, Any]]]
+#: ``in_transaction(removed, videos)``: the caller's changes in the erasure's transaction, told
+#: the images removed whole and the videos whose appearances were removed; returns the
+#: request id and extra fields for the receipt (a suppression id, ...).
+InTransaction = Callable[[list[RemovedImage], list[RemovedVideo]], tuple[int | None, dict[str, Any]]]
 
 
 def erase_images(
@@ -44,8 +46,11 @@ def erase_images(
     keys: Keyring,
     audit: tuple[str, AuditAction, dict[str, Any]],
     in_transaction: InTransaction | None = None,
+    video_faces: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Erase ``image_ids`` (rows, photo copies, crops, index entries, freed pages); return the signed receipt.
+    """Erase ``image_ids`` whole (rows, photo copies, crops, a video's stills, index entries, freed
+    pages) and the video appearances of ``video_faces`` (each with every template, crop and its
+    still); return the signed receipt.
 
     Call with the writer lock held. ``audit`` is (actor, action, details) of the entry
     logged with the deletion.
@@ -53,18 +58,19 @@ def erase_images(
     actor, action, details = audit
     with store.transaction():
         removed = store.delete_images(image_ids)
-        request_id, extra = in_transaction(removed) if in_transaction is not None else (None, {})
-        store.log(
-            actor=actor,
-            action=action,
-            details={**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]}
-        )
+        videos = store.delete_faces(video_faces) if video_faces else []
+        request_id, extra = in_transaction(removed, videos) if in_transaction is not None else (None, {})
+        logged = {**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]}
+        if videos:
+            logged["removed_videos"] = [{"sha256": v.sha256, "source": v.source, "time_ranges": _ranges(v.ranges)}
+                                        for v in videos]
+        store.log(actor=actor, action=action, details=logged)
         erasure_id = store.erasures.begin(
             kind=kind,
             request_id=request_id,
-            blob_keys=[key for r in removed for key in ([r.blob_key] if r.blob_key else []) + r.crop_keys],
-            face_ids=[f for r in removed for f in r.face_ids],
-            fields=receipt_fields(kind=kind, request_id=request_id, removed=removed, extra=extra),
+            blob_keys=[key for r in [*removed, *videos] for key in r.blob_keys],
+            face_ids=[f for r in [*removed, *videos] for f in r.face_ids],
+            fields=receipt_fields(kind=kind, request_id=request_id, removed=removed, extra=extra, videos=videos),
             at=iso(utcnow())
         )
     return _finish(store.erasures.get_pending(erasure_id), store=store, blobs=blobs, index=index, keys=keys)
@@ -109,17 +115,30 @@ def _finish(pending: PendingErasure, *, store: MetadataStore, blobs: BlobStore, 
 
 
 def receipt_fields(*, kind: str, request_id: int | None, removed: list[RemovedImage],
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a removal receipt lists: sha256s of the removed photos and counts, no biometric data."""
-    return {
+                   extra: dict[str, Any] | None = None, videos: Sequence[RemovedVideo] = ()) -> dict[str, Any]:
+    """What a removal receipt lists: sha256s of the removed photos and counts, no biometric data.
+
+    When video appearances were removed (or whole videos, by a purge), ``removed_videos``
+    lists each video's sha256 and the time ranges (seconds) of the appearances removed.
+    """
+    fields: dict[str, Any] = {
         "receipt": "vultus-removal",
         "version": 1,
         "kind": kind,
         "request_id": request_id,
-        "removed_images": sorted(r.sha256 for r in removed),
-        "faces_removed": sum(len(r.face_ids) for r in removed),
-        **(extra or {}),
+        "removed_images": sorted(r.sha256 for r in removed if r.media != "video"),
+        "faces_removed": sum(len(r.face_ids) for r in [*removed, *videos]),
     }
+    ranges: dict[str, list[tuple[float, float]]] = {}
+    for item in [*(r for r in removed if r.media == "video"), *videos]:
+        ranges.setdefault(item.sha256, []).extend(item.ranges)
+    if ranges:
+        fields["removed_videos"] = [{"sha256": sha, "time_ranges": _ranges(spans)} for sha, spans in sorted(ranges.items())]
+    return {**fields, **(extra or {})}
+
+
+def _ranges(spans: Sequence[tuple[float, float]]) -> list[list[float]]:
+    return [[start, end] for start, end in sorted(set(spans))]
 
 
 def sign_receipt(keys: Keyring, fields: dict[str, Any]) -> dict[str, Any]:

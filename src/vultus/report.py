@@ -11,7 +11,17 @@ from typing import Any
 from .errors import OutputPathError
 from .metrics import roc_points
 
-__all__ = ["access_report_html", "check_report_path", "evaluation_figures", "evaluation_plots", "evaluation_html"]
+__all__ = ["access_report_html", "check_report_path", "clock", "evaluation_figures", "evaluation_plots", "evaluation_html"]
+
+
+def clock(seconds: float | None) -> str:
+    """A time in a video as people read it: ``mm:ss``, or ``h:mm:ss`` from an hour on (seconds are cut, not rounded)."""
+    if seconds is None:
+        return ""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def check_report_path(path: Path) -> None:
@@ -46,6 +56,7 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.35rem .5rem;
 text-align:left;vertical-align:top;font-size:.9rem}th{background:#f3f3f3}.crop{width:96px;height:auto}
+.still{width:240px;height:auto}
 .note{color:#555;font-size:.9rem}
 """
 
@@ -73,6 +84,32 @@ def access_report_html(report: dict[str, Any]) -> str:
             f"<td>{image['ingested_at']}</td><td>{image['expires_at']}</td>"
             "</tr>"
         )
+    videos = []
+    for video in report.get("videos", []):
+        for shown in video["appearances"]:
+            still = (f'<img class="still" alt="appearance {shown["appearance"]}" '
+                     f'src="data:image/jpeg;base64,{shown["still_jpeg_base64"]}">' if shown.get("still_jpeg_base64") else "")
+            videos.append(
+                "<tr>"
+                f"<td>{still}</td>"
+                f"<td>{escape(video['original_path'])}<br><small>sha256 {video['video_sha256']}</small><br>"
+                f"seen {shown['time_range']} ({len(shown['seen_at'])} sampled frames), similarity {shown['similarity']:.3f}"
+                + (" (restricted: kept, never searched)" if shown["restricted"] else "")
+                + "</td>"
+                f"<td>{escape(video['source'])}<br>controller: {escape(video['controller'])}</td>"
+                f"<td>{escape(video['legal_basis'])}<br>{escape(video['purpose'])}</td>"
+                f"<td>{video['ingested_at']}</td><td>{video['expires_at']}</td>"
+                "</tr>"
+            )
+    video_section = ""
+    if videos:
+        video_section = f"""<h2>Appearances in videos ({len(videos)})</h2>
+<p class="note">This organisation keeps a still and face crops of each appearance, never a copy of the video.</p>
+<table><tr><th>Still</th><th>Video and time</th><th>Source</th><th>Legal basis and purpose</th><th>Held since</th>
+<th>Deleted by</th></tr>
+{''.join(videos)}
+</table>
+"""
     searches = [
         "<tr>"
         f"<td>{s['at']}</td><td>{escape(str(s['actor']))}</td><td>{escape(str(s['purpose']))}</td>"
@@ -93,7 +130,7 @@ someone else. The photo you sent was used in memory only and was not kept.</p>
 <th>Deleted by</th></tr>
 {''.join(rows) or '<tr><td colspan="6">No photo matches.</td></tr>'}
 </table>
-<h2>Searches that returned these photos ({len(report['searches'])})</h2>
+{video_section}<h2>Searches that returned these photos{' or videos' if videos else ''} ({len(report['searches'])})</h2>
 <table><tr><th>When</th><th>Who</th><th>Purpose</th><th>Case</th><th>Photos returned</th></tr>
 {''.join(searches) or '<tr><td colspan="5">None.</td></tr>'}
 </table>

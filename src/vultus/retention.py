@@ -1,8 +1,9 @@
 """Retention and key upkeep: purge what has expired, rotate the encryption key.
 
-GDPR Art. 5(1)(e) and BIPA 15(a): nothing is kept past its time. Every image's expiry
-comes from its source's retention; a purge removes expired images through the same
-erasure path as a person's request, with a signed receipt and an audit entry.
+GDPR Art. 5(1)(e) and BIPA 15(a): nothing is kept past its time. Every image's (and
+video's) expiry comes from its source's retention; a purge removes expired images, and
+videos with all their appearances and stills, through the same erasure path as a person's
+request, with a signed receipt and an audit entry.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ __all__ = ["purge_expired", "rotate_keys"]
 def purge_expired(
     *, now: datetime, store: MetadataStore, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str
 ) -> dict[str, Any]:
-    """Remove every image whose expiry is at or before ``now``; return the signed receipt."""
+    """Remove every image (photo or video, with its stills) whose expiry is at or before ``now``; return the signed receipt."""
     expired = store.expired_images(iso(now))
     return erase_images(
         expired, kind="purge", store=store, blobs=blobs, index=index, keys=keys,
         audit=(actor, AuditAction.PURGE, {"now": iso(now)}),
-        in_transaction=lambda removed: (None, {"expired_by": iso(now)}),
+        in_transaction=lambda removed, videos: (None, {"expired_by": iso(now)}),
     )
 
 

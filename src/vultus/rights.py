@@ -21,12 +21,13 @@ import numpy as np
 
 from .crypto import Keyring
 from .erasures import check_receipt, erase_images, receipt_fields, sign_receipt
+from .report import clock
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .search import exact_distances, pick_face
-from .store import AuditAction, BlobStore, FaceHit, RemovedImage, MetadataStore, iso, utcnow
+from .store import AuditAction, BlobStore, FaceHit, RemovedImage, RemovedVideo, MetadataStore, iso, utcnow
 
 __all__ = [
     "PersonMatch",
@@ -57,10 +58,22 @@ class PersonMatch:
 
     @property
     def image_ids(self) -> list[int]:
-        return sorted({hit.image_id for hit, _ in self.faces})
+        """The photos with a matched face (erased whole: their copies show every face in them)."""
+        return sorted({hit.image_id for hit, _ in self.faces if not hit.is_video})
+
+    @property
+    def video_face_ids(self) -> list[int]:
+        """The matched faces in videos (their appearances are erased, not the whole video)."""
+        return sorted(hit.face_id for hit, _ in self.faces if hit.is_video)
+
+    @property
+    def appearances(self) -> list[tuple[int, int]]:
+        """The matched video appearances, as (image id of the video, appearance number)."""
+        return sorted({(hit.image_id, hit.appearance) for hit, _ in self.faces if hit.is_video})  # type: ignore[misc]
 
     @property
     def image_sha256s(self) -> list[str]:
+        """The sha256s of the photos and videos with a matched face."""
         return sorted({hit.sha256 for hit, _ in self.faces})
 
 
@@ -145,10 +158,12 @@ def _open_request(store: MetadataStore, kind: str, match: PersonMatch) -> tuple[
 
 
 def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
-    """Everything held about the person: photos, faces, provenance, expiry, and the
-    logged searches that returned them, over the whole history, with no cap."""
+    """Everything held about the person: photos, faces, video appearances, provenance, expiry,
+    and the logged searches that returned them, over the whole history, with no cap."""
     images: dict[int, dict[str, Any]] = {}
     for hit, similarity in match.faces:
+        if hit.is_video:
+            continue
         entry = images.setdefault(
             hit.image_id,
             {
@@ -172,6 +187,8 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         if include_crops and hit.crop_key and blobs.exists(hit.crop_key):
             face["crop_jpeg_base64"] = base64.b64encode(blobs.get(hit.crop_key)).decode()
         entry["faces"].append(face)
+    videos = _video_entries(match, store=store, blobs=blobs, include_stills=include_crops)
+    appearances = sum(len(v["appearances"]) for v in videos)
     searches = [
         {
             "audit_id": e.id,
@@ -185,20 +202,23 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
     ]
     with store.transaction():
         request_id, received = _open_request(store, "access", match)
-        outcome = f"{len(images)} photos, {len(match.faces)} faces, {len(searches)} searches reported"
+        photo_faces = sum(len(i["faces"]) for i in images.values())
+        outcome = f"{len(images)} photos, {photo_faces} faces, {len(searches)} searches reported"
+        if videos:
+            outcome = f"{len(images)} photos, {photo_faces} faces, {appearances} appearances in {len(videos)} videos, " \
+                      f"{len(searches)} searches reported"
         store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome)
-        store.log(
-            actor=actor,
-            action=AuditAction.ACCESS,
-            details={
-                "request_id": request_id,
-                "probe_sha256": match.probe_sha256,
-                "threshold": round(match.threshold, 4),
-                "images": len(images),
-                "faces": len(match.faces),
-                "searches": len(searches),
-            }
-        )
+        details = {
+            "request_id": request_id,
+            "probe_sha256": match.probe_sha256,
+            "threshold": round(match.threshold, 4),
+            "images": len(images),
+            "faces": len(match.faces),
+            "searches": len(searches),
+        }
+        if videos:
+            details |= {"videos": len(videos), "appearances": appearances}
+        store.log(actor=actor, action=AuditAction.ACCESS, details=details)
     return {
         "report": "vultus-access",
         "request_id": request_id,
@@ -206,8 +226,50 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         "generated_at": iso(utcnow()),
         "threshold": round(match.threshold, 4),
         "images": list(images.values()),
+        "videos": videos,
         "searches": searches,
     }
+
+
+def _video_entries(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, include_stills: bool) -> list[dict[str, Any]]:
+    """The matched video appearances, by video: time range, sampled times, still, and every template's face id."""
+    best: dict[tuple[int, int], tuple[FaceHit, float]] = {}
+    for hit, similarity in match.faces:  # most similar first: the first of an appearance is its best
+        if hit.is_video:
+            best.setdefault((hit.image_id, hit.appearance), (hit, similarity))  # type: ignore[arg-type]
+    # The appearance's other templates are the same person's, matched or not.
+    everyone = store.hydrate(store.appearance_faces(match.video_face_ids)) if best else {}
+    videos: dict[int, dict[str, Any]] = {}
+    for (image_id, number), (hit, similarity) in sorted(best.items()):
+        entry = videos.setdefault(image_id, {
+            "video_sha256": hit.sha256,
+            "original_path": hit.original_path,
+            "duration": hit.duration,
+            "source": hit.source,
+            "controller": hit.controller,
+            "legal_basis": hit.legal_basis,
+            "purpose": hit.purpose,
+            "ingested_at": hit.ingested_at,
+            "expires_at": hit.expires_at,
+            "appearances": [],
+        })
+        rows = sorted((f for f in everyone.values() if (f.image_id, f.appearance) == (image_id, number)),
+                      key=lambda f: f.face_id)
+        appearance: dict[str, Any] = {
+            "appearance": number,
+            "time_start": hit.time_start,
+            "time_end": hit.time_end,
+            "time_range": f"{clock(hit.time_start)}-{clock(hit.time_end)}",
+            "seen_at": list(hit.seen_at),
+            "face_ids": [f.face_id for f in rows] or [hit.face_id],
+            "box": list(hit.box),
+            "similarity": round(similarity, 4),
+            "restricted": any(f.restricted for f in rows) or hit.restricted,
+        }
+        if include_stills and hit.still_key and blobs.exists(hit.still_key):
+            appearance["still_jpeg_base64"] = base64.b64encode(blobs.get(hit.still_key)).decode()
+        entry["appearances"].append(appearance)
+    return list(videos.values())
 
 
 def signed_receipt(
@@ -220,16 +282,20 @@ def signed_receipt(
 def erase_person(
     match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, index: VectorIndex, keys: Keyring, actor: str, kind: str = "erasure"
 ) -> dict[str, Any]:
-    """Erase every photo in which the person's face matched; return the signed receipt."""
+    """Erase every photo in which the person's face matched, and every video appearance of
+    theirs (not the rest of the video); return the signed receipt."""
 
-    def in_transaction(removed: list[RemovedImage]) -> tuple[int, dict[str, Any]]:
+    def in_transaction(removed: list[RemovedImage], videos: list[RemovedVideo]) -> tuple[int, dict[str, Any]]:
         request_id, _ = _open_request(store, kind, match)
         extra: dict[str, Any] = {}
         if kind == "objection":
             extra["suppression_id"] = store.registers.add_suppression(
                 match.template, model_id=match.model_id, at=iso(utcnow())
             )
-        outcome = f"{len(removed)} photos erased" + (f", suppression entry {extra['suppression_id']}" if extra else "")
+        outcome = f"{len(removed)} photos erased"
+        if videos:
+            outcome += f", {sum(len(v.ranges) for v in videos)} appearances in {len(videos)} videos"
+        outcome += f", suppression entry {extra['suppression_id']}" if extra else ""
         store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome)
         return request_id, extra
 
@@ -243,6 +309,7 @@ def erase_person(
         keys=keys,
         audit=(actor, action, {"probe_sha256": match.probe_sha256, "threshold": round(match.threshold, 4)}),
         in_transaction=in_transaction,
+        video_faces=match.video_face_ids,
     )
 
 
@@ -257,9 +324,13 @@ def restrict_person(
     """Restrict (or release) every matched face; return (request id, faces changed).
 
     A restricted face is removed from the index, so search never returns it, but it stays
-    in the store and in access reports.
+    in the store and in access reports. A matched video appearance is restricted (or
+    released) with every one of its templates.
     """
     face_ids = [hit.face_id for hit, _ in match.faces if hit.restricted == lift]
+    if match.video_face_ids:
+        whole = store.hydrate(store.appearance_faces(match.video_face_ids))
+        face_ids += sorted(i for i, hit in whole.items() if hit.restricted == lift and i not in face_ids)
     with store.transaction():
         request_id, _ = _open_request(store, "restriction", match)
         changed = store.set_restricted(face_ids, not lift)

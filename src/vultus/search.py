@@ -1,7 +1,9 @@
 """Search: find the stored faces closest to the face in a probe photo, as ranked candidates.
 
 Results are candidates for a person to review, never identifications: each carries its
-similarity and the provenance of the photo it comes from.
+similarity and the provenance of the photo it comes from, or of the video and the time in it
+where the face was seen. A video appearance is one candidate however many of its templates
+match.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Candidate", "SearchResult", "search_gallery", "search_photo", "pick_face", "exact_distances"]
 
+#: Templates asked of the index per candidate wanted: an appearance in a video may have a few
+#: templates, which collapse into one candidate; photos' faces are each their own.
+_TEMPLATES_PER_CANDIDATE = 3
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -44,6 +50,12 @@ class Candidate:
     ingested_at: str
     face_id: int
     image_sha256: str
+    #: "photo", or "video": then ``path`` and ``image_sha256`` are the video's, ``box`` is in its
+    #: frame at ``video_time`` seconds (where the best-matching template was seen), and the
+    #: appearance lasts until ``video_time_end``. Both times are None for a photo.
+    media: str = "photo"
+    video_time: float | None = None
+    video_time_end: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -138,21 +150,30 @@ def search_photo(
     else:
         limit = spec.default_threshold
     query = np.asarray([chosen.embedding], dtype=np.float32)
+    wanted = top * _TEMPLATES_PER_CANDIDATE
     if index.capabilities.exact:
-        distances, ids = index.search(query, top)
+        distances, ids = index.search(query, wanted)
         pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
     else:
         # An approximate index ranks by compressed codes: take twice as many, then rank
         # them by their exact templates, so order and similarities are exact.
-        _, ids = index.search(query, RERANK * top)
-        pairs = exact_distances(store, chosen.embedding, [int(i) for i in ids[0] if i >= 0])[:top]
+        _, ids = index.search(query, RERANK * wanted)
+        pairs = exact_distances(store, chosen.embedding, [int(i) for i in ids[0] if i >= 0])[:wanted]
     pairs = [(d, i) for d, i in pairs if spec.similarity(d) >= limit]
     hits = store.hydrate([i for _, i in pairs])
-    candidates = []
-    for distance, face_id in pairs:
+    candidates: list[Candidate] = []
+    shown: set[tuple[int, int]] = set()
+    for distance, face_id in pairs:  # nearest first
         hit = hits.get(face_id)
         if hit is None:  # index entry without a row: reconciliation will drop it
             continue
+        if len(candidates) == top:
+            break
+        if hit.is_video:
+            # The nearest template of an appearance speaks for it; the others add nothing.
+            if (hit.image_id, hit.appearance) in shown:
+                continue
+            shown.add((hit.image_id, hit.appearance))  # type: ignore[arg-type]
         candidates.append(
             Candidate(
                 rank=len(candidates) + 1,
@@ -165,6 +186,9 @@ def search_photo(
                 ingested_at=hit.ingested_at,
                 face_id=hit.face_id,
                 image_sha256=hit.sha256,
+                media=hit.media,
+                video_time=hit.media_time if hit.is_video else None,
+                video_time_end=hit.time_end if hit.is_video else None,
             )
         )
     probe_sha256 = hashlib.sha256(data).hexdigest()

@@ -103,12 +103,19 @@ def test_a_result_card_escapes_what_the_gallery_holds():
     from vultus.server.web import _templates
 
     card = SimpleNamespace(face_id=7, similarity=0.91234, source="news", legal_basis="consent",
-                           ingested_at="2024-05-06T07:08:09", path=f"upload:{HOSTILE}.jpg")
-    result = SimpleNamespace(candidates=[card], threshold=0.6, expected_false_candidates=None)
+                           ingested_at="2024-05-06T07:08:09", path=f"upload:{HOSTILE}.jpg", media="photo",
+                           video_time=None, video_time_end=None)
+    video = SimpleNamespace(face_id=8, similarity=0.8, source="news", legal_basis="consent",
+                            ingested_at="2024-05-06T07:08:09", path=f"/clips/{HOSTILE}.mp4", media="video",
+                            video_time=65.4, video_time_end=70.0)
+    result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None)
     page = _templates.get_template("search.html").render(
         title="Search results", account=None, nav=[], csrf="c", result=result, error="", purpose="p", case="c")
-    assert HOSTILE not in page and f"upload:{ESCAPED}.jpg" in page
+    assert HOSTILE not in page and f"upload:{ESCAPED}.jpg" in page and f"/clips/{ESCAPED}.mp4" in page
     assert "<strong>0.912</strong>" in page and "ingested 2024-05-06<" in page and "not calibrated yet" in page
+    # A photo's card shows its face crop; a video's, the appearance's still and the time in the video.
+    assert 'src="/ui/crops/7"' in page and 'src="/ui/stills/8"' in page and "/ui/crops/8" not in page
+    assert "at 01:05 (seen until 01:10)" in page
 
 
 def test_every_page_loads_its_script_and_style_from_static_files_that_are_served(site):

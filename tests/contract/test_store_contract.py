@@ -17,7 +17,8 @@ import pytest
 
 from vultus.crypto import Keyring
 from vultus.errors import SettingsError
-from vultus.store import AuditAction, MetadataStore, NewFace, iso, open_store, store_exists, store_schemes, utcnow
+from vultus.store import (AuditAction, MetadataStore, NewAppearance, NewFace, iso, open_store, store_exists, store_schemes,
+                          utcnow)
 
 #: scheme -> a URL for a new store inside a folder.
 URLS: dict[str, Callable[[Path], str]] = {
@@ -65,6 +66,19 @@ def _add_image(store: MetadataStore, sha: str, vectors: list[np.ndarray]) -> lis
 def _vector(seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
     return v / np.linalg.norm(v)
+
+
+def _appearance(number: int, seeds: list[int], start: float, end: float) -> NewAppearance:
+    faces = [NewFace(box=(n, 0, n + 10, 10), landmarks=[], det_score=0.9, embedding=_vector(seed), model_id="m",
+                     crop_key=f"crops/vv/v_{number}_{n}.jpg") for n, seed in enumerate(seeds)]
+    return NewAppearance(faces=faces, media_times=[start + n * 0.5 for n in range(len(seeds))], time_start=start,
+                         time_end=end, seen_at=[start, (start + end) / 2, end], still_key=f"stills/vv/v_{number}.jpg")
+
+
+def _add_video(store: MetadataStore, sha: str, appearances: list[NewAppearance]) -> list[int] | None:
+    return store.add_video(source_id=store.get_source("s").id, sha256=sha, original_path=f"/v/{sha}.mp4",
+                           size_bytes=1000, width=1280, height=720, duration=61.5, format="MP4",
+                           ingested_at=iso(utcnow()), expires_at="2999-01-01T00:00:00Z", appearances=appearances)
 
 
 def test_it_keeps_the_protocol_and_exists_once_opened(url: str, keys: Keyring):
@@ -145,3 +159,73 @@ def test_meta_values_are_kept_and_replaced(store: MetadataStore):
 def test_an_unknown_scheme_is_a_settings_error_that_lists_the_known_ones(keys: Keyring):
     with pytest.raises(SettingsError, match="sqlite://"):
         open_store("mysql://localhost/vultus", keys)
+
+
+def test_a_video_is_stored_with_its_appearances_and_hydrates_with_their_times(store: MetadataStore):
+    ids = _add_video(store, "v" * 64, [_appearance(0, [1, 2], 3.0, 9.5), _appearance(1, [3], 20.0, 21.0)])
+    assert ids is not None and len(ids) == 3
+    hits = store.hydrate(ids)
+    first, second, third = (hits[i] for i in ids)
+    assert (first.media, first.is_video, first.duration, first.original_path) == ("video", True, 61.5, "/v/" + "v" * 64 + ".mp4")
+    assert (first.appearance, first.media_time, first.time_start, first.time_end) == (0, 3.0, 3.0, 9.5)
+    assert (second.appearance, second.media_time, second.still_key) == (0, 3.5, "stills/vv/v_0.jpg")
+    assert first.seen_at == (3.0, 6.25, 9.5) and first.blob_key is None
+    assert (third.appearance, third.time_start, third.time_end) == (1, 20.0, 21.0)
+    got_ids, vectors = next(store.face_vectors([ids[2]]))
+    assert np.allclose(vectors[0], _vector(3), atol=1e-6)
+    assert {"stills/vv/v_0.jpg", "stills/vv/v_1.jpg", "crops/vv/v_0_1.jpg"} <= store.blob_keys()
+    assert store.known_sha256(["v" * 64]) == {"v" * 64}
+    # The same video again is skipped, storing nothing.
+    assert _add_video(store, "v" * 64, [_appearance(0, [4], 1.0, 2.0)]) is None
+    assert store.counts()["faces"] == 3
+    [source] = store.list_sources()
+    assert (source.image_count, source.face_count) == (1, 3)
+
+
+def test_a_photo_hydrates_as_a_photo(store: MetadataStore):
+    [face_id] = _add_image(store, "a" * 64, [_vector(1)])
+    hit = store.hydrate([face_id])[face_id]
+    assert (hit.media, hit.is_video, hit.appearance, hit.media_time, hit.still_key, hit.seen_at) == (
+        "photo", False, None, None, None, ())
+    assert store.appearance_faces([face_id]) == [face_id]
+
+
+def test_video_faces_are_deleted_by_appearance_and_the_video_row_goes_with_the_last(store: MetadataStore):
+    ids = _add_video(store, "v" * 64, [_appearance(0, [1, 2], 3.0, 9.5), _appearance(1, [3], 20.0, 21.0)])
+    photo = _add_image(store, "a" * 64, [_vector(4)])
+    assert ids is not None
+    assert store.appearance_faces([ids[1]]) == ids[:2]
+    with pytest.raises(RuntimeError, match="store.transaction"):
+        store.delete_faces(ids[:1])
+    with store.transaction():
+        with pytest.raises(ValueError, match="photos"):
+            store.delete_faces(photo)
+        # One template of appearance 0 named: both of its rows go, appearance 1 stays.
+        [removed] = store.delete_faces(ids[1:2])
+    assert (removed.sha256, removed.source, removed.face_ids, removed.ranges) == ("v" * 64, "s", ids[:2], [(3.0, 9.5)])
+    assert removed.still_keys == ["stills/vv/v_0.jpg"] and removed.crop_keys == ["crops/vv/v_0_0.jpg", "crops/vv/v_0_1.jpg"]
+    assert not removed.image_removed
+    assert set(store.hydrate(ids)) == {ids[2]} and store.known_sha256(["v" * 64]) == {"v" * 64}
+    assert "stills/vv/v_0.jpg" not in store.blob_keys() and "stills/vv/v_1.jpg" in store.blob_keys()
+    assert store.list_sources()[0].face_count == 2  # the photo's face and the video's last one
+    with store.transaction():
+        [last] = store.delete_faces(ids[2:])
+    assert last.image_removed and last.ranges == [(20.0, 21.0)]
+    assert store.known_sha256(["v" * 64]) == set() and set(store.hydrate(photo)) == set(photo)
+    with store.transaction():
+        assert store.delete_faces(ids) == []  # already gone: nothing to say
+
+
+def test_deleting_a_video_whole_says_its_stills_and_time_ranges(store: MetadataStore):
+    ids = _add_video(store, "v" * 64, [_appearance(0, [1, 2], 3.0, 9.5), _appearance(1, [3], 20.0, 21.0)])
+    assert ids is not None
+    [image_id] = store.images_of_faces(ids)
+    assert store.expired_images("3000-01-01T00:00:00Z") == [image_id]
+    with store.transaction():
+        [removed] = store.delete_images([image_id])
+    assert (removed.media, removed.sha256, sorted(removed.face_ids)) == ("video", "v" * 64, ids)
+    assert removed.still_keys == ["stills/vv/v_0.jpg", "stills/vv/v_1.jpg"] and removed.blob_key is None
+    assert removed.ranges == [(3.0, 9.5), (20.0, 21.0)]
+    assert set(removed.blob_keys) == {"stills/vv/v_0.jpg", "stills/vv/v_1.jpg", "crops/vv/v_0_0.jpg",
+                                      "crops/vv/v_0_1.jpg", "crops/vv/v_1_0.jpg"}
+    assert store.counts()["faces"] == 0 and store.blob_keys() == set()

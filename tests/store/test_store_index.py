@@ -321,13 +321,14 @@ def _dump(path: Path) -> list[str]:
 
 
 def _legacy(path: Path, *, version: str = "3") -> None:
-    """A database as Vultus wrote it before migrations: today's tables, a schema version, no revision."""
+    """A database as Vultus wrote it before migrations: schema version 3's tables, a schema version, no revision."""
+    import importlib
+
     from sqlalchemy import create_engine
 
-    from vultus.store.schema import metadata
-
+    baseline = importlib.import_module("vultus.store.migrations.versions.0003_baseline")
     engine = create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)
+    baseline.tables.create_all(engine)
     engine.dispose()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO meta VALUES ('schema_version', ?), ('audit_head', '')", (version,))
@@ -369,9 +370,48 @@ def test_a_database_from_before_migrations_is_stamped_and_keeps_its_rows(tmp_pat
         assert store.erasures.pending() == []
     finally:
         store.close()
+    from vultus.store.schema import SCHEMA_VERSION
+
     with sqlite3.connect(tmp_path / "v.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("3",)]
+        # Stamped as the baseline, then upgraded through every later revision.
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_VERSION,)]
         assert conn.execute("SELECT count(*) FROM public_attempts").fetchone() == (0,)
+
+
+def test_revision_4_makes_the_old_rows_photos_and_keeps_ids_templates_and_counters(tmp_path: Path, keys: Keyring):
+    _legacy(tmp_path / "v.db")
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        for image_id in (1, 2):
+            conn.execute("INSERT INTO images (id, sha256, source_id, original_path, size_bytes, width, height, format, "
+                         "ingested_at, expires_at, face_count, blob_key) VALUES (?, ?, 1, ?, 10, 20, 30, 'JPEG', "
+                         "'2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 1, ?)",
+                         (image_id, f"{image_id}" * 64, f"/p/{image_id}.jpg", f"images/11/{image_id}.jpg"))
+            conn.execute("INSERT INTO faces (id, image_id, box_left, box_top, box_right, box_bottom, landmarks, "
+                         "det_score, embedding, model_id, crop_key, restricted) VALUES (?, ?, 1, 2, 3, 4, '[]', 0.9, "
+                         "?, 'm1', NULL, ?)", (image_id * 10, image_id, bytes([image_id]) * 40, image_id - 1))
+        # The newest image and face were erased: their ids must not come back.
+        conn.execute("DELETE FROM faces WHERE id = 20")
+        conn.execute("DELETE FROM images WHERE id = 2")
+        before = conn.execute("SELECT * FROM faces").fetchall()
+    store = Store(tmp_path / "v.db", keys)
+    try:
+        [hit] = store.hydrate([10]).values()
+        assert (hit.media, hit.duration, hit.appearance, hit.media_time, hit.still_key) == ("photo", None, None, None, None)
+        [new_face] = store.add_image(source_id=1, sha256="3" * 64, original_path="/p/3.jpg", size_bytes=1, width=1,
+                                     height=1, format="JPEG", ingested_at="2026-01-02T00:00:00Z",
+                                     expires_at="2026-02-02T00:00:00Z", blob_key=None, new_faces=[_face(1)])
+        assert new_face == 21
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        assert conn.execute("SELECT id, media, duration FROM images ORDER BY id").fetchall() == [
+            (1, "photo", None), (3, "photo", None)]
+        assert conn.execute("SELECT id, image_id, box_left, box_top, box_right, box_bottom, landmarks, det_score, "
+                            "embedding, model_id, crop_key, restricted FROM faces WHERE id = 10").fetchall() == before
+        assert conn.execute("SELECT appearance, media_time, time_start, time_end, seen_at, still_key FROM faces "
+                            "WHERE id = 10").fetchall() == [(None,) * 6]
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("4",)]
+        assert not [name for (name,) in conn.execute("SELECT name FROM sqlite_master") if name.startswith("v3_copy")]
 
 
 @pytest.mark.parametrize(
@@ -402,14 +442,14 @@ _NEXT_REVISION = '''
 from alembic import op
 from sqlalchemy import Column, Integer
 
-revision = "4"
-down_revision = "3"
+revision = "5"
+down_revision = "4"
 
 
 def upgrade():
     op.add_column("sources", Column("stars", Integer))
     op.create_table("extra", Column("id", Integer, primary_key=True))
-    op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    op.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     {fail}
 '''
 
@@ -425,19 +465,19 @@ def test_a_later_revision_applies_whole_or_not_at_all(tmp_path: Path, keys: Keyr
     migrations = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
     fail = "raise RuntimeError('the revision broke')" if fails else "pass"
-    (migrations / "versions" / "0004_next.py").write_text(_NEXT_REVISION.format(fail=fail))
+    (migrations / "versions" / "0005_next.py").write_text(_NEXT_REVISION.format(fail=fail))
     Store(tmp_path / "v.db", keys).close()
     before = _dump(tmp_path / "v.db")
     if fails:
-        with pytest.raises(DataDirError, match="to revision 4 failed.*the revision broke.*left as it was"):
-            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="4")
+        with pytest.raises(DataDirError, match="to revision 5 failed.*the revision broke.*left as it was"):
+            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
         assert _dump(tmp_path / "v.db") == before
         return
-    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="4")
+    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
     with sqlite3.connect(tmp_path / "v.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("4",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("5",)]
         assert "stars" in [row[1] for row in conn.execute("PRAGMA table_info(sources)")]
         assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
-    # This Vultus (head 3) then refuses the database a newer one migrated.
+    # This Vultus (head 4) then refuses the database a newer one migrated.
     with pytest.raises(DataDirError, match="newer Vultus"):
         Store(tmp_path / "v.db", keys)

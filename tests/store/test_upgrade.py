@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import vultus
+from vultus.store.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,7 +114,13 @@ def test_the_old_database_is_stamped_with_its_rows_intact(data: Path, faces_root
         assert engine.verify_audit().ok
     assert _rows(data / "vultus.db") == before
     with sqlite3.connect(data / "vultus.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("3",)]
+        # Stamped as the baseline (3), then upgraded through the later revisions.
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_VERSION,)]
+        # Revision 4 (video): everything the old release stored is a photo.
+        assert conn.execute("SELECT media, duration, count(*) FROM images GROUP BY media, duration").fetchall() == [
+            ("photo", None, len(before["images"]))]
+        assert conn.execute("SELECT count(*) FROM faces WHERE appearance IS NOT NULL OR media_time IS NOT NULL "
+                            "OR still_key IS NOT NULL").fetchone() == (0,)
     stored = {row[1] for row in before["images"]}
     assert stored == {_sha(faces_root / person / name) for person, names in KEPT.items() for name in names}
 
@@ -129,8 +136,10 @@ def test_the_upgraded_directory_searches_and_erases(data: Path, faces_root: Path
         assert set(receipt["removed_images"]) == {_sha(p) for p in obama}
         assert engine.check_receipt(receipt) == "a valid signature by this deployment's key"
         assert not engine.search(probe, purpose="p", case="NEW-2").candidates
-        paths = [Path(c.path).parent.name for c in engine.search(jack, purpose="p", case="NEW-3").candidates]
+        found = engine.search(jack, purpose="p", case="NEW-3").candidates
+        paths = [Path(c.path).parent.name for c in found]
         assert paths and set(paths) == {"deepface_jack"}
+        assert {c.media for c in found} == {"photo"} and {c.video_time for c in found} == {None}
         verification = engine.verify_audit()
         assert verification.ok, verification
         assert engine.sources()[0].image_count == 5

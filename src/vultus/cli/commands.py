@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..report import clock
 from .base import BASIS_CHOICES, _engine, _friendly, _json_option, _size, _table, cli
 
 # -- sources ------------------------------------------------------------------------------
@@ -170,10 +171,13 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
 @_friendly
 def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str | None, top: int | None,
            threshold: float | None, face_number: int | None, as_json: bool) -> None:
-    """Find candidate photos of the person in PHOTO, best first.
+    """Find candidate photos and video appearances of the person in PHOTO, best first.
 
     Results are candidates for a person to review, never identifications. The probe photo
-    is used in memory and not stored.
+    is used in memory and not stored. A video candidate is one appearance of the person
+    in the video, with the time (mm:ss) where the best match was seen; in --json every
+    candidate has "media" ("photo" or "video"), and a video's "video_time" and
+    "video_time_end" (seconds from its start).
     """
     result = _engine(ctx).search(
         photo, purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number
@@ -208,7 +212,13 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
          "[{},{},{},{}]".format(*c.box), c.path]
         for c in result.candidates
     ]
-    click.echo(_table(["#", "similarity", "source", "basis", "ingested", "box", "path"], rows))
+    headers = ["#", "similarity", "source", "basis", "ingested", "box", "path"]
+    if any(c.media == "video" for c in result.candidates):
+        # Where in the video: the best match's frame, and until when the appearance lasts.
+        for row, c in zip(rows, result.candidates):
+            row.insert(6, f"{clock(c.video_time)} (to {clock(c.video_time_end)})" if c.media == "video" else "")
+        headers.insert(6, "video time")
+    click.echo(_table(headers, rows))
 
 
 def _expected_note(expected: float | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import click
 
+from ..report import clock
 from .base import _engine, _friendly, _json_option, _table, cli
 
 # -- rights of the people in the photos ---------------------------------------------------
@@ -30,12 +31,15 @@ def _rights_photo(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _show_matches(match: Any) -> None:
     images = {hit.image_id: hit for hit, _ in match.faces}
-    click.echo(
-        f"{len(images)} photo(s) with {len(match.faces)} matching face(s) at similarity >= {match.threshold:.3f}:"
-    )
+    held = f"{len(images)} photo(s)"
+    if match.appearances:
+        videos = {image_id for image_id, _ in match.appearances}
+        held = f"{len(images) - len(videos)} photo(s) and {len(match.appearances)} appearance(s) in {len(videos)} video(s)"
+    click.echo(f"{held} with {len(match.faces)} matching face(s) at similarity >= {match.threshold:.3f}:")
     for hit, similarity in match.faces:
         flag = "  [restricted]" if hit.restricted else ""
-        click.echo(f"  {similarity:.3f}  {hit.source}  {hit.original_path}  box {list(hit.box)}{flag}")
+        where = f"  at {clock(hit.media_time)} (seen {clock(hit.time_start)}-{clock(hit.time_end)})" if hit.is_video else ""
+        click.echo(f"  {similarity:.3f}  {hit.source}  {hit.original_path}{where}  box {list(hit.box)}{flag}")
 
 
 def _confirm(yes: bool, question: str) -> None:
@@ -90,15 +94,23 @@ def access(ctx: click.Context, photo: Path, face_number: int | None, out_path: P
     report = _engine(ctx).access(photo, face=face_number, include_crops=suffix in (".html", ".htm"))
     if out_path is not None:
         out_path.write_text(access_report_html(report) if suffix != ".json" else json.dumps(report, indent=2))
+    appearances = sum(len(v["appearances"]) for v in report["videos"])
     click.echo(
         f"Access request {report['request_id']}: {len(report['images'])} photo(s), "
         f"{sum(len(i['faces']) for i in report['images'])} face(s), "
-        f"{len(report['searches'])} logged search(es) that returned them."
+        + (f"{appearances} appearance(s) in {len(report['videos'])} video(s), " if report["videos"] else "")
+        + f"{len(report['searches'])} logged search(es) that returned them."
     )
     for image in report["images"]:
         click.echo(
             f"  {image['original_path']}  source {image['source']} ({image['legal_basis']}), "
             f"held since {image['ingested_at'][:10]}, deleted by {image['expires_at'][:10]}"
+        )
+    for video in report["videos"]:
+        times = ", ".join(a["time_range"] for a in video["appearances"])
+        click.echo(
+            f"  {video['original_path']} (video) seen {times}  source {video['source']} ({video['legal_basis']}), "
+            f"held since {video['ingested_at'][:10]}, deleted by {video['expires_at'][:10]}"
         )
     for search in report["searches"]:
         click.echo(f"  search {search['audit_id']} at {search['at']} by {search['actor']}: {search['purpose']} ({search['case']})")
@@ -118,9 +130,15 @@ def _erase_command(kind: str) -> Callable[..., Any]:
             _show_matches(match)
         if match.faces:
             count = len(match.image_ids)
-            _confirm(yes, f"Erase these {count} photo(s) for good (copies, crops, templates, index entries)?")
+            what = f"{count} photo(s)" + (f" and {len(match.appearances)} video appearance(s) (their stills, crops "
+                                          "and templates; the rest of each video's record stays)"
+                                          if match.appearances else "")
+            _confirm(yes, f"Erase these {what} for good (copies, crops, templates, index entries)?")
         receipt = engine.erase(match) if kind == "erasure" else engine.object(match)
         summary = f"Erased {len(receipt['removed_images'])} photo(s) and {receipt['faces_removed']} face(s)."
+        if receipt.get("removed_videos"):
+            spans = sum(len(v["time_ranges"]) for v in receipt["removed_videos"])
+            summary += f" Of these, {spans} appearance(s) in {len(receipt['removed_videos'])} video(s)."
         if kind == "objection":
             summary += f" Suppression entry {receipt['suppression_id']}: future ingests skip this face."
         _emit_receipt(receipt, receipt_path, as_json, summary)
@@ -262,8 +280,10 @@ def receipt_verify(ctx: click.Context, file: Path) -> None:
     if not isinstance(data, dict):
         raise click.ClickException(f"{file} is not a Vultus receipt.")
     verdict = _engine(ctx).check_receipt(data)
-    click.echo(f"{file}: {verdict}. {len(data.get('removed_images', []))} image(s) removed ({data.get('kind')}), "
-               f"completed {data.get('completed_at')}.")
+    videos = data.get("removed_videos") or []
+    appearances = f", {sum(len(v.get('time_ranges', [])) for v in videos)} video appearance(s)" if videos else ""
+    click.echo(f"{file}: {verdict}. {len(data.get('removed_images', []))} image(s){appearances} removed "
+               f"({data.get('kind')}), completed {data.get('completed_at')}.")
 
 
 @receipt.command("list")
@@ -284,8 +304,9 @@ def receipt_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("No erasures, objections or purges yet.")
         return
     table = [[str(r.id), r.kind, "" if r.request_id is None else str(r.request_id), r.started_at,
-              r.completed_at or "PENDING", str(r.images_removed), str(r.faces_removed)] for r in rows]
-    click.echo(_table(["id", "kind", "request", "started", "completed", "photos", "faces"], table))
+              r.completed_at or "PENDING", str(r.images_removed), str(r.appearances_removed), str(r.faces_removed)]
+             for r in rows]
+    click.echo(_table(["id", "kind", "request", "started", "completed", "photos", "video appearances", "faces"], table))
 
 
 @receipt.command("show")
@@ -318,8 +339,9 @@ def purge(ctx: click.Context, now_text: str | None, as_json: bool, receipt_path:
     """Remove every image past its expiry date, through the erasure path, with a signed receipt."""
     now = _parse_time(now_text, "--now") if now_text else None
     result = _engine(ctx).purge(now=now)
+    videos = f" and {len(result['removed_videos'])} expired video(s)" if result.get("removed_videos") else ""
     _emit_receipt(result, receipt_path, as_json,
-                  f"Purged {len(result['removed_images'])} expired photo(s) (expired by {result['expired_by']}).")
+                  f"Purged {len(result['removed_images'])} expired photo(s){videos} (expired by {result['expired_by']}).")
 
 
 @cli.group()
@@ -412,11 +434,13 @@ def audit_export(ctx: click.Context, since_text: str | None, until_text: str | N
 
 
 def _summarise(details: dict) -> str:
-    keep = {k: v for k, v in details.items() if k not in ("candidates", "removed_images", "paths", "refused", "ignored")}
+    keep = {k: v for k, v in details.items()
+            if k not in ("candidates", "removed_images", "removed_videos", "paths", "refused", "ignored")}
     if "candidates" in details:
         keep["candidates"] = len(details["candidates"])
-    if "removed_images" in details:
-        keep["removed_images"] = len(details["removed_images"])
+    for listed in ("removed_images", "removed_videos"):
+        if listed in details:
+            keep[listed] = len(details[listed])
     text = json.dumps(keep, sort_keys=True)
     return text if len(text) <= 110 else text[:107] + "..."
 

@@ -25,7 +25,7 @@ from .base import (
     unregister_decoder,
 )
 from .collect import Collection, Item, collect, read_items
-from .crop import face_crop_jpeg, frame_jpeg, redact_regions
+from .crop import face_crop_jpeg, frame_jpeg, redact_regions, still_jpeg
 from .decode import SUPPORTED_FORMATS, DecodedImage, PhotoPixels, decode_image, sniff_format, upright_size
 from .items import first_frame, no_picture, open_media, read_media, read_photo
 from .location import strip_location
@@ -63,6 +63,8 @@ __all__ = [
     "read_photo",
     "redact_regions",
     "register_decoder",
+    "still_jpeg",
+    "strip_location",
     "sniff_format",
     "strip_location",
     "suffix_for",

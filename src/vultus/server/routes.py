@@ -199,7 +199,12 @@ def search(
     face: int | None = Form(None, ge=1),
     account: Account = Depends(require(Role.INVESTIGATOR)),
 ) -> dict[str, Any]:
-    """Candidate faces for the face in PHOTO, best first; the search is logged."""
+    """Candidate faces for the face in PHOTO, best first; the search is logged.
+
+    Each candidate has ``media``: "photo", or "video" for an appearance in a video, which then
+    has ``video_time`` (seconds from the start, where the best match was seen) and
+    ``video_time_end``; ``path`` and ``image_sha256`` are then the video's.
+    """
     engine = engine_of(request)
     data = photo_bytes(request, photo)
     with engine.acting_as(account.name):
@@ -226,7 +231,8 @@ def _match(request: Request, photo: UploadFile, face: int | None):  # noqa: ANN2
 @router.post("/access", tags=["rights"])
 def access(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
            account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
-    """Access report for the person in PHOTO (GDPR Art. 15); the photo is not kept."""
+    """Access report for the person in PHOTO (GDPR Art. 15): photos, and appearances in videos with
+    their time ranges and stills; the photo is not kept."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return engine.access(photo_bytes(request, photo), face=face, include_crops=True)
@@ -235,7 +241,8 @@ def access(request: Request, photo: UploadFile = File(...), face: int | None = F
 @router.post("/erasure", tags=["rights"])
 def erasure(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
             account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
-    """Erase every photo of the person in PHOTO (GDPR Art. 17); returns the signed receipt."""
+    """Erase every photo and video appearance of the person in PHOTO (GDPR Art. 17); returns the
+    signed receipt (videos under ``removed_videos``, with the removed time ranges)."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return engine.erase(_match(request, photo, face))

@@ -30,7 +30,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ..errors import RateLimitedError, VultusError
 from ..policy import LegalBasis
-from ..report import access_report_html
+from ..report import access_report_html, clock
 from ..store.accounts import Role
 from .access import ApiError, engine_of
 from .clients import client_key, scheme_of
@@ -50,6 +50,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 # user or the gallery. StrictUndefined makes a misspelt variable an error, not an empty string.
 _templates = Environment(loader=PackageLoader("vultus.server", "templates"), autoescape=True,
                          undefined=StrictUndefined)
+# Times in videos, as mm:ss.
+_templates.filters["clock"] = clock
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -223,12 +225,24 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
 
 @web.get("/ui/crops/{face_id}", include_in_schema=False)
 def crop(face_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Request) -> Response:
+    return _result_picture(request, face_id, "crop_key")
+
+
+@web.get("/ui/stills/{face_id}", include_in_schema=False)
+def still(face_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Request) -> Response:
+    """The still of the video appearance a search result's face belongs to (its best frame, the face outlined)."""
+    return _result_picture(request, face_id, "still_key")
+
+
+def _result_picture(request: Request, face_id: int, kind: str) -> Response:
+    """The crop or still of ``face_id``, only if a search of this session returned it."""
     session = _signed_in(request, Role.INVESTIGATOR)
     engine = engine_of(request)
     hit = engine.store.hydrate([face_id]).get(face_id)
-    if hit is None or not hit.crop_key or hit.restricted or face_id not in session.get("faces", set()):
+    key = getattr(hit, kind) if hit is not None else None
+    if hit is None or not key or hit.restricted or face_id not in session.get("faces", set()):
         raise ApiError(404, "unknown_face", f"No face {face_id} among the results of your searches.")
-    return Response(engine.blobs.get(hit.crop_key), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    return Response(engine.blobs.get(key), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 # -- ingest and sources -----------------------------------------------------------------------
@@ -310,12 +324,14 @@ def fulfil(request_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Requ
     engine = engine_of(request)
     with engine.acting_as(session["account"].name):
         done = engine.fulfil_request(request_id)
+    appearances = 0
     if done["kind"] == "access":
         download, removed = access_report_html(done["result"]), 0
     else:
         download, removed = json.dumps(done["result"], indent=2), len(done["result"]["removed_images"])
+        appearances = sum(len(v["time_ranges"]) for v in done["result"].get("removed_videos", []))
     return _page("fulfilled.html", "Request carried out", session, kind=done["kind"], request_id=request_id,
-                 contact=done["contact"] or "", removed=removed,
+                 contact=done["contact"] or "", removed=removed, appearances=appearances,
                  download=base64.b64encode(download.encode()).decode())
 
 

@@ -1,10 +1,11 @@
-"""The store: SQL rows (the source of truth) and the blob folder of image copies and crops."""
+"""The store: SQL rows (the source of truth) and the blob folder of image copies, crops and video stills."""
 
 from .blobs import BlobStore, write_atomic
 from .audit import AuditAction, AuditEntry, Verification
 from .base import MetadataStore, StoreBackend, default_store_url, open_store, register_store, store_exists, store_schemes
 # The built-in backend registers itself for sqlite:/// URLs; base.py imports none.
-from .repository import FaceHit, NewFace, RemovedImage, SourceRecord, SQLiteStore, Store, iso, utcnow
+from .repository import (FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, SQLiteStore, Store,
+                         iso, utcnow)
 
 __all__ = [
     "AuditAction",
@@ -19,8 +20,10 @@ __all__ = [
     "register_store",
     "store_exists",
     "store_schemes",
+    "NewAppearance",
     "NewFace",
     "RemovedImage",
+    "RemovedVideo",
     "SourceRecord",
     "Store",
     "Verification",

@@ -1,4 +1,4 @@
-"""The engine's own copies of photos and face crops, as files inside the data directory."""
+"""The engine's own copies of photos, face crops and video stills, as files inside the data directory."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Cipher(Protocol):
 class BlobStore:
     """Encrypted, content-addressed files under ``root``: ``<kind>/<ab>/<sha256>[_<n>].<ext>``.
 
-    Keys derive from the source photo's sha256, so writing the same photo twice (after a
+    Keys derive from the source photo's (or video's) sha256, so writing the same photo twice (after a
     crash, say) lands on the same file instead of leaving a second copy. Each file is
     sealed with ``cipher`` and bound to its key, so files cannot be swapped unnoticed.
     """
@@ -71,6 +71,11 @@ class BlobStore:
     @staticmethod
     def crop_key(sha256: str, index: int) -> str:
         return f"crops/{sha256[:2]}/{sha256}_{index}.jpg"
+
+    @staticmethod
+    def still_key(sha256: str, appearance: int) -> str:
+        """The key of the still of appearance number ``appearance`` of the video ``sha256``."""
+        return f"stills/{sha256[:2]}/{sha256}_{appearance}.jpg"
 
     def path(self, key: str) -> Path:
         if not _KEY.fullmatch(key):

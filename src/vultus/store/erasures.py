@@ -2,7 +2,8 @@
 
 An intent holds what is left to remove once the rows are gone (blob keys and face ids,
 never a template or an image) and the fields its receipt will list (sha256s of the
-removed photos, counts, the request). It is entered in the transaction that deletes the
+removed photos, the removed videos with the time ranges of their removed appearances,
+counts, the request). It is entered in the transaction that deletes the
 rows, so either both are stored or neither; the receipt replaces it when the erasure ends.
 """
 
@@ -43,6 +44,8 @@ class ErasureRecord:
     completed_at: str | None
     images_removed: int
     faces_removed: int
+    #: Video appearances removed (their time ranges are in the receipt's ``removed_videos``).
+    appearances_removed: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return self.__dict__.copy()
@@ -97,7 +100,7 @@ class Erasures:
             )
 
     def still_referenced(self, blob_keys: Iterable[str]) -> set[str]:
-        """Those of ``blob_keys`` that a stored image or face refers to now."""
+        """Those of ``blob_keys`` that a stored image or face (its crop, its appearance's still) refers to now."""
         wanted = list(set(blob_keys))
         found: set[str] = set()
         with self.session.read() as conn:
@@ -105,6 +108,7 @@ class Erasures:
                 chunk = wanted[start : start + 500]
                 found.update(conn.execute(select(images.c.blob_key).where(images.c.blob_key.in_(chunk))).scalars())
                 found.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.in_(chunk))).scalars())
+                found.update(conn.execute(select(faces.c.still_key).where(faces.c.still_key.in_(chunk))).scalars())
         return found
 
     def list(self) -> list[ErasureRecord]:
@@ -134,4 +138,5 @@ def _record(row: Any) -> ErasureRecord:
         id=row.id, kind=row.kind, request_id=row.request_id, started_at=row.started_at,
         completed_at=row.completed_at, images_removed=len(fields.get("removed_images", [])),
         faces_removed=int(fields.get("faces_removed", 0)),
+        appearances_removed=sum(len(v.get("time_ranges", [])) for v in fields.get("removed_videos", [])),
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
+__all__ = ["SourceRecord", "NewFace", "NewAppearance", "FaceHit", "RemovedImage", "RemovedVideo", "utcnow", "iso"]
 
 
 def utcnow() -> datetime:
@@ -49,8 +49,41 @@ class NewFace:
 
 
 @dataclass(frozen=True)
+class NewAppearance:
+    """One person's stretch on screen in a video, to be stored with the video.
+
+    ``faces`` are its templates (one, or a few), each with the box of the frame it was seen
+    in and ``media_times[n]``, that frame's time in seconds from the video's start.
+    ``time_start`` and ``time_end`` are the first and last sampled frame it was seen in,
+    ``seen_at`` every sampled frame time it was seen at, and ``still_key`` the blob key of
+    its still (the best frame with the face's box drawn, already put in the blob store).
+    """
+
+    faces: Sequence[NewFace]
+    media_times: Sequence[float]
+    time_start: float
+    time_end: float
+    seen_at: Sequence[float]
+    still_key: str | None
+
+    def __post_init__(self) -> None:
+        # A mistake in the caller, not bad input from a user: fail before anything is stored.
+        if not self.faces or len(self.media_times) != len(self.faces):
+            raise ValueError("An appearance needs at least one face and one media time per face.")
+        if not 0 <= self.time_start <= self.time_end:
+            raise ValueError(f"An appearance's time range {self.time_start}..{self.time_end} is not a range.")
+
+
+@dataclass(frozen=True)
 class FaceHit:
-    """A stored face with the provenance of its image, for candidates and access reports."""
+    """A stored face with the provenance of its image, for candidates and access reports.
+
+    For a face in a video (``media`` "video"), ``original_path`` and ``sha256`` are the
+    video's, ``box`` is in the frame at ``media_time`` seconds, and the appearance it is a
+    template of is number ``appearance`` of that video, seen from ``time_start`` to
+    ``time_end`` (at the times ``seen_at``), with its still at ``still_key``. For a photo's
+    face these are None (``seen_at`` empty) and ``media`` is "photo".
+    """
 
     face_id: int
     image_id: int
@@ -66,11 +99,28 @@ class FaceHit:
     crop_key: str | None
     blob_key: str | None
     restricted: bool
+    media: str = "photo"
+    duration: float | None = None
+    appearance: int | None = None
+    media_time: float | None = None
+    time_start: float | None = None
+    time_end: float | None = None
+    seen_at: tuple[float, ...] = ()
+    still_key: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.media == "video"
 
 
 @dataclass(frozen=True)
 class RemovedImage:
-    """What deleting one image removed from the store (its blobs are the caller's to delete)."""
+    """What deleting one image (a photo, or a video with all its appearances) removed from the store.
+
+    Its blobs are the caller's to delete: ``blob_key`` (a photo's copy), ``crop_keys`` and,
+    for a video, ``still_keys``; ``ranges`` are a video's removed appearances as
+    (start, end) seconds.
+    """
 
     image_id: int
     sha256: str
@@ -78,3 +128,34 @@ class RemovedImage:
     blob_key: str | None
     crop_keys: list[str]
     face_ids: list[int]
+    media: str = "photo"
+    still_keys: list[str] = field(default_factory=list)
+    ranges: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def blob_keys(self) -> list[str]:
+        """Every blob this removal leaves to delete."""
+        return ([self.blob_key] if self.blob_key else []) + self.crop_keys + self.still_keys
+
+
+@dataclass(frozen=True)
+class RemovedVideo:
+    """What deleting some appearances of one video removed (its blobs are the caller's to delete).
+
+    ``ranges`` are the removed appearances as (start, end) seconds; ``image_removed`` says
+    whether the video's own row went too (when none of its appearances was left).
+    """
+
+    image_id: int
+    sha256: str
+    source: str
+    crop_keys: list[str]
+    still_keys: list[str]
+    face_ids: list[int]
+    ranges: list[tuple[float, float]]
+    image_removed: bool
+
+    @property
+    def blob_keys(self) -> list[str]:
+        """Every blob this removal leaves to delete."""
+        return self.crop_keys + self.still_keys

@@ -21,17 +21,20 @@ from .base import StoreBackend, register_store
 from .blobs import Cipher
 from .erasures import Erasures
 from .migrate import upgrade_database
-from .records import FaceHit, NewFace, RemovedImage, SourceRecord, iso, utcnow
+from .records import FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, iso, utcnow
 from .registers import Registers
 from .session import Session
 from .schema import audit, faces, images, meta, requests, search_hits, sources
+from .videos import VideoRows, face_values
 
-__all__ = ["SQLiteStore", "Store", "SourceRecord", "NewFace", "FaceHit", "RemovedImage", "utcnow", "iso"]
+__all__ = ["SQLiteStore", "Store", "SourceRecord", "NewFace", "NewAppearance", "FaceHit", "RemovedImage",
+           "RemovedVideo", "utcnow", "iso"]
 
 
-class SQLiteStore:
+class SQLiteStore(VideoRows):
     """The embedded metadata store: one SQLite file, written in short transactions
-    (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs)."""
+    (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs).
+    Videos' rows are written and removed by :class:`~vultus.store.videos.VideoRows`."""
 
     def __init__(self, db_path: Path, cipher: Cipher, *, pool: type[Pool] | None = None):
         self.path = Path(db_path)
@@ -177,24 +180,11 @@ class SQLiteStore:
                         blob_key=blob_key,
                     )
                 ).inserted_primary_key[0]
-                face_ids = []
-                for face in new_faces:
-                    face_ids.append(
-                        conn.execute(
-                            faces.insert().values(
-                                image_id=image_id,
-                                box_left=face.box[0],
-                                box_top=face.box[1],
-                                box_right=face.box[2],
-                                box_bottom=face.box[3],
-                                landmarks=json.dumps([[round(x, 1), round(y, 1)] for x, y in face.landmarks]),
-                                det_score=float(face.det_score),
-                                embedding=self._seal(face.embedding),
-                                model_id=face.model_id,
-                                crop_key=face.crop_key,
-                            )
-                        ).inserted_primary_key[0]
-                    )
+                face_ids = [
+                    conn.execute(faces.insert().values(image_id=image_id, **face_values(face, self._seal)))
+                    .inserted_primary_key[0]
+                    for face in new_faces
+                ]
         except IntegrityError:
             return None
         return face_ids
@@ -327,28 +317,17 @@ class SQLiteStore:
             return set(conn.execute(select(faces.c.model_id).distinct()).scalars())
 
     def hydrate(self, face_ids: Sequence[int]) -> dict[int, FaceHit]:
-        """Stored faces with their image's provenance, by face id."""
+        """Stored faces with their image's (or video's) provenance, by face id."""
         if not face_ids:
             return {}
         query = (
             select(
-                faces.c.id,
-                faces.c.image_id,
-                faces.c.box_left,
-                faces.c.box_top,
-                faces.c.box_right,
-                faces.c.box_bottom,
-                faces.c.crop_key,
-                faces.c.restricted,
-                images.c.sha256,
-                images.c.original_path,
-                images.c.ingested_at,
-                images.c.expires_at,
-                images.c.blob_key,
-                sources.c.name,
-                sources.c.legal_basis,
-                sources.c.purpose,
-                sources.c.controller,
+                faces.c.id, faces.c.image_id, faces.c.box_left, faces.c.box_top, faces.c.box_right,
+                faces.c.box_bottom, faces.c.crop_key, faces.c.restricted, faces.c.appearance, faces.c.media_time,
+                faces.c.time_start, faces.c.time_end, faces.c.seen_at, faces.c.still_key,
+                images.c.sha256, images.c.original_path, images.c.ingested_at, images.c.expires_at,
+                images.c.blob_key, images.c.media, images.c.duration,
+                sources.c.name, sources.c.legal_basis, sources.c.purpose, sources.c.controller,
             )
             .join(images, images.c.id == faces.c.image_id)
             .join(sources, sources.c.id == images.c.source_id)
@@ -358,20 +337,14 @@ class SQLiteStore:
             rows = conn.execute(query).all()
         return {
             row.id: FaceHit(
-                face_id=row.id,
-                image_id=row.image_id,
-                sha256=row.sha256,
-                original_path=row.original_path,
-                box=(row.box_left, row.box_top, row.box_right, row.box_bottom),
-                source=row.name,
-                legal_basis=row.legal_basis,
-                purpose=row.purpose,
-                controller=row.controller,
-                ingested_at=row.ingested_at,
-                expires_at=row.expires_at,
-                crop_key=row.crop_key,
-                blob_key=row.blob_key,
-                restricted=bool(row.restricted),
+                face_id=row.id, image_id=row.image_id, sha256=row.sha256, original_path=row.original_path,
+                box=(row.box_left, row.box_top, row.box_right, row.box_bottom), source=row.name,
+                legal_basis=row.legal_basis, purpose=row.purpose, controller=row.controller,
+                ingested_at=row.ingested_at, expires_at=row.expires_at, crop_key=row.crop_key,
+                blob_key=row.blob_key, restricted=bool(row.restricted), media=row.media, duration=row.duration,
+                appearance=row.appearance, media_time=row.media_time, time_start=row.time_start,
+                time_end=row.time_end, seen_at=tuple(json.loads(row.seen_at)) if row.seen_at else (),
+                still_key=row.still_key,
             )
             for row in rows
         }
@@ -389,10 +362,11 @@ class SQLiteStore:
             }
 
     def blob_keys(self) -> set[str]:
-        """Every blob key the store refers to (image copies and crops)."""
+        """Every blob key the store refers to (image copies, crops and videos' stills)."""
         with self.session.read() as conn:
             keys = set(conn.execute(select(images.c.blob_key).where(images.c.blob_key.is_not(None))).scalars())
             keys.update(conn.execute(select(faces.c.crop_key).where(faces.c.crop_key.is_not(None))).scalars())
+            keys.update(conn.execute(select(faces.c.still_key).where(faces.c.still_key.is_not(None))).scalars())
         return keys
 
     # -- rights, retention and audit -------------------------------------------------------
@@ -435,28 +409,30 @@ class SQLiteStore:
             return list(conn.execute(select(images.c.id).where(images.c.expires_at <= now).order_by(images.c.id)).scalars())
 
     def delete_images(self, image_ids: Sequence[int]) -> list[RemovedImage]:
-        """Delete images and their faces inside the open transaction; say what went."""
+        """Delete images (photos, or videos with every appearance) and their faces inside the open transaction; say what went."""
         conn = self.session.current()
         removed = []
         for image_id in image_ids:
             row = conn.execute(
-                select(images.c.id, images.c.sha256, images.c.blob_key, sources.c.name)
+                select(images.c.id, images.c.sha256, images.c.blob_key, images.c.media, sources.c.name)
                 .join(sources, sources.c.id == images.c.source_id)
                 .where(images.c.id == int(image_id))
             ).first()
             if row is None:
                 continue
-            face_rows = conn.execute(select(faces.c.id, faces.c.crop_key).where(faces.c.image_id == row.id)).all()
+            face_rows = conn.execute(
+                select(faces.c.id, faces.c.crop_key, faces.c.still_key, faces.c.appearance, faces.c.time_start,
+                       faces.c.time_end).where(faces.c.image_id == row.id)
+            ).all()
             conn.execute(faces.delete().where(faces.c.image_id == row.id))
             conn.execute(images.delete().where(images.c.id == row.id))
+            ranges = sorted({(f.appearance, f.time_start, f.time_end) for f in face_rows if f.appearance is not None})
             removed.append(
                 RemovedImage(
-                    image_id=row.id,
-                    sha256=row.sha256,
-                    source=row.name,
-                    blob_key=row.blob_key,
-                    crop_keys=[f.crop_key for f in face_rows if f.crop_key],
-                    face_ids=[f.id for f in face_rows],
+                    image_id=row.id, sha256=row.sha256, source=row.name, blob_key=row.blob_key,
+                    crop_keys=[f.crop_key for f in face_rows if f.crop_key], face_ids=[f.id for f in face_rows],
+                    media=row.media, still_keys=sorted({f.still_key for f in face_rows if f.still_key}),
+                    ranges=[(start, end) for _, start, end in ranges],
                 )
             )
         return removed

@@ -30,7 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 metadata = MetaData()
 
@@ -57,8 +57,10 @@ sources = Table(
     Column("created_at", String(32), nullable=False),
 )
 
-#: One indexed photo. ``blob_key`` names the engine's own copy (None when no face was found,
-#: so that no copy is kept without need); times are ISO-8601 UTC strings.
+#: One indexed photo or video. ``blob_key`` names the engine's own copy of a photo (None when
+#: no face was found, so that no copy is kept without need, and always None for a video: the
+#: engine keeps its stills and crops, never the video); times are ISO-8601 UTC strings. For a
+#: video, width and height are the frame size and ``format`` the container's.
 images = Table(
     "images",
     metadata,
@@ -74,11 +76,18 @@ images = Table(
     Column("expires_at", String(32), nullable=False, index=True),
     Column("face_count", Integer, nullable=False),
     Column("blob_key", Text),
+    # "photo" or "video" (revision 4; rows from before it are photos).
+    Column("media", String(8), nullable=False, server_default="photo"),
+    # Seconds, for a video; NULL for a photo.
+    Column("duration", Float),
     # Ids are never reused: a stale index entry must not come to mean another photo.
     sqlite_autoincrement=True,
 )
 
-#: One face in an image: where it is, how sure the detector was, and its template.
+#: One face in an image: where it is, how sure the detector was, and its template. In a video,
+#: a face row is one template of an *appearance* (one person's stretch on screen): the rows of
+#: one appearance share its number, time range, sampled times and still; each has the box and
+#: time of the frame its template was seen in. All these columns are NULL for a photo's face.
 faces = Table(
     "faces",
     metadata,
@@ -96,6 +105,18 @@ faces = Table(
     Column("crop_key", Text),
     # GDPR Art. 18: a restricted face is kept (and shown in access reports) but never searched.
     Column("restricted", Integer, nullable=False, server_default="0"),
+    # The appearance's number within its video (0, 1, ...); its rows are removed together.
+    Column("appearance", Integer),
+    # Seconds from the video's start of the frame this row's box and template come from.
+    Column("media_time", Float),
+    # Seconds of the first and last sampled frame the appearance was seen in.
+    Column("time_start", Float),
+    Column("time_end", Float),
+    # JSON list of the sampled frame times (seconds) the appearance was seen at.
+    Column("seen_at", Text),
+    # Blob key of the appearance's still: its best frame with the face's box drawn (a JPEG,
+    # encrypted like crops).
+    Column("still_key", Text),
     sqlite_autoincrement=True,
 )
 
