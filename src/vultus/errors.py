@@ -18,7 +18,14 @@ The hierarchy::
     │   ├── TruncatedImageError
     │   ├── ImageTooLargeError
     │   ├── ArchiveMemberTooLargeError  an archive member inflates past the member limit
-    │   └── DamagedArchiveMemberError   an archive member's data is not what its header says
+    │   ├── DamagedArchiveMemberError   an archive member's data is not what its header says
+    │   └── VideoError             a video cannot be read (or PyAV is missing)
+    │       ├── NotAVideoError     the content is in no supported video container
+    │       ├── NoVideoStreamError the file holds no video stream (audio only, a cover picture)
+    │       ├── CorruptVideoError  the container or its pictures cannot be decoded
+    │       ├── TruncatedVideoError the file ends before its container says it does
+    │       ├── VideoTooLongError  longer than the duration limit
+    │       └── VideoTooLargeError frames over the pixel limit
     ├── FaceError
     │   ├── NoFaceError            the probe photo has no face
     │   └── FaceChoiceError        --face N names a face the probe does not have
@@ -70,6 +77,13 @@ __all__ = [
     "ImageTooLargeError",
     "ArchiveMemberTooLargeError",
     "DamagedArchiveMemberError",
+    "VideoError",
+    "NotAVideoError",
+    "NoVideoStreamError",
+    "CorruptVideoError",
+    "TruncatedVideoError",
+    "VideoTooLongError",
+    "VideoTooLargeError",
     "FaceError",
     "NoFaceError",
     "FaceChoiceError",
@@ -164,6 +178,34 @@ class ArchiveMemberTooLargeError(MediaError):
 
 class DamagedArchiveMemberError(MediaError):
     """An archive member inflates to another size than its header says, or ends early."""
+
+
+class VideoError(MediaError):
+    """A video file could not be turned into frames."""
+
+
+class NotAVideoError(VideoError):
+    """The content is not in a supported video container (MP4, MOV, M4V, MKV, WebM, AVI)."""
+
+
+class NoVideoStreamError(VideoError):
+    """The container holds no video stream: audio only, or only a still cover picture."""
+
+
+class CorruptVideoError(VideoError):
+    """The container cannot be opened, or its pictures cannot be decoded."""
+
+
+class TruncatedVideoError(VideoError):
+    """The file ends before the point its container says it ends (an incomplete copy)."""
+
+
+class VideoTooLongError(VideoError):
+    """The video lasts longer than the duration limit."""
+
+
+class VideoTooLargeError(VideoError):
+    """The video's frames have more pixels than the limit (a guard against decoding bombs)."""
 
 
 class FaceError(VultusError):
