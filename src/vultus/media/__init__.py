@@ -1,5 +1,6 @@
 """Media: finding items to ingest, telling their content type, decoding them into frames of
-pixels, cleaning stored copies, cutting crops.
+pixels, cleaning stored copies, cutting crops; reading videos (:mod:`vultus.media.video`,
+not yet registered as a decoder).
 
 Importing this package registers the photo decoders (``vultus.media.photo``); the registry
 itself (``vultus.media.base``) imports no decoder.
@@ -25,11 +26,13 @@ from .base import (
     unregister_decoder,
 )
 from .collect import Collection, Item, collect, read_items
+from .containers import VIDEO_SUFFIXES, sniff_video
 from .crop import face_crop_jpeg, frame_jpeg, redact_regions, still_jpeg
 from .decode import SUPPORTED_FORMATS, DecodedImage, PhotoPixels, decode_image, sniff_format, upright_size
 from .items import first_frame, no_picture, open_media, read_media, read_photo
 from .location import strip_location
 from .photo import PhotoItem
+from .video import VideoFrame, VideoInfo, probe_video, sample_frames
 
 __all__ = [
     "Collection",
@@ -44,6 +47,9 @@ __all__ = [
     "PhotoItem",
     "PhotoPixels",
     "SUPPORTED_FORMATS",
+    "VIDEO_SUFFIXES",
+    "VideoFrame",
+    "VideoInfo",
     "accepted_suffixes",
     "collect",
     "content_type_of",
@@ -58,14 +64,17 @@ __all__ = [
     "frame_jpeg",
     "no_picture",
     "open_media",
+    "probe_video",
     "read_items",
     "read_media",
     "read_photo",
     "redact_regions",
     "register_decoder",
+    "sample_frames",
     "still_jpeg",
     "strip_location",
     "sniff_format",
+    "sniff_video",
     "strip_location",
     "suffix_for",
     "unregister_decoder",
