@@ -1,4 +1,4 @@
-"""Face models behind small seams: detectors, aligners, embedders and their registry."""
+"""Face models behind small seams: detectors, aligners, embedders and their registry; faces linked across video frames."""
 
 from .base import (
     Aligner,
@@ -18,6 +18,7 @@ from .base import (
     register_embedder,
 )
 from .pipeline import FaceAnalyzer, QualityGate, embed_detections
+from .tracks import Appearance, AppearanceTracker, Sighting, link_appearances
 
 # The built-in backends register themselves, as a third-party one would; importing them
 # loads no model (dlib and onnxruntime load on first use).
@@ -25,6 +26,8 @@ from . import dlib_models, libfacedetection, onnx_models  # noqa: E402,F401  iso
 
 __all__ = [
     "Aligner",
+    "Appearance",
+    "AppearanceTracker",
     "Box",
     "Detection",
     "Detector",
@@ -32,7 +35,9 @@ __all__ = [
     "Face",
     "FaceAnalyzer",
     "QualityGate",
+    "Sighting",
     "embed_detections",
+    "link_appearances",
     "ModelSpec",
     "create_aligner",
     "create_detector",
