@@ -9,7 +9,7 @@ each track and each face at most once per frame). A track that goes unseen for l
 ``max_gap_s`` is closed, so a person who leaves and comes back later is a new appearance.
 
 The gates, as measured on the shared Hamilton clip (dlib-resnet-v1 templates, YuNet boxes,
-sampled at 2 and 6 frames a second; see the report of bench/video.py):
+sampled at 2 and 6 frames a second; ``bench/appearances.py`` reproduces every figure here):
 
 * The same face in consecutive samples of one shot: template distance median 0.28, 95th
   percentile 0.48, at most 0.51 (2 per second); 0.22, 0.47, 0.54 (6 per second). Give
