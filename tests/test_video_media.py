@@ -119,8 +119,21 @@ def test_the_shared_clip_is_sampled_twice_a_second_by_presentation_time(clip: Pa
     assert len(frames) == 19
     for number, frame in enumerate(frames[1:], start=2):
         assert number / 2 <= frame.time < number / 2 + frame_length
-    assert [f.index for f in frames] == list(range(19))
+    # Numbered by the multiple of 0.5 s each was taken for: the first covers 0 and 1.
+    assert [f.index for f in frames] == [0, *range(2, 20)]
     assert all(f.rgb.shape == (360, 640, 3) and f.rgb.dtype == np.uint8 and f.rgb.flags.c_contiguous for f in frames)
+
+
+def test_stretches_of_a_video_sample_what_the_whole_does(clip: Path):
+    """A long video can be shared out among workers: consecutive stretches give the whole's samples."""
+    whole = [(f.time, f.index) for f in sample_frames(clip)]
+    parts = [(f.time, f.index) for a, b in ((0, 3.3), (3.3, 6.0), (6.0, None))
+             for f in sample_frames(clip, start=a, end=b)]
+    assert parts == whole
+    middle = list(sample_frames(clip, start=4.0, end=5.5))
+    assert [f.index for f in middle] == [8, 9, 10] and 4.0 <= middle[0].time < 4.0 + 1 / 29.97
+    with pytest.raises(ValueError):
+        next(sample_frames(clip, start=5, end=5))
 
 
 def test_a_higher_rate_takes_more_samples_and_never_the_same_picture_twice(clip: Path):

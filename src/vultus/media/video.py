@@ -123,6 +123,8 @@ class VideoFrame:
     """One sampled frame: seconds from the video's start, its place among the samples, its pixels."""
 
     time: float
+    #: The multiple of the sampling interval it was taken for (``index / rate`` <= ``time``):
+    #: the same whichever stretch of the video it was sampled in.
     index: int
     #: Upright RGB, height x width x 3, uint8, C-contiguous.
     rgb: np.ndarray
@@ -159,6 +161,8 @@ def sample_frames(
     source: VideoSource,
     *,
     rate: float = DEFAULT_SAMPLE_RATE,
+    start: float = 0.0,
+    end: float | None = None,
     name: str | None = None,
     max_duration_s: float = DEFAULT_MAX_VIDEO_SECONDS,
     max_pixels: int = DEFAULT_MAX_VIDEO_PIXELS,
@@ -169,29 +173,38 @@ def sample_frames(
     Sampling follows presentation timestamps, so a variable frame rate is sampled evenly:
     for each multiple of ``1 / rate`` seconds, the first sound frame shown at or after it is
     taken (once: a frame that covers several multiples, as in a still stretch of a
-    variable-rate file, is one sample). ``threads`` is the decoder's (give it the caller's
-    share of the cores). Raises as :func:`probe_video` does, before the first frame or, for
-    what only decoding shows, during iteration (see the module's notes).
+    variable-rate file, is one sample, numbered by the first). ``start`` and ``end`` (seconds)
+    limit the samples to that stretch, decoding from the key frame before ``start``: the
+    samples of consecutive stretches are those of the whole video, so a long video can be
+    shared out among workers. ``threads`` is the decoder's (give it the caller's share of the
+    cores). Raises as :func:`probe_video` does, before the first frame or, for what only
+    decoding shows, during iteration (see the module's notes); a file cut short is found
+    only by the stretch that reaches its end.
     """
     if not (rate > 0 and math.isfinite(rate)):
         raise SettingsError(f"The video sampling rate must be a positive number of frames per second, not {rate}.")
+    if not (start >= 0 and (end is None or end > start)):
+        raise ValueError(f"a stretch of video runs from 0 or later to a later end, not from {start} to {end}")
     with _opened(source, name, max_duration_s, max_pixels, threads=threads) as video:
-        step = 1.0 / rate
-        index, due = 0, 0.0
-        last = None
+        due = max(0, math.ceil(start * rate - 1e-6))  # the number of the next multiple of 1/rate
+        if start > 0:
+            video.seek(start)
+        last, to_the_end = None, True
         for frame in video.frames():
             time = video.time_of(frame, last)
             last = time
             if time > video.duration_limit:
                 raise VideoTooLongError(video.too_long(time))
-            if time < due - 1e-6 or time < 0 or frame.is_corrupt:
+            if end is not None and time >= end:
+                to_the_end = False
+                break
+            if time < due / rate - 1e-6 or time < 0 or frame.is_corrupt:
                 continue
             if frame.width * frame.height > max_pixels:
                 raise VideoTooLargeError(video.too_large(frame.width, frame.height))
-            yield VideoFrame(time=time, index=index, rgb=_upright(frame))
-            index += 1
-            due = (math.floor(time / step + 1e-6) + 1) * step
-        video.check_complete(last)
+            yield VideoFrame(time=time, index=due, rgb=_upright(frame))
+            due = math.floor(time * rate + 1e-6) + 1
+        video.check_complete(last, reached_end=to_the_end)
 
 
 _NO_FRAME = (
@@ -267,8 +280,18 @@ class _Opened:
             return _seconds(frame.pts, self.stream) - self.origin
         return (previous if previous is not None else 0.0) + self.frame_length
 
-    def check_complete(self, last: float | None) -> None:
-        """Refuse a video none of whose frames decoded, too much of which is damaged, or that stops early."""
+    def seek(self, seconds: float) -> None:
+        """Move to the key frame at or before ``seconds``; where the file cannot seek, stay at the start."""
+        av = _av()
+        try:
+            self.container.seek(round((seconds + self.origin) / self.stream.time_base), stream=self.stream,
+                                backward=True, any_frame=False)
+        except av.FFmpegError:
+            pass  # decoding from the start gets there too, skipping what comes before
+
+    def check_complete(self, last: float | None, *, reached_end: bool = True) -> None:
+        """Refuse a video none of whose frames decoded, too much of which is damaged, or (decoded to
+        its end) that stops early."""
         if last is None:
             raise CorruptVideoError(f"{self.name}: {_NO_FRAME}")
         if self.packets and self.damaged > MAX_DAMAGED_SHARE * self.packets:
@@ -277,7 +300,7 @@ class _Opened:
                 f"{MAX_DAMAGED_SHARE:.0%}): the file is damaged. Re-copy or re-export it from the original."
             )
         end = self.declared_stream_end
-        if end is not None:
+        if end is not None and reached_end:
             reached = last + self.frame_length
             if end - reached > max(_END_TOLERANCE_S, 0.02 * end):
                 raise TruncatedVideoError(_truncated(
