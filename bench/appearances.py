@@ -14,7 +14,7 @@ and the default quality gate:
     quality-weighted mean, the medoid, 2 or 3 diverse sightings, every sighting), searched
     with the photos of the people in the clip: Lin-Manuel Miranda's one photo (his appearances
     are those inside 0.844-1.478 s at the right of the stage and inside 3.580-7.851 s; see
-    tests/test_video_appearances.py for how that is known) and Barack Obama's four (the
+    tests/models/test_video_appearances.py for how that is known) and Barack Obama's four (the
     audience shot, the face centred 320-380 px across, near the top). For each rule: the
     pairs found at distance 0.6, each pair's distance (the nearest of the appearance's
     templates), and each probe's nearest appearance of someone else.
@@ -64,7 +64,7 @@ def iou(a, b) -> float:
 
 
 def label(appearance, shot) -> str:
-    """Who an appearance is, by its shot (0 to 3, see tests/test_video_appearances.py) and place."""
+    """Who an appearance is, by its shot (0 to 3, see tests/models/test_video_appearances.py) and place."""
     boxes = [s.box for s in appearance.sightings]
     x = np.mean([(b.left + b.right) / 2 for b in boxes])
     y = np.mean([(b.top + b.bottom) / 2 for b in boxes])
