@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     #: Folder for the models converted from dlib's public weights; None means
     #: ``$XDG_CACHE_HOME/vultus``, else ``~/.cache/vultus``.
     cache_dir: Path | None = None
+    #: Frames of a video analysed per second of it (sampled by presentation time).
+    video_sample_rate: float = 2.0
+    #: Videos longer than this many seconds are refused (before any frame is analysed).
+    max_video_seconds: float = 4 * 3600.0
+    #: Videos whose frames have more pixels than this are refused (4096x2160, DCI 4K, by default).
+    max_video_pixels: int = 4096 * 2160
     #: The metadata store (nested: ``VULTUS_STORE__URL``).
     store: StoreSettings = StoreSettings()
     #: The vector index (nested: ``VULTUS_INDEX__URL``).
@@ -264,6 +270,12 @@ def _problem(s: Settings) -> str | None:
         return f"threshold is a similarity between 0 and 1, not {s.threshold}."
     if s.ort_threads < 0:
         return f"ort_threads must be 0 (onnxruntime's choice) or a number of threads, not {s.ort_threads}."
+    if not 0.1 <= s.video_sample_rate <= 30:
+        return f"video_sample_rate is frames a second, from 0.1 to 30, not {s.video_sample_rate}."
+    if not s.max_video_seconds > 0:
+        return f"max_video_seconds must be a positive number of seconds, not {s.max_video_seconds}."
+    if s.max_video_pixels < 64 * 64:
+        return f"max_video_pixels must be at least 4096 (a 64x64 frame), not {s.max_video_pixels}."
     if s.dlib_backend not in DLIB_BACKENDS:
         return f"VULTUS_DLIB_BACKEND is {s.dlib_backend!r}; use onnx (the default) or dlib."
     return None

@@ -27,11 +27,12 @@ import numpy as np
 from .errors import MediaError, WorkerCrashedError
 from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
 from .index import VectorIndex
-from .media import (PHOTO_FRAME, Frame, Item, MediaItem, collect, face_crop_jpeg, no_picture, open_media, read_media,
+from .media import (PHOTO_FRAME, MediaKind, Frame, Item, MediaItem, collect, face_crop_jpeg, no_picture, open_media, read_media,
                     redact_regions)
 from .media.decode import DEFAULT_MAX_DECODE_MB
 from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
+from .video_ingest import VideoAnalysis, VideoLimits, analyze_video, store_video
 from .workers import main_is_importable, worker_pool
 
 if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's types
@@ -43,6 +44,8 @@ __all__ = ["IngestSummary", "Ingestor", "analyze_item", "analyze_photo", "FoundF
 
 #: Flush the index after this many stored photos (and at the end), bounding re-adds after a crash.
 FLUSH_EVERY = 200
+#: Frames of one video analysed at once in a worker (its threads; see _make_job).
+VIDEO_LANES = 2
 
 
 @dataclass
@@ -60,6 +63,9 @@ class IngestSummary:
     #: entirely because every face in them was such a face.
     suppressed_faces: int = 0
     suppressed_photos: int = 0
+    #: Videos stored, and the appearances of people in them (each one stored face).
+    videos: int = 0
+    appearances: int = 0
     #: Faces left out by the quality gate, by reason (``too_small``, ``low_score``).
     low_quality: dict[str, int] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)
@@ -86,6 +92,8 @@ class IngestSummary:
             "duplicates": self.duplicates,
             "suppressed_faces": self.suppressed_faces,
             "suppressed_photos": self.suppressed_photos,
+            "videos": self.videos,
+            "appearances": self.appearances,
             "low_quality": dict(sorted(self.low_quality.items())),
             "refused": [{"path": p, "reason": r} for p, r in self.refused],
             "ignored": self.ignored,
@@ -107,9 +115,8 @@ class FoundFace:
     #: False for a face the quality gate leaves out, returned only to be screened against
     #: suppression entries (an objector's face is blacked out of the copy however small).
     indexable: bool = True
-    #: The frame of its item the face is in (PHOTO_FRAME for a photo) and that frame's time
-    #: in seconds (None for a photo): the face's provenance within the item, which the store
-    #: does not record yet (see Ingestor._store_one).
+    #: The frame of its item the face is in and that frame's time in seconds: PHOTO_FRAME and
+    #: None for a photo (a video's faces are stored as appearances, by vultus.video_ingest).
     frame: str = PHOTO_FRAME
     time: float | None = None
 
@@ -133,7 +140,6 @@ class PhotoAnalysis:
     rejected: dict[str, int] = field(default_factory=dict)
     #: Templates of the same faces under earlier models that have suppression entries.
     extra: dict[str, np.ndarray] = field(default_factory=dict)
-
 
 
 def analyze_photo(
@@ -167,8 +173,8 @@ def analyze_item(
     With a ``gate``, faces that fail it are counted, not embedded, unless ``screen`` (there
     are suppression entries): then they are embedded and returned as not indexable, to be
     checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
-    models whose templates are needed too. Faces found in more than one frame of an item
-    cannot be kept yet (a data directory keeps one picture per item): such an item is refused.
+    models whose templates are needed too. This is for photos (one frame); items of many
+    frames are linked into appearances by :mod:`vultus.video_ingest`.
     """
     # Detection runs on a JPEG's draft decode where it can; the full resolution is decoded
     # for the chips only, so a photo with no face is never decoded in full.
@@ -179,11 +185,8 @@ def analyze_item(
                              detection_scale=lambda w, h: analyzer.plan(w, h).scale):
         found, extra, frame_rejected = _analyze_frame(analyzer, frame, gate=gate, others=others, screen=screen)
         rejected.update(frame_rejected)
-        if found and chosen is not None:
-            raise NotImplementedError(
-                f"{item.name}: faces are in frames {chosen[0].key!r} and {frame.key!r}; storing faces of "
-                "several frames of one item needs frame provenance in the store, which it has not yet."
-            )
+        if found and chosen is not None:  # items of many frames go to video_ingest, not here
+            raise ValueError(f"{item.name}: a photo with faces in two frames ({chosen[0].key!r}, {frame.key!r})")
         if found or size is None:
             size = frame.size
         if found:
@@ -249,19 +252,24 @@ class _Job:
     gate: QualityGate
     others: list[tuple[str, Aligner, Embedder]]
     screen: bool
+    video: VideoLimits = VideoLimits()
 
 
 _WORKER_JOB: _Job | None = None
 
 
 def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels: int, max_decode_mb: int,
-              gate: QualityGate, other_embedders: Sequence[tuple[str, str]], screen: bool) -> _Job:
+              gate: QualityGate, other_embedders: Sequence[tuple[str, str]], screen: bool,
+              video: VideoLimits = VideoLimits()) -> _Job:
     others = []
     for model_id, name in other_embedders:
         other = create_embedder(name)
         others.append((model_id, create_aligner(other.aligner), other))
-    analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size, min_face=gate.min_face_size)
-    return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen)
+    # Lanes are made as they are used: photos use one, a video's frames VIDEO_LANES at once
+    # (a worker's onnxruntime runs one thread, so one video alone still uses two cores).
+    analyzer = FaceAnalyzer.from_names(detector, embedder, detect_size=detect_size, min_face=gate.min_face_size,
+                                       lanes=VIDEO_LANES)
+    return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen, video)
 
 
 def _init_worker(*args: object) -> None:
@@ -274,9 +282,11 @@ def _work(item: MediaItem) -> PhotoAnalysis | str:
     return _analyze_or_reason(_WORKER_JOB, item)
 
 
-def _analyze_or_reason(job: _Job, item: MediaItem) -> PhotoAnalysis | str:
+def _analyze_or_reason(job: _Job, item: MediaItem) -> PhotoAnalysis | VideoAnalysis | str:
     """Analyze one item; a problem with it comes back as its message, not an exception."""
     try:
+        if item.kind == MediaKind.VIDEO:
+            return analyze_video(job.analyzer, item, gate=job.gate, limits=job.video, others=job.others)  # type: ignore[arg-type]
         return analyze_item(job.analyzer, item, max_pixels=job.max_pixels, max_decode_mb=job.max_decode_mb,
                             gate=job.gate, others=job.others, screen=job.screen)
     except MediaError as exc:
@@ -307,6 +317,7 @@ class Ingestor:
         max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
         suppression: Sequence[SuppressionCheck] = (),
         gate: QualityGate | None = None,
+        video: VideoLimits | None = None,
     ):
         self.store = store
         self.blobs = blobs
@@ -315,7 +326,8 @@ class Ingestor:
         self.gate = gate or QualityGate()
         self.suppression = list(suppression)
         others = [(c.model_id, c.embedder) for c in self.suppression if c.embedder is not None]
-        self._names: tuple = (detector, embedder, detect_size, max_pixels, max_decode_mb, self.gate, others, False)
+        self._names: tuple = (detector, embedder, detect_size, max_pixels, max_decode_mb, self.gate, others, False,
+                              video or VideoLimits())
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.max_decode_mb = max_decode_mb
@@ -351,7 +363,7 @@ class Ingestor:
         # Decrypted in memory for this run only: faces of people who objected are skipped.
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
         # With suppression entries, faces too small to index are still screened against them.
-        self._names = (*self._names[:-1], any(len(t) for _, t in self._suppressed))
+        self._names = (*self._names[:7], any(len(t) for _, t in self._suppressed), *self._names[8:])
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
@@ -374,6 +386,11 @@ class Ingestor:
         if rename and display.startswith(rename[0]):
             return rename[1] + display[len(rename[0]) :]
         return display
+
+    @property
+    def suppressed(self) -> list[tuple[SuppressionCheck, np.ndarray]]:
+        """This run's suppression checks, each with its active templates (decrypted for the run)."""
+        return self._suppressed
 
     def _is_suppressed(self, result: PhotoAnalysis, number: int) -> bool:
         """Whether face ``number`` of ``result`` is of someone with a suppression entry."""
@@ -445,13 +462,18 @@ class Ingestor:
         self,
         item: Item,
         media: MediaItem,
-        result: PhotoAnalysis | str,
+        result: PhotoAnalysis | VideoAnalysis | str,
         src: SourceRecord,
         summary: IngestSummary,
         state: "_RunState",
     ) -> None:
         if isinstance(result, str):
             summary.refused.append((self._label(item.display), result.replace(item.display, self._label(item.display))))
+            state.tick(summary)
+            return
+        if isinstance(result, VideoAnalysis):
+            if store_video(self, item, media, result, src, summary) is None:
+                summary.duplicates += 1  # another process stored the same video meanwhile
             state.tick(summary)
             return
         now = utcnow()
@@ -486,8 +508,6 @@ class Ingestor:
             for number, face in kept:
                 crop_key = self.blobs.crop_key(digest, number)
                 self.blobs.put(crop_key, face.crop)
-                # face.frame and face.time (which frame of the item, at what time) belong here
-                # once the store has columns for them; a photo's are PHOTO_FRAME and None.
                 new_faces.append(
                     NewFace(face.box, face.landmarks, face.score, face.embedding, self.model_id, crop_key)
                 )
@@ -544,7 +564,6 @@ def _extension(fmt: str) -> str:
     return {"JPEG": "jpg", "TIFF": "tif"}.get(fmt, fmt.lower())
 
 
-
 def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", deployment: "Deployment",
                  gallery: "Gallery", actor: str, workers: int, progress: Callable[[int, int, int], None] | None = None,
                  rename: tuple[str, str] | None = None, notice: Callable[[str], None] | None = None,
@@ -562,6 +581,7 @@ def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", dep
             model_id=gallery.embedder.model_id, detect_size=settings.detect_size, max_pixels=settings.max_pixels,
             max_decode_mb=settings.max_decode_mb, actor=actor, suppression=gallery.suppression_checks(),
             gate=QualityGate(settings.min_face_size, settings.min_detector_score),
+            video=VideoLimits(settings.video_sample_rate, settings.max_video_seconds, settings.max_video_pixels),
         )
         try:
             summary = ingestor.run(list(paths), source=source, workers=workers, progress=progress, rename=rename,

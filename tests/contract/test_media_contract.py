@@ -45,12 +45,40 @@ class Subject(NamedTuple):
     path: Path
 
 
-def _sample(decoder: Decoder, data_root: Path) -> Path:
+#: content type -> (PyAV muxer, video encoder) for video samples made from the shared clip.
+VIDEO_SAMPLES = {
+    "video/quicktime": ("mov", "h264"), "video/x-m4v": ("ipod", "h264"), "video/x-matroska": ("matroska", "h264"),
+    "video/webm": ("webm", "libvpx"), "video/x-msvideo": ("avi", "mpeg4"), "video/mp4": ("mp4", "h264"),
+}
+
+
+def _video_sample(decoder: Decoder, data_root: Path, folder: Path) -> Path:
+    """The first second of the shared clip re-encoded into ``decoder``'s container (real pictures)."""
+    import av
+
+    muxer, codec = VIDEO_SAMPLES[decoder.content_type]
+    path = folder / f"sample{decoder.suffixes[0]}"
+    with av.open(str(data_root / "video" / "short_hamilton_clip.mp4")) as src, av.open(str(path), "w", format=muxer) as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for index, frame in enumerate(src.decode(video=0)):
+            if index >= 10:
+                break
+            picture = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24")[::2, ::2].copy(), format="rgb24")
+            picture.pts = index
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode())
+    return path
+
+
+def _sample(decoder: Decoder, data_root: Path, folder: Path) -> Path:
     folders = [data_root / "faces" / "_formats", data_root]
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
+    for where in folders:
+        for path in sorted(where.rglob("*")):
             if path.is_file() and path.name.lower().endswith(decoder.suffixes):
                 return path
+    if decoder.kind == MediaKind.VIDEO and decoder.content_type in VIDEO_SAMPLES:
+        return _video_sample(decoder, data_root, folder)
     pytest.fail(f"No sample of {decoder.content_type} ({', '.join(decoder.suffixes)}) in {data_root}: "
                 "add one to the shared data set.", pytrace=False)
 
@@ -68,7 +96,7 @@ def subject(request: pytest.FixtureRequest, data_root: Path, tmp_path: Path):
             yield Subject(decoder, data, path)
         return
     decoder = decoder_for(request.param)
-    path = _sample(decoder, data_root)
+    path = _sample(decoder, data_root, tmp_path)
     yield Subject(decoder, path.read_bytes(), path)
 
 

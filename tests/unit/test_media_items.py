@@ -132,7 +132,7 @@ def test_analysis_looks_at_every_frame_and_names_the_one_each_face_is_in(fake_me
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["by-location", "whole"])
-def test_ingest_stores_a_three_frame_item_by_its_sha256_with_the_faces_of_its_frame(
+def test_ingest_stores_items_of_many_frames_as_appearances_by_their_sha256(
         fake_engine, tmp_path: Path, fake_media, fakes, whole: bool):
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -142,14 +142,15 @@ def test_ingest_stores_a_three_frame_item_by_its_sha256_with_the_faces_of_its_fr
     (folder / "both.frames").write_bytes(fake_media.frames_file([["green"], ["blue"]]))
     with fake_media.fake_frames_decoder(whole=whole):
         summary = fake_engine.ingest([folder], source="test", workers=1)
-    assert (summary.images, summary.faces, summary.no_face) == (1, 1, 1)
-    # Faces in two frames need frame provenance the store does not have yet: refused, not stored.
-    [(path, reason)] = summary.refused
-    assert path.endswith("both.frames") and "several frames" in reason
+    # Items of many frames are linked into appearances, as videos are: one for the red square,
+    # one each for the green and the blue one; the item with no face is stored with none.
+    assert (summary.images, summary.videos, summary.appearances, summary.refused) == (0, 3, 3, [])
     result = fake_engine.search(fakes.square_photo(["red"]), purpose="unit test", case="M-1")
     [candidate] = result.candidates
     assert candidate.path.endswith("clip.frames") and candidate.image_sha256 == hashlib.sha256(clip).hexdigest()
-    assert fake_engine.search(fakes.square_photo(["green"]), purpose="unit test", case="M-2").candidates == []
+    assert candidate.media == "video" and candidate.video_time == pytest.approx(1 * fake_media._STEP)
+    [green] = fake_engine.search(fakes.square_photo(["green"]), purpose="unit test", case="M-2").candidates
+    assert green.path.endswith("both.frames") and green.video_time == 0
 
 
 def test_a_probe_must_be_a_photo(fake_media, fakes):

@@ -93,7 +93,7 @@ def _source_dict(record: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--source", "source_name", required=True, help="Registered source the photos belong to.")
+@click.option("--source", "source_name", required=True, help="Registered source the photos and videos belong to.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Worker processes (default or 0: one per CPU core; 1 runs in this process).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when on a terminal).")
@@ -102,11 +102,14 @@ def _source_dict(record: Any) -> dict[str, Any]:
 @_friendly
 def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers: int | None,
            progress: bool | None, as_json: bool) -> None:
-    """Index the photos in PATHS: files, folders (recursively), zip and tar archives.
+    """Index the photos and videos in PATHS: files, folders (recursively), zip and tar archives.
 
-    Photos already indexed (same sha256) are skipped, so running the same command again
-    after an interruption finishes the job. Files that cannot be read are listed with the
-    reason and the batch goes on. Local paths only: there is no crawler.
+    Videos (MP4, MOV, M4V, MKV, WebM, AVI) are sampled VULTUS_VIDEO_SAMPLE_RATE frames a
+    second; each person on screen is stored as an appearance (time range, one template, a
+    still), never the video itself. Items already indexed (same sha256) are skipped, so
+    running the same command again after an interruption finishes the job. Files that
+    cannot be read are listed with the reason and the batch goes on. Local paths only:
+    there is no crawler, and stream addresses (rtsp://, http://) are refused.
     """
     from tqdm import tqdm
 
@@ -132,6 +135,9 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
         f"face{'s' if summary.faces != 1 else ''} into source {summary.source!r} in {summary.seconds:.1f} s "
         f"({summary.images_per_second:.2f} photos/s, detector {summary.detector})."
     )
+    if summary.videos:
+        click.echo(f"Indexed {summary.videos} video{'s' if summary.videos != 1 else ''} with {summary.appearances} "
+                   f"appearance{'s' if summary.appearances != 1 else ''} of people (one stored face each).")
     click.echo(f"No face found: {summary.no_face}. Already indexed (skipped): {summary.duplicates}.")
     if summary.low_quality:
         reasons = {"too_small": "smaller than the minimum face size", "low_score": "below the minimum detector score"}

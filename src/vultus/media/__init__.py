@@ -2,11 +2,13 @@
 pixels, cleaning stored copies, cutting crops; reading videos (:mod:`vultus.media.video`,
 not yet registered as a decoder).
 
-Importing this package registers the photo decoders (``vultus.media.photo``); the registry
+Importing this package registers the photo decoders (``vultus.media.photo``) and the video
+ones (``vultus.media.video_item``, PyAV imported only when a video is read); the registry
 itself (``vultus.media.base``) imports no decoder.
 """
 
 from . import photo as _photo  # noqa: F401 - registers the photo formats
+from . import video_item as _video_item  # noqa: F401 - registers the video containers
 from .base import (
     HEAD_BYTES,
     PHOTO_FRAME,
@@ -32,6 +34,7 @@ from .decode import SUPPORTED_FORMATS, DecodedImage, PhotoPixels, decode_image, 
 from .items import first_frame, no_picture, open_media, read_media, read_photo
 from .location import strip_location
 from .photo import PhotoItem
+from .video_item import VideoItem, frame_key
 from .video import VideoFrame, VideoInfo, probe_video, sample_frames
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "HEAD_BYTES",
     "PHOTO_FRAME",
     "PhotoItem",
+    "VideoItem",
+    "frame_key",
     "PhotoPixels",
     "SUPPORTED_FORMATS",
     "VIDEO_SUFFIXES",

@@ -18,6 +18,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from ..errors import ArchiveMemberTooLargeError, DamagedArchiveMemberError, ImageTooLargeError, InputPathError
 from .base import HEAD_BYTES, accepted_suffixes
 
-__all__ = ["Item", "Collection", "Streamed", "collect", "read_items", "MAX_MEMBER_BYTES"]
+__all__ = ["open_item", "Item", "Collection", "Streamed", "collect", "read_items", "MAX_MEMBER_BYTES"]
 
 _ZIP_SUFFIXES = (".zip",)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -61,6 +62,20 @@ class Item:
         :func:`read_items`, which reads each archive once, in its own order.
         """
         return next(read_items([self]))[1]  # type: ignore[return-value]
+
+
+@contextmanager
+def open_item(item: Item) -> Iterator[BinaryIO]:
+    """A seekable binary handle on ``item``: the file itself (with the checks of a read: a
+    regular file, under its root), or an archive member read into memory."""
+    if item.archive is None:
+        with _open_checked(item) as handle:
+            yield handle
+        return
+    got = item.read()
+    if isinstance(got, Exception):
+        raise got
+    yield io.BytesIO(got)
 
 
 @dataclass(frozen=True)

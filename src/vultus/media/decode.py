@@ -227,7 +227,7 @@ def _open(data: bytes, name: str, announced: str | None) -> Image.Image:
             ) from exc
         raise NotAnImageError(
             f"{name}: not an image ({_describe_content(data)}). Supported formats are "
-            "JPEG, PNG, WebP, BMP, GIF and TIFF."
+            "JPEG, PNG, WebP, BMP, GIF and TIFF photos, and MP4, MOV, M4V, MKV, WebM and AVI videos."
         ) from exc
 
 
@@ -314,7 +314,7 @@ def _describe_content(data: bytes) -> str:
         brand = head[8:12].decode("ascii", "replace")
         if brand in ("heic", "heix", "mif1", "msf1", "avif"):
             return f"a {brand.upper()} photo, which Vultus cannot read yet; convert it to JPEG or PNG"
-        return "a video file; Vultus indexes photos only, so extract still frames first"
+        return "an ISO media file of a kind Vultus does not read (not MP4, MOV or M4V video); convert it to MP4"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f"{len(data)} bytes of plain text"
     return f"{len(data)} bytes in no format Vultus recognises"

@@ -62,7 +62,8 @@ class FakeFramesItem:
         self.size = size if size is not None else len(self.data or b"")
 
     def frames(self, *, max_pixels: int, max_decode_mb: int,
-               detection_scale: Callable[[int, int], float] | None = None) -> Iterator[Frame]:
+               detection_scale: Callable[[int, int], float] | None = None, **video: object) -> Iterator[Frame]:
+        """The frames drawn; ``video`` options (a real video's sampling rate and limits) do not apply."""
         data = self.data if self.data is not None else self.location.read()  # type: ignore[union-attr]
         if not data:
             raise EmptyFileError(f"{self.name}: the file is empty (0 bytes).")
