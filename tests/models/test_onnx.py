@@ -314,3 +314,26 @@ def _faces(data: Path) -> list[tuple]:
     finally:
         conn.close()
 
+
+
+def test_reindex_model_re_embeds_video_appearances_from_their_stills(tmp_path: Path, data_root: Path,
+                                                                    faces_root: Path, embedder_file: Path):
+    data = tmp_path / "data"
+    clip = data_root / "video" / "short_hamilton_clip.mp4"
+    with vultus.open(data) as engine:
+        _source(engine)
+        engine.ingest([clip, faces_root / "facerec_biden"], source="news", workers=1)
+        videos = [h for h in engine.store.hydrate(engine.store.searchable_face_ids().tolist()).values()
+                  if h.media == "video"]
+        assert videos
+    out = CliRunner().invoke(cli, ["--data", str(data), "reindex", "--model", str(embedder_file), "--json"])
+    assert out.exit_code == 0, out.output
+    change = json.loads(out.output)
+    after = _faces(data)
+    assert change["faces"] == len(after) and {row[2] for row in after} == {change["to_model"]}
+    with vultus.open(data) as engine:
+        # Each appearance's new template is its still's face: searching with the still finds it first.
+        hit = videos[0]
+        still = engine.blobs.get(hit.still_key)
+        result = engine.search(still, purpose="p", case="c")
+        assert result.candidates and result.candidates[0].face_id in {h.face_id for h in videos}

@@ -257,7 +257,9 @@ class SQLiteStore(VideoRows):
         """Up to about ``limit`` faces not yet embedded by ``model_id``, grouped by image.
 
         Each item is (image id, blob key, [(face id, (left, top, right, bottom), score)]).
-        Images are never split between calls, so each image is decoded once.
+        Images are never split between calls, so each image is decoded once. A video's
+        appearances come one by one, each with its still's key: no copy of the video is kept,
+        so a video face is re-embedded from its best frame (its template becomes that frame's).
         """
         with self.session.read() as conn:
             image_ids = conn.execute(
@@ -267,15 +269,16 @@ class SQLiteStore(VideoRows):
             if not image_ids:
                 return []
             rows = conn.execute(
-                select(faces.c.image_id, images.c.blob_key, faces.c.id, faces.c.box_left, faces.c.box_top,
-                       faces.c.box_right, faces.c.box_bottom, faces.c.det_score)
+                select(faces.c.image_id, images.c.blob_key, faces.c.still_key, faces.c.id, faces.c.box_left,
+                       faces.c.box_top, faces.c.box_right, faces.c.box_bottom, faces.c.det_score)
                 .join(images, images.c.id == faces.c.image_id)
                 .where(faces.c.image_id.in_(image_ids), faces.c.model_id != model_id)
                 .order_by(faces.c.image_id, faces.c.id)
             ).all()
-        grouped: dict[int, tuple[int, str | None, list[tuple]]] = {}
+        grouped: dict[tuple, tuple[int, str | None, list[tuple]]] = {}
         for row in rows:
-            entry = grouped.setdefault(row.image_id, (row.image_id, row.blob_key, []))
+            picture = row.blob_key or row.still_key
+            entry = grouped.setdefault((row.image_id, picture), (row.image_id, picture, []))
             entry[2].append((row.id, (row.box_left, row.box_top, row.box_right, row.box_bottom), row.det_score))
         return list(grouped.values())
 
