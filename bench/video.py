@@ -209,13 +209,13 @@ def main() -> int:
             else:
                 runs = [json.loads(_run(_CHILD, str(video), str(args.rate), mode, str(face_photo), env=env))
                         for _ in range(max(1, args.repeat))]
-                row = min(runs, key=lambda r: r["wall"])
-                print(f"{video.name[:34]:34} {row['size']:>9} {row['duration']:>7.1f} {mode:>11} {row['samples']:>7} "
-                      f"{row['faces']:>5} {row['appearances']:>7} {row['wall']:>7.2f} "
-                      f"{row['duration'] / row['wall']:>6.1f} {row['load']:>6.1f} {row['loaded_mb']:>9} "
-                      f"{row['peak_mb']:>7}")
-                if row.get("refused"):
-                    print(f"  refused: {row['refused']}")
+            row = min(runs, key=lambda r: r["wall"])
+            print(f"{video.name[:34]:34} {row['size']:>9} {row['duration']:>7.1f} {mode:>11} {row['samples']:>7} "
+                  f"{row['faces']:>5} {row['appearances']:>7} {row['wall']:>7.2f} "
+                  f"{row['duration'] / row['wall']:>6.1f} {row['load']:>6.1f} {row['loaded_mb']:>9} "
+                  f"{row['peak_mb']:>7}")
+            if row.get("refused"):
+                print(f"  refused: {row['refused']}")
     return 0
 
 
