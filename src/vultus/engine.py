@@ -114,16 +114,19 @@ class Engine:
 
     def ingest(self, paths: Iterable[str | os.PathLike[str]], *, source: str, workers: int | None = None,
                progress: Callable[[int, int, int], None] | None = None, rename: tuple[str, str] | None = None,
-               notice: Callable[[str], None] | None = None, root: str | os.PathLike[str] | None = None) -> IngestSummary:
-        """Index the photos in ``paths`` (files, folders, zip and tar archives) into ``source``.
+               notice: Callable[[str], None] | None = None, root: str | os.PathLike[str] | None = None,
+               video_progress: Callable[[str, int, int, int], None] | None = None) -> IngestSummary:
+        """Index the photos and videos in ``paths`` (files, folders, zip and tar archives) into ``source``.
 
         ``notice(message)`` is told before a long step that shows no progress: rebuilding
         the index when the gallery crosses ``ivf_threshold``. With ``root``, only files whose
         real path (links resolved) is under it are read; the others are refused.
+        ``video_progress(name, frames done, frames expected, appearances)`` follows each video.
         """
         return ingest_paths([str(p) for p in paths], source=source, settings=self.settings, deployment=self.deployment,
                             gallery=self.gallery, actor=self.actor, workers=self._workers(workers), progress=progress,
-                            rename=rename, notice=notice, root=None if root is None else str(root))
+                            rename=rename, notice=notice, root=None if root is None else str(root),
+                            video_progress=video_progress)
 
     def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
                top: int | None = None, threshold: float | None = None, face: int | None = None) -> SearchResult:

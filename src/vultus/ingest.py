@@ -2,7 +2,9 @@
 
 What is ingested is a media item (``vultus.media``): its identity is its sha256, and it is
 what a worker receives, bytes and all for a photo (a decoder that reads from where an item
-is sends only its location). A worker analyses every frame the item yields.
+is sends only its location). A worker analyses a photo with :mod:`vultus.photo_ingest` and a
+video (an item of many frames) with :mod:`vultus.video_ingest`; this module runs the pool and
+stores what comes back.
 
 The order of writes is what makes a crash harmless. For each photo: its blob copy and
 crops are written first (content-addressed, atomically), then its image and face rows
@@ -15,7 +17,6 @@ every few hundred photos and at the end. A kill at any point leaves either a sto
 from __future__ import annotations
 
 import time
-from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -25,14 +26,15 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import MediaError, WorkerCrashedError
-from .faces import Aligner, Detection, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder, embed_detections
+from .faces import Aligner, Embedder, FaceAnalyzer, QualityGate, create_aligner, create_embedder
 from .index import VectorIndex
-from .media import (PHOTO_FRAME, MediaKind, Frame, Item, MediaItem, collect, face_crop_jpeg, no_picture, open_media, read_media,
-                    redact_regions)
+from .media import Item, MediaItem, MediaKind, collect, read_media, redact_regions
 from .media.decode import DEFAULT_MAX_DECODE_MB
+from .photo_ingest import FoundFace, PhotoAnalysis, analyze_item, analyze_photo
 from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
-from .video_ingest import VideoAnalysis, VideoLimits, analyze_video, store_video
+from .video_ingest import (VideoAnalysis, VideoLimits, VideoProgress, analyze_video, progress_queue, relay_progress,
+                           set_worker_queue, store_video, worker_reporter)
 from .workers import main_is_importable, worker_pool
 
 if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's types
@@ -103,143 +105,6 @@ class IngestSummary:
         }
 
 
-@dataclass(frozen=True)
-class FoundFace:
-    """One face as a worker returns it: plain data, cheap to pickle."""
-
-    box: tuple[int, int, int, int]
-    landmarks: tuple[tuple[float, float], ...]
-    score: float
-    embedding: np.ndarray
-    crop: bytes
-    #: False for a face the quality gate leaves out, returned only to be screened against
-    #: suppression entries (an objector's face is blacked out of the copy however small).
-    indexable: bool = True
-    #: The frame of its item the face is in and that frame's time in seconds: PHOTO_FRAME and
-    #: None for a photo (a video's faces are stored as appearances, by vultus.video_ingest).
-    frame: str = PHOTO_FRAME
-    time: float | None = None
-
-
-@dataclass(frozen=True)
-class PhotoAnalysis:
-    """A decoded item's size and format, the faces found in it, and the copy to keep.
-
-    ``copy`` is the picture kept of the frame the faces are in (for a photo: the photo
-    without location tags when they had to be removed), in ``copy_format``, or None when
-    the item's own bytes can be kept as they are. Size and copy are of that frame.
-    """
-
-    width: int
-    height: int
-    format: str
-    faces: tuple[FoundFace, ...]
-    copy: bytes | None = None
-    copy_format: str = ""
-    #: Faces the quality gate left out, by reason.
-    rejected: dict[str, int] = field(default_factory=dict)
-    #: Templates of the same faces under earlier models that have suppression entries.
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def analyze_photo(
-    analyzer: FaceAnalyzer,
-    data: bytes,
-    *,
-    name: str,
-    max_pixels: int,
-    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
-    gate: QualityGate | None = None,
-    others: Sequence[tuple[str, Aligner, Embedder]] = (),
-    screen: bool = False,
-) -> PhotoAnalysis:
-    """Decode the photo (or other item) in ``data`` and analyse it: :func:`analyze_item`."""
-    return analyze_item(analyzer, open_media(data, name=name), max_pixels=max_pixels, max_decode_mb=max_decode_mb,
-                        gate=gate, others=others, screen=screen)
-
-
-def analyze_item(
-    analyzer: FaceAnalyzer,
-    item: MediaItem,
-    *,
-    max_pixels: int,
-    max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
-    gate: QualityGate | None = None,
-    others: Sequence[tuple[str, Aligner, Embedder]] = (),
-    screen: bool = False,
-) -> PhotoAnalysis:
-    """Decode each frame of ``item`` and find, align and embed its faces (raises MediaError).
-
-    With a ``gate``, faces that fail it are counted, not embedded, unless ``screen`` (there
-    are suppression entries): then they are embedded and returned as not indexable, to be
-    checked against those entries. ``others`` are (model id, aligner, embedder) of earlier
-    models whose templates are needed too. This is for photos (one frame); items of many
-    frames are linked into appearances by :mod:`vultus.video_ingest`.
-    """
-    # Detection runs on a JPEG's draft decode where it can; the full resolution is decoded
-    # for the chips only, so a photo with no face is never decoded in full.
-    rejected: Counter[str] = Counter()
-    size: tuple[int, int] | None = None
-    chosen: tuple[Frame, tuple[FoundFace, ...], dict[str, np.ndarray]] | None = None
-    for frame in item.frames(max_pixels=max_pixels, max_decode_mb=max_decode_mb,
-                             detection_scale=lambda w, h: analyzer.plan(w, h).scale):
-        found, extra, frame_rejected = _analyze_frame(analyzer, frame, gate=gate, others=others, screen=screen)
-        rejected.update(frame_rejected)
-        if found and chosen is not None:  # items of many frames go to video_ingest, not here
-            raise ValueError(f"{item.name}: a photo with faces in two frames ({chosen[0].key!r}, {frame.key!r})")
-        if found or size is None:
-            size = frame.size
-        if found:
-            chosen = (frame, found, extra)
-    if size is None:
-        raise no_picture(item)
-    copy, copy_format = None, item.format
-    if chosen is not None:  # only items with faces are kept, so only they need a copy
-        copy, copy_format = item.still(chosen[0])
-        if copy is None and item.data is None:
-            raise TypeError(f"{type(item).__name__}.still gave no picture for an item whose bytes are not held")
-    found, extra = (chosen[1], chosen[2]) if chosen is not None else ((), {
-        model_id: np.zeros((0, embedder.spec.dim), dtype=np.float32) for model_id, _, embedder in others})
-    return PhotoAnalysis(size[0], size[1], item.format, found, copy, copy_format, dict(rejected), extra)
-
-
-def _analyze_frame(analyzer: FaceAnalyzer, frame: Frame, *, gate: QualityGate | None,
-                   others: Sequence[tuple[str, Aligner, Embedder]], screen: bool,
-                   ) -> tuple[tuple[FoundFace, ...], dict[str, np.ndarray], dict[str, int]]:
-    """The faces of one frame (indexable first, then those screened only), the templates of
-    ``others`` for them, and the faces the gate left out by reason."""
-    image = frame.pixels
-    screened: list = []
-    if gate is None:
-        faces, rejected = analyzer.analyze(image), {}
-    else:
-        faces, rejected, failed = analyzer.analyze_gated(image, gate, embed_rejected=screen)
-        screened = failed if screen else []
-    if not faces and not screened:
-        return (), {}, dict(rejected)
-    extra = {}
-    for model_id, aligner, embedder in others:
-        detections = [Detection(f.box, f.score) for f in [*faces, *screened]]
-        extra[model_id] = embed_detections(frame.rgb, detections, aligner, embedder)[1]
-    found = tuple(
-        FoundFace(
-            box=tuple(face.box.as_list()),  # type: ignore[arg-type]
-            landmarks=face.landmarks,
-            score=face.score,
-            embedding=np.asarray(face.embedding, dtype=np.float32),
-            crop=face_crop_jpeg(frame.rgb, tuple(face.box.as_list())),  # type: ignore[arg-type]
-            frame=frame.key,
-            time=frame.time,
-        )
-        for face in faces
-    ) + tuple(
-        FoundFace(tuple(f.box.as_list()), f.landmarks, f.score, np.asarray(f.embedding, dtype=np.float32), b"",  # type: ignore[arg-type]
-                  False, frame.key, frame.time)
-        for f in screened
-    )
-    return found, extra, dict(rejected)
-
-
 # -- worker process side ------------------------------------------------------------------
 
 @dataclass
@@ -272,21 +137,23 @@ def _make_job(detector: str, embedder: str, detect_size: int | None, max_pixels:
     return _Job(analyzer, max_pixels, max_decode_mb, gate, others, screen, video)
 
 
-def _init_worker(*args: object) -> None:
+def _init_worker(queue: object, *args: object) -> None:
     global _WORKER_JOB
+    set_worker_queue(queue)
     _WORKER_JOB = _make_job(*args)  # type: ignore[arg-type]
 
 
-def _work(item: MediaItem) -> PhotoAnalysis | str:
+def _work(item: MediaItem) -> PhotoAnalysis | VideoAnalysis | str:
     assert _WORKER_JOB is not None
-    return _analyze_or_reason(_WORKER_JOB, item)
+    return _analyze_or_reason(_WORKER_JOB, item, worker_reporter(item.name))
 
 
-def _analyze_or_reason(job: _Job, item: MediaItem) -> PhotoAnalysis | VideoAnalysis | str:
+def _analyze_or_reason(job: _Job, item: MediaItem, report: Callable | None = None) -> PhotoAnalysis | VideoAnalysis | str:
     """Analyze one item; a problem with it comes back as its message, not an exception."""
     try:
         if item.kind == MediaKind.VIDEO:
-            return analyze_video(job.analyzer, item, gate=job.gate, limits=job.video, others=job.others)  # type: ignore[arg-type]
+            return analyze_video(job.analyzer, item, gate=job.gate, limits=job.video, others=job.others,  # type: ignore[arg-type]
+                                 report=report)
         return analyze_item(job.analyzer, item, max_pixels=job.max_pixels, max_decode_mb=job.max_decode_mb,
                             gate=job.gate, others=job.others, screen=job.screen)
     except MediaError as exc:
@@ -343,17 +210,19 @@ class Ingestor:
         progress: Callable[[int, int, int], None] | None = None,
         rename: tuple[str, str] | None = None,
         root: str | None = None,
+        video_progress: VideoProgress | None = None,
     ) -> IngestSummary:
-        """Ingest every photo under ``paths`` into ``source``.
+        """Ingest every photo and video under ``paths`` into ``source``.
 
-        ``progress(done, total, faces)`` is called after each photo. ``rename=(old, new)``
+        ``progress(done, total, faces)`` is called after each item, ``video_progress(name,
+        frames done, frames expected, appearances)`` every few frames of a video. ``rename=(old, new)``
         records paths starting with ``old`` as starting with ``new`` instead (uploads are
         recorded as ``upload:NAME``, not by their temporary location). With ``root``, files
         whose real path is outside it are refused (see :func:`~vultus.media.collect`).
         Every check that can refuse the whole request runs before anything is stored.
         """
         paths = [str(p) for p in paths]
-        self._rename = rename
+        self._rename, self._video_progress, self._queue = rename, video_progress, None
         refuse_remote(paths)
         src = self.store.get_source(source)
         check_gallery_model(self.store.model_ids(), self.model_id)
@@ -424,9 +293,10 @@ class Ingestor:
     def _run_inline(self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState") -> None:
         job = _make_job(*self._names)
         job.analyzer = self._analyzer()  # the engine's, loaded once for ingest and search alike
+        tell = self._video_progress
         for item, media in self._candidates(items, summary, state):
-            result = _analyze_or_reason(job, media)
-            self._store_one(item, media, result, src, summary, state)
+            report = (lambda d, e, a, name=media.name: tell(name, d, e, a)) if tell is not None else None
+            self._store_one(item, media, _analyze_or_reason(job, media, report), src, summary, state)
 
     def _run_pool(
         self, items: list[Item], src: SourceRecord, summary: IngestSummary, state: "_RunState", workers: int
@@ -435,7 +305,8 @@ class Ingestor:
         try:
             # Spawned workers with their share of the cores, which exit when this process dies;
             # the pool lives inside this call, on one thread (see worker_pool).
-            with worker_pool(workers, _init_worker, self._names) as pool:
+            self._queue = progress_queue() if self._video_progress is not None else None
+            with worker_pool(workers, _init_worker, (self._queue, *self._names)) as pool:
                 for item, media in self._candidates(items, summary, state):
                     # The media item is what the worker gets: a photo's bytes, or a location.
                     pending[pool.submit(_work, media)] = (item, media)
@@ -449,7 +320,10 @@ class Ingestor:
 
     def _drain(self, pending: dict, src: SourceRecord, summary: IngestSummary, state: "_RunState", *, block_until: int) -> None:
         while len(pending) > block_until:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            # With someone watching a video's progress, its reports are relayed twice a second.
+            done, _ = wait(list(pending), timeout=0.5 if self._queue is not None else None, return_when=FIRST_COMPLETED)
+            if self._queue is not None:
+                relay_progress(self._queue, self._video_progress)  # type: ignore[arg-type]
             for future in done:
                 item, media = pending.pop(future)
                 try:
@@ -567,7 +441,7 @@ def _extension(fmt: str) -> str:
 def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", deployment: "Deployment",
                  gallery: "Gallery", actor: str, workers: int, progress: Callable[[int, int, int], None] | None = None,
                  rename: tuple[str, str] | None = None, notice: Callable[[str], None] | None = None,
-                 root: str | None = None) -> IngestSummary:
+                 root: str | None = None, video_progress: VideoProgress | None = None) -> IngestSummary:
     """Ingest ``paths`` into ``source`` under the deployment's writer lock, then fit the index to the gallery's size.
 
     ``notice(message)`` is told before the index is rebuilt (a long step with no progress).
@@ -585,7 +459,7 @@ def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", dep
         )
         try:
             summary = ingestor.run(list(paths), source=source, workers=workers, progress=progress, rename=rename,
-                                   root=root)
+                                   root=root, video_progress=video_progress)
         finally:
             # Once the gallery holds this model's templates (even from an interrupted run),
             # later commands must use the same model without being told.

@@ -17,11 +17,14 @@ never kept (data minimisation).
 
 from __future__ import annotations
 
+import math
+import multiprocessing
+import queue as queues
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +36,42 @@ from .store import NewAppearance, NewFace, SourceRecord, iso, utcnow
 if TYPE_CHECKING:
     from .media import Item, VideoItem
 
-__all__ = ["VideoLimits", "FoundAppearance", "VideoAnalysis", "analyze_video", "store_video"]
+__all__ = ["VideoLimits", "FoundAppearance", "VideoAnalysis", "VideoProgress", "analyze_video", "store_video",
+           "progress_queue", "set_worker_queue", "worker_reporter", "relay_progress"]
+
+#: ``progress(name, frames done, frames expected, appearances so far)``, told as a video is analysed.
+VideoProgress = Callable[[str, int, int, int], None]
+#: Sampled frames between two progress reports.
+_REPORT_EVERY = 5
+#: In a worker process: where its progress reports go (None: nobody listens).
+_WORKER_QUEUE: Any = None
+
+
+def progress_queue() -> Any:
+    """A queue that worker processes (spawned) can report video progress to."""
+    return multiprocessing.get_context("spawn").Queue()
+
+
+def set_worker_queue(queue: Any) -> None:
+    """In a worker process: send this process's video progress to ``queue`` (or nowhere)."""
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+
+
+def worker_reporter(name: str) -> Callable[[int, int, int], None] | None:
+    """In a worker process: the ``report`` for :func:`analyze_video` of item ``name``, if anyone listens."""
+    if _WORKER_QUEUE is None:
+        return None
+    return lambda done, expected, appearances: _WORKER_QUEUE.put_nowait((name, done, expected, appearances))
+
+
+def relay_progress(queue: Any, progress: VideoProgress) -> None:
+    """In the ingest process: hand every report waiting in ``queue`` to ``progress``."""
+    while True:
+        try:
+            progress(*queue.get_nowait())
+        except queues.Empty:
+            return
 
 
 @dataclass(frozen=True)
@@ -83,19 +121,22 @@ class VideoAnalysis:
 
 
 def analyze_video(analyzer: FaceAnalyzer, item: "VideoItem", *, gate: QualityGate, limits: VideoLimits,
-                  others: Sequence[tuple[str, Aligner, Embedder]] = (), threads: int = 1) -> VideoAnalysis:
+                  others: Sequence[tuple[str, Aligner, Embedder]] = (), threads: int = 1,
+                  report: Callable[[int, int, int], None] | None = None) -> VideoAnalysis:
     """Sample ``item``, find the faces of each frame and link them into appearances (raises VideoError).
 
     Frames are analysed by up to ``analyzer.lanes`` threads at once while the next ones are
     decoded, and handed to the tracker in time order. ``others`` are (model id, aligner,
     embedder) of earlier models with suppression entries: the best sighting of each
-    appearance is embedded with them too.
+    appearance is embedded with them too. ``report(frames done, frames expected, appearances
+    so far)`` is told every few frames and at the end.
     """
     # A real video is checked against the limits before any frame is analysed; any item of
     # many frames (a test's fake type) is linked into appearances the same way.
     probe = getattr(item, "probe", None)
     info = probe(max_seconds=limits.max_seconds, max_video_pixels=limits.max_pixels) if probe else None
     tracker = AppearanceTracker(link_distance=analyzer.embedder.spec.match_distance)
+    expected = math.ceil(info.duration * limits.rate) if info is not None else 0
     rejected: Counter[str] = Counter()
     found: list[FoundAppearance] = []
     samples = seen = 0
@@ -112,6 +153,8 @@ def analyze_video(analyzer: FaceAnalyzer, item: "VideoItem", *, gate: QualityGat
         # The frame travels with each track only as its best sighting's still-to-be.
         boxes = [tuple(f.box.as_list()) for f in [*faces, *failed]]
         found.extend(_found(a, others) for a in tracker.add(time, faces, (rgb, boxes)))
+        if report is not None and samples % _REPORT_EVERY == 0:
+            report(samples, max(expected, samples), len(found) + tracker.open_count)
 
     window: deque[tuple[float, np.ndarray, Future]] = deque()
     size, last = (0, 0), 0.0
@@ -126,6 +169,8 @@ def analyze_video(analyzer: FaceAnalyzer, item: "VideoItem", *, gate: QualityGat
         while window:
             take(*window.popleft())
     found.extend(_found(a, others) for a in tracker.finish())
+    if report is not None:
+        report(samples, samples, len(found))
     found.sort(key=lambda a: (a.start, a.end))
     width, height = (info.width, info.height) if info is not None else size
     duration = max(info.duration, last) if info is not None else last  # a header can understate it

@@ -48,8 +48,10 @@ def video_gallery(tmp_path_factory: pytest.TempPathFactory, faces_root: Path, cl
     folder = tmp_path_factory.mktemp("video")
     engine = vultus.open(folder / "data")
     engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="30d")
+    engine.reports = []
     engine.summary = engine.ingest([*(faces_root / name for name in identity_photos(faces_root)), clip],
-                                   source="news", workers=2)
+                                   source="news", workers=2,
+                                   video_progress=lambda *report: engine.reports.append(report))
     yield engine
     engine.close()
 
@@ -81,6 +83,15 @@ def test_a_search_with_his_photo_finds_the_clip_at_a_time_he_is_on_screen(video_
         # Photos are candidates too, and say so.
         assert {c["media"] for c in candidates} <= {"photo", "video"}
         assert any(c["media"] == "photo" for c in candidates)
+
+
+def test_the_progress_of_the_video_is_relayed_from_its_worker(video_gallery, clip: Path):
+    reports = video_gallery.reports
+    assert reports and {name for name, *_ in reports} == {str(clip)}
+    frames = [done for _, done, _, _ in reports]
+    assert frames == sorted(frames) and len(reports) >= 3  # every five frames of 19, then the end
+    name, done, expected, appearances = reports[-1]
+    assert done == expected == 19 and appearances == video_gallery.summary.appearances
 
 
 def test_the_clip_is_stored_as_a_few_appearances_not_a_face_per_frame(video_gallery, miranda: list[Path]):

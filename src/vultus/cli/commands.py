@@ -122,9 +122,14 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
         bar.update(done - bar.n)
         bar.set_postfix(faces=faces, refresh=False)
 
+    def on_video(name: str, frames: int, expected: int, appearances: int) -> None:
+        # Inside the ingest bar: the video under way, its frames analysed and appearances so far.
+        bar.set_postfix_str(f"{Path(name).name}: frame {frames}/{expected}, {appearances} appearances")
+
     try:
         summary = engine.ingest(paths, source=source_name, workers=workers or None, progress=on_progress,
-                                notice=lambda message: (bar.close(), click.echo(message, err=True)))
+                                notice=lambda message: (bar.close(), click.echo(message, err=True)),
+                                video_progress=on_video)
     finally:
         bar.close()
     if as_json:

@@ -173,6 +173,11 @@ class AppearanceTracker:
         self._open.extend(_Track(sighting, frame) for s, sighting in enumerate(sightings) if s not in taken_faces)
         return [self._appearance(t) for t in closed]
 
+    @property
+    def open_count(self) -> int:
+        """Appearances still open (seen within the gap), not yet returned."""
+        return len(self._open)
+
     def finish(self) -> list[Appearance]:
         """Close every open track; the tracker is empty afterwards."""
         closed, self._open = self._open, []
