@@ -75,6 +75,7 @@ if mode != "decode only":
 load_s = time.perf_counter() - started
 loaded = hwm()
 gate = QualityGate()
+from vultus.video_ingest import VIDEO_MAX_UPSCALE as upscale  # as ingest detects frames
 tracker = AppearanceTracker(link_distance=analyzer.embedder.spec.match_distance)
 samples = faces = 0
 appearances = []
@@ -84,7 +85,7 @@ if mode == "decode only":
     samples = sum(1 for _ in frames)
 elif lanes == 1:
     for frame in frames:
-        passed, _, _ = analyzer.analyze_gated(frame.rgb, gate)
+        passed, _, _ = analyzer.analyze_gated(frame.rgb, gate, max_upscale=upscale)
         samples, faces = samples + 1, faces + len(passed)
         appearances += tracker.add(frame.time, passed, frame.rgb)
 else:
@@ -98,7 +99,7 @@ else:
                 samples, faces = samples + 1, faces + len(passed)
                 appearances.extend(tracker.add(frame.time, passed, frame.rgb))
         for frame in frames:
-            pending.append((frame, pool.submit(analyzer.analyze_gated, frame.rgb, gate)))
+            pending.append((frame, pool.submit(analyzer.analyze_gated, frame.rgb, gate, max_upscale=upscale)))
             while len(pending) > 2 * lanes:
                 frame0, job0 = pending[0]
                 job0.result()

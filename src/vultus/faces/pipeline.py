@@ -198,18 +198,20 @@ class FaceAnalyzer:
         """The embedder's model id, recorded with every template it makes."""
         return self.embedder.model_id
 
-    def plan(self, width: int, height: int) -> DetectionPlan:
-        """How a ``width`` x ``height`` photo is searched for faces (scale, tiles, smallest face)."""
-        return plan_detection(width, height, self.detector, min_face=self.min_face, fixed_size=self.detect_size)
+    def plan(self, width: int, height: int, *, max_upscale: float | None = None) -> DetectionPlan:
+        """How a ``width`` x ``height`` photo is searched for faces (scale, tiles, smallest face);
+        ``max_upscale`` caps how much a small picture is blown up (default: the detector's)."""
+        return plan_detection(width, height, self.detector, min_face=self.min_face, fixed_size=self.detect_size,
+                              max_upscale=max_upscale)
 
     def detect(self, rgb: PhotoInput) -> list[Detection]:
         """Faces in the photo's own coordinates, largest first."""
         with self._lane() as (detector, _):
             return self._detect(detector, _picture(rgb))
 
-    def _detect(self, detector: Detector, picture: Picture) -> list[Detection]:
+    def _detect(self, detector: Detector, picture: Picture, max_upscale: float | None = None) -> list[Detection]:
         width, height = picture.width, picture.height
-        plan = self.plan(width, height)
+        plan = self.plan(width, height, max_upscale=max_upscale)
         # The detection copy comes from the reduced decode when there is one (never smaller
         # than the copy), so the full-resolution pixels are not needed to find the faces.
         source = picture.reduced if picture.reduced is not None else picture.rgb
@@ -252,7 +254,7 @@ class FaceAnalyzer:
             return self._embed(aligner, picture, self._detect(detector, picture))
 
     def analyze_gated(
-        self, rgb: PhotoInput, gate: QualityGate, *, embed_rejected: bool = False
+        self, rgb: PhotoInput, gate: QualityGate, *, embed_rejected: bool = False, max_upscale: float | None = None
     ) -> tuple[list[Face], Counter, list[Face]]:
         """The faces in ``rgb`` that pass ``gate``, a count of the others by reason, and those others.
 
@@ -263,7 +265,7 @@ class FaceAnalyzer:
         picture = _picture(rgb)
         with self._lane() as (detector, aligner):
             passed, failed, rejected = [], [], Counter()
-            for det in self._detect(detector, picture):
+            for det in self._detect(detector, picture, max_upscale):
                 reason = gate.reason(det)
                 if reason is None:
                     passed.append(det)

@@ -55,9 +55,11 @@ class DetectionPlan:
 
 
 def plan_detection(width: int, height: int, detector: Any, *, min_face: int,
-                   fixed_size: int | None = None) -> DetectionPlan:
+                   fixed_size: int | None = None, max_upscale: float | None = None) -> DetectionPlan:
     """The plan for a ``width`` x ``height`` photo, finding faces of ``min_face`` px and larger.
 
+    ``max_upscale`` overrides the detector's cap on blowing a small picture up to its
+    ``min_size`` (video frames pass 1: see vultus.video_ingest).
     ``fixed_size`` (``VULTUS_DETECT_SIZE``), or a detector that does not declare its
     ``window``, scales the long side to that size (or the detector's ``default_size``)
     instead, in one piece, as before the plan existed.
@@ -74,7 +76,8 @@ def plan_detection(width: int, height: int, detector: Any, *, min_face: int,
     # Not below the detector's smallest useful input (a network sees too little of a face
     # at the edge of a small copy, or of a turned one: see YuNetDetector.min_size), but a
     # small photo is blown up at most ``max_upscale`` times for it.
-    floor = min(getattr(detector, "min_size", 0) / long_side, getattr(detector, "max_upscale", 1.0))
+    upscale = getattr(detector, "max_upscale", 1.0) if max_upscale is None else max_upscale
+    floor = min(getattr(detector, "min_size", 0) / long_side, upscale)
     scale = max(scale, floor)
     scale = min(scale, getattr(detector, "max_size", long_side * scale) / long_side)
     scale = min(scale, math.sqrt(MAX_DETECT_PIXELS / (width * height)))
