@@ -132,24 +132,9 @@ print(json.dumps({"duration": duration, "size": "", "samples": "", "faces": "", 
 """
 
 _LONG = r"""
-import sys, av
-source, target, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with av.open(source) as src, av.open(target, "w", format="mp4") as out:
-    video = src.streams.video[0]
-    stream = out.add_stream_from_template(video)
-    offset = 0
-    for _ in range(copies):
-        src.seek(0)
-        end = offset
-        for packet in src.demux(video):
-            if packet.dts is None:
-                continue
-            packet.pts += offset
-            packet.dts += offset
-            end = max(end, packet.pts + (packet.duration or 0))
-            packet.stream = stream
-            out.mux(packet)
-        offset = end
+import sys
+from vultus.testing.video import looped_video
+looped_video(sys.argv[1], sys.argv[2], int(sys.argv[3]))
 """
 
 _MAKE_HD = r"""

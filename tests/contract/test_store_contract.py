@@ -229,3 +229,21 @@ def test_deleting_a_video_whole_says_its_stills_and_time_ranges(store: MetadataS
     assert set(removed.blob_keys) == {"stills/vv/v_0.jpg", "stills/vv/v_1.jpg", "crops/vv/v_0_0.jpg",
                                       "crops/vv/v_0_1.jpg", "crops/vv/v_1_0.jpg"}
     assert store.counts()["faces"] == 0 and store.blob_keys() == set()
+
+
+def test_blocks_on_two_stores_at_once_each_keep_their_own_transaction(url: str, keys: Keyring, tmp_path: Path):
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}", keys)
+    first = open_store(url, keys)
+    try:
+        with pytest.raises(RuntimeError, match="inner"):
+            with first.transaction():
+                first.set_meta("k", "first")
+                with other.transaction():
+                    other.set_meta("k", "other")
+                    # Each store's calls join its own block, not the innermost one.
+                    assert first.get_meta("k") == "first" and other.get_meta("k") == "other"
+                    raise RuntimeError("inner")
+        assert first.get_meta("k") is None and other.get_meta("k") is None
+    finally:
+        first.close()
+        other.close()

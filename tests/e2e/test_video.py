@@ -228,28 +228,6 @@ def test_the_access_report_lists_his_appearances_with_their_times_and_stills(vid
         assert still.size == (640, 360)
 
 
-def _long_video(clip: Path, path: Path, copies: int) -> None:
-    """The clip ``copies`` times over in one MP4, remuxed (no re-encoding): a long video, quickly."""
-    import av
-
-    with av.open(str(clip)) as src, av.open(str(path), "w", format="mp4") as out:
-        video = src.streams.video[0]
-        stream = out.add_stream_from_template(video)
-        offset = 0
-        for _ in range(copies):
-            src.seek(0)
-            end = offset
-            for packet in src.demux(video):
-                if packet.dts is None:
-                    continue
-                packet.pts += offset
-                packet.dts += offset
-                end = max(end, packet.pts + (packet.duration or 0))
-                packet.stream = stream
-                out.mux(packet)
-            offset = end
-
-
 def test_kill_9_during_a_long_video_then_rerun_stores_it_once_as_a_clean_run_does(tmp_path: Path, clip: Path):
     import os
     import signal
@@ -257,8 +235,9 @@ def test_kill_9_during_a_long_video_then_rerun_stores_it_once_as_a_clean_run_doe
     import sys
     import time
 
-    long = tmp_path / "long.mp4"
-    _long_video(clip, long, copies=24)  # four minutes of video: far longer than loading the models
+    from vultus.testing.video import looped_video
+
+    long = looped_video(clip, tmp_path / "long.mp4", copies=24)  # four minutes: far longer than loading the models
 
     def vultus_cli(data: Path, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "vultus", "--data", str(data), *args],

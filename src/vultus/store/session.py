@@ -16,9 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["Session"]
 
-#: The open transaction of this thread (or task): the session it belongs to and its connection.
-#: A context variable, so threads of the server and worker callbacks never share one.
-_OPEN: ContextVar["tuple[Session, Connection] | None"] = ContextVar("vultus_store_transaction", default=None)
+#: The open transactions of this thread (or task): (session, connection) pairs, innermost last,
+#: so that a block on one store inside a block on another leaves each its own. A context
+#: variable, so threads of the server and worker callbacks never share one.
+_OPEN: ContextVar["tuple[tuple[Session, Connection], ...]"] = ContextVar("vultus_store_transactions", default=())
 
 
 class Session:
@@ -28,8 +29,10 @@ class Session:
         self.engine = engine
 
     def _joined(self) -> Connection | None:
-        current = _OPEN.get()
-        return current[1] if current is not None and current[0] is self else None
+        for session, conn in reversed(_OPEN.get()):
+            if session is self:
+                return conn
+        return None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -41,7 +44,7 @@ class Session:
             yield
             return
         with self.engine.begin() as conn:
-            token = _OPEN.set((self, conn))
+            token = _OPEN.set((*_OPEN.get(), (self, conn)))
             try:
                 yield
             finally:
