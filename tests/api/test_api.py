@@ -320,3 +320,32 @@ def test_web_ingest_shows_progress_and_the_dpo_discloses_an_access_report(server
     assert "Download the report" in done.text and "jeff@example.org" in done.text
     report = base64.b64decode(done.text.split("data:text/html;base64,")[1].split('"')[0]).decode()
     assert report.count("data:image/jpeg;base64,") == 2 and "upload:" in report
+
+
+def test_a_video_is_refused_as_a_probe_and_ingested_as_appearances_from_an_upload(tmp_path: Path, data_root: Path):
+    clip = data_root / "video" / "short_hamilton_clip.mp4"
+    engine = vultus.open(tmp_path / "data")
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    token = engine.add_user("inv", role="investigator")[1]
+    client = TestClient(create_app(engine=engine))
+    try:
+        probe = client.post("/v1/search", headers=_auth(token), files={"photo": (clip.name, clip.read_bytes(), "video/mp4")},
+                            data={"purpose": "p", "case": "c"})
+        assert 400 <= probe.status_code < 500, probe.text
+        assert "photo" in probe.json()["error"]["message"]
+        upload = client.post("/v1/ingest/uploads", headers=_auth(token), data={"source": "news"},
+                             files=[("photos", (clip.name, clip.read_bytes(), "video/mp4"))])
+        assert upload.status_code in (200, 202), upload.text
+        job = upload.json()
+        for _ in range(600):
+            state = client.get(f"/v1/ingest/{job['id']}", headers=_auth(token)).json()
+            if state["status"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert state["status"] == "done", state
+        assert state["summary"]["videos"] == 1 and state["summary"]["appearances"] > 1
+        faces = engine.store.hydrate(engine.store.searchable_face_ids().tolist()).values()
+        [path] = {f.original_path for f in faces}  # recorded as an upload, not its temporary file
+        assert path.startswith("upload:") and path.endswith(clip.name)
+    finally:
+        engine.close()
