@@ -25,6 +25,9 @@ class Stats:
     images: int
     images_with_faces: int
     faces: int
+    #: Videos among the images, and the faces that are their appearances.
+    videos: int
+    appearances: int
     index_vectors: int
     #: Bytes of the index's own files; None when it keeps none (memory only, or on a server).
     index_bytes: int | None
@@ -56,6 +59,8 @@ def stats(settings: Settings, store: MetadataStore, gallery: Gallery, data_dir: 
         images=counts["images"],
         images_with_faces=counts["images_with_faces"],
         faces=counts["faces"],
+        videos=counts["videos"],
+        appearances=counts["appearances"],
         index_vectors=vectors,
         index_bytes=index_bytes,
         index_kind=kind,

@@ -69,6 +69,10 @@ def test_a_search_with_his_photo_finds_the_clip_at_a_time_he_is_on_screen(video_
                                                                           clip: Path):
     summary = video_gallery.summary
     assert summary.videos == 1 and summary.refused == []
+    stats = video_gallery.stats()
+    assert (stats.videos, stats.appearances) == (1, summary.appearances)
+    out = CliRunner().invoke(cli, ["--data", str(video_gallery.data_dir), "stats"])
+    assert f"1 ({summary.appearances} appearances" in out.output
     for photo in miranda:
         out = CliRunner().invoke(cli, ["--data", str(video_gallery.data_dir), "search", str(photo), "--purpose",
                                        "verification", "--case", "V-1", "--json"])

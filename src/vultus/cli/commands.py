@@ -365,6 +365,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         ["sources", str(s.sources)],
         ["images", f"{s.images} ({s.images_with_faces} with faces)"],
         ["faces", str(s.faces)],
+        *([["videos", f"{s.videos} ({s.appearances} appearances, counted among the faces)"]] if s.videos else []),
         ["index", f"{s.index_vectors} vectors{on_disk}, {s.index_kind} search"],
         ["disk use", _size(s.disk_bytes)],
         ["models", f"detector {s.detector}, embedder {s.embedder}"],

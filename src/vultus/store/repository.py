@@ -353,7 +353,8 @@ class SQLiteStore(VideoRows):
         }
 
     def counts(self) -> dict[str, int]:
-        """Numbers of sources, images, images with faces and faces."""
+        """Numbers of sources, images (videos included), images with faces, faces, and videos
+        and their appearances (each video appearance is one of the faces)."""
         with self.session.read() as conn:
             return {
                 "sources": conn.execute(select(func.count()).select_from(sources)).scalar_one(),
@@ -362,6 +363,12 @@ class SQLiteStore(VideoRows):
                     select(func.count()).select_from(images).where(images.c.face_count > 0)
                 ).scalar_one(),
                 "faces": conn.execute(select(func.count()).select_from(faces)).scalar_one(),
+                "videos": conn.execute(
+                    select(func.count()).select_from(images).where(images.c.media == "video")
+                ).scalar_one(),
+                "appearances": conn.execute(
+                    select(func.count()).select_from(faces).where(faces.c.time_start.is_not(None))
+                ).scalar_one(),
             }
 
     def blob_keys(self) -> set[str]:
