@@ -250,7 +250,8 @@ class Ingestor:
             self.store.log(actor=self.actor, action=AuditAction.INGEST, details=details)
         return summary
 
-    def _label(self, display: str) -> str:
+    def label(self, display: str) -> str:
+        """The path recorded for ``display`` (an upload is recorded as ``upload:NAME``)."""
         rename = getattr(self, "_rename", None)
         if rename and display.startswith(rename[0]):
             return rename[1] + display[len(rename[0]) :]
@@ -342,7 +343,7 @@ class Ingestor:
         state: "_RunState",
     ) -> None:
         if isinstance(result, str):
-            summary.refused.append((self._label(item.display), result.replace(item.display, self._label(item.display))))
+            summary.refused.append((self.label(item.display), result.replace(item.display, self.label(item.display))))
             state.tick(summary)
             return
         if isinstance(result, VideoAnalysis):
@@ -372,7 +373,7 @@ class Ingestor:
                 try:
                     copy = redact_regions(copy, objected, max_pixels=self.max_pixels, max_decode_mb=self.max_decode_mb)
                 except MediaError as exc:  # nothing of it is stored rather than an objector's face
-                    summary.refused.append((self._label(item.display), str(exc)))
+                    summary.refused.append((self.label(item.display), str(exc)))
                     state.tick(summary)
                     return
                 copy_format = "JPEG"
@@ -388,7 +389,7 @@ class Ingestor:
         face_ids = self.store.add_image(
             source_id=src.id,
             sha256=media.sha256,
-            original_path=self._label(item.display),
+            original_path=self.label(item.display),
             size_bytes=media.size,
             width=result.width,
             height=result.height,

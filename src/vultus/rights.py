@@ -164,20 +164,7 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
     for hit, similarity in match.faces:
         if hit.is_video:
             continue
-        entry = images.setdefault(
-            hit.image_id,
-            {
-                "image_sha256": hit.sha256,
-                "original_path": hit.original_path,
-                "source": hit.source,
-                "controller": hit.controller,
-                "legal_basis": hit.legal_basis,
-                "purpose": hit.purpose,
-                "ingested_at": hit.ingested_at,
-                "expires_at": hit.expires_at,
-                "faces": [],
-            },
-        )
+        entry = images.setdefault(hit.image_id, {"image_sha256": hit.sha256, **_provenance(hit), "faces": []})
         face: dict[str, Any] = {
             "face_id": hit.face_id,
             "box": list(hit.box),
@@ -231,6 +218,13 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
     }
 
 
+def _provenance(hit: FaceHit) -> dict[str, Any]:
+    """Where a photo or video came from and on what basis it is held, as an access report lists it."""
+    return {"original_path": hit.original_path, "source": hit.source, "controller": hit.controller,
+            "legal_basis": hit.legal_basis, "purpose": hit.purpose, "ingested_at": hit.ingested_at,
+            "expires_at": hit.expires_at}
+
+
 def _video_entries(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, include_stills: bool) -> list[dict[str, Any]]:
     """The matched video appearances, by video: time range, sampled times, still, and every template's face id."""
     best: dict[tuple[int, int], tuple[FaceHit, float]] = {}
@@ -241,18 +235,8 @@ def _video_entries(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore
     everyone = store.hydrate(store.appearance_faces(match.video_face_ids)) if best else {}
     videos: dict[int, dict[str, Any]] = {}
     for (image_id, number), (hit, similarity) in sorted(best.items()):
-        entry = videos.setdefault(image_id, {
-            "video_sha256": hit.sha256,
-            "original_path": hit.original_path,
-            "duration": hit.duration,
-            "source": hit.source,
-            "controller": hit.controller,
-            "legal_basis": hit.legal_basis,
-            "purpose": hit.purpose,
-            "ingested_at": hit.ingested_at,
-            "expires_at": hit.expires_at,
-            "appearances": [],
-        })
+        entry = videos.setdefault(image_id, {"video_sha256": hit.sha256, **_provenance(hit), "duration": hit.duration,
+                                             "appearances": []})
         rows = sorted((f for f in everyone.values() if (f.image_id, f.appearance) == (image_id, number)),
                       key=lambda f: f.face_id)
         appearance: dict[str, Any] = {

@@ -228,7 +228,7 @@ def store_video(ingestor: Any, item: "Item", media: "VideoItem", result: VideoAn
         ))
     now = utcnow()
     face_ids = ingestor.store.add_video(
-        source_id=src.id, sha256=digest, original_path=ingestor._label(item.display), size_bytes=media.size,
+        source_id=src.id, sha256=digest, original_path=ingestor.label(item.display), size_bytes=media.size,
         width=result.width, height=result.height, duration=result.duration, format=result.format,
         ingested_at=iso(now), expires_at=iso(now + timedelta(days=src.retention_days)), appearances=appearances,
     )
