@@ -2,8 +2,10 @@
 
 The layout is ``ROOT/<identity>/<photo>``: every folder is one person. Each photo of an
 identity with two or more photos is used as a probe against a gallery holding all of them;
-the probe's own image is left out of its results. Used by ``bench/accuracy.py`` and the
-test suite, so the figures in a closing note and the asserted ones come from one place.
+the probe's own image is left out of its results. ``identity_faces`` gives the stored faces
+of such a tree with their identities, to score a grouping of faces into people. Used by
+``bench/accuracy.py``, ``bench/people.py`` and the test suite, so the figures in a closing
+note and the asserted ones come from one place.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import NoFaceError
 from .media import read_photo
 
-__all__ = ["LeaveOneOut", "identity_photos", "leave_one_out", "group_counts"]
+__all__ = ["LeaveOneOut", "IdentityFaces", "identity_photos", "identity_faces", "leave_one_out", "group_counts"]
 
 
 @dataclass
@@ -83,6 +87,48 @@ def leave_one_out(engine, root: Path, *, source: str, k: int = 10) -> LeaveOneOu
             recalls.append(min(1.0, sum(1 for r in ranked if r == name) / others))
     result.recall_at_k = sum(recalls) / len(recalls) if recalls else 0.0
     return result
+
+
+@dataclass
+class IdentityFaces:
+    """Every stored face of a source, with the identity folder its photo came from.
+
+    ``scored`` marks the faces that are alone in their photo: a photo with several faces is
+    in its folder for one of them, and which one is not recorded (the largest is not always
+    it), so its faces are kept for clustering but left out of the scoring.
+    """
+
+    face_ids: np.ndarray
+    vectors: np.ndarray
+    identities: np.ndarray  # the folder name; "" for a face of a photo in no identity folder
+    scored: np.ndarray
+    photos: int = 0
+
+    @property
+    def scored_identities(self) -> int:
+        return len(set(self.identities[self.scored]))
+
+
+def identity_faces(engine, root: Path, *, source: str) -> IdentityFaces:  # noqa: ANN001 - Engine
+    """The templates of every face stored in ``source`` and their identities under ``root``."""
+    identity_of = {_sha256(p): name for name, files in identity_photos(root).items() for p in files}
+    ids, vectors = [], []
+    for chunk_ids, chunk in engine.store.face_vectors():
+        ids.append(chunk_ids)
+        vectors.append(chunk)
+    face_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    hits = engine.store.hydrate([int(i) for i in face_ids])
+    keep = np.array([hits[int(i)].source == source for i in face_ids], dtype=bool)
+    face_ids = face_ids[keep]
+    matrix = np.concatenate(vectors)[keep] if vectors else np.zeros((0, 0), dtype=np.float32)
+    images = [hits[int(i)].image_id for i in face_ids]
+    faces_per_image: dict[int, int] = {}
+    for image in images:
+        faces_per_image[image] = faces_per_image.get(image, 0) + 1
+    identities = np.array([identity_of.get(hits[int(i)].sha256, "") for i in face_ids], dtype=str)
+    scored = np.array([faces_per_image[image] == 1 for image in images], dtype=bool) & (identities != "")
+    return IdentityFaces(face_ids=face_ids, vectors=np.asarray(matrix, dtype=np.float32), identities=identities,
+                         scored=scored, photos=len(faces_per_image))
 
 
 def _sha256(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Biometric accuracy measures on similarity scores (ISO/IEC 19795-1 and NIST FRTE terms).
 
 Pure functions on numpy arrays: no models, no files. Higher similarity means more alike,
-and a comparison "matches" when its similarity is at or above the threshold.
+and a comparison "matches" when its similarity is at or above the threshold. Also the
+pairwise precision and recall of a grouping of faces into people against true labels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ __all__ = [
     "identification",
     "roc_points",
     "tmr_at_fmr",
+    "Pairwise",
+    "pairwise_scores",
 ]
 
 
@@ -162,3 +165,45 @@ def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, n
     fmr = accepted / len(impostor) if len(impostor) else np.zeros(len(thresholds))
     fnmr = np.searchsorted(genuine, thresholds, side="left") / len(genuine) if len(genuine) else np.zeros(len(thresholds))
     return thresholds, fmr, fnmr
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    """A grouping scored over pairs of faces: a pair is predicted together when both faces
+    have the same label >= 0 (an unassigned face, -1, pairs with nobody), and truly together
+    when they have the same true label."""
+
+    predicted_pairs: int
+    true_pairs: int
+    right_pairs: int
+
+    @property
+    def precision(self) -> float:
+        """Of the pairs put together, the share that are one person (1.0 when none are)."""
+        return self.right_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        """Of the pairs that are one person, the share put together (1.0 when there are none)."""
+        return self.right_pairs / self.true_pairs if self.true_pairs else 1.0
+
+
+def _pairs(*columns: np.ndarray) -> int:
+    """Pairs of rows that agree on every column: sum of c(c-1)/2 over the distinct rows."""
+    if len(columns[0]) == 0:
+        return 0
+    _, counts = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def pairwise_scores(labels: np.ndarray, truth: np.ndarray) -> Pairwise:
+    """Pairwise precision and recall of ``labels`` (int, -1 unassigned) against ``truth``
+    (one true label per face, any hashable values), counted without listing the pairs."""
+    labels = np.asarray(labels, dtype=np.int64)
+    _, truth_ids = np.unique(np.asarray(truth), return_inverse=True)
+    truth_ids = truth_ids.reshape(-1)
+    if len(labels) != len(truth_ids):
+        raise ValueError(f"{len(labels)} labels for {len(truth_ids)} true labels: give one of each per face.")
+    placed = labels >= 0
+    return Pairwise(predicted_pairs=_pairs(labels[placed]), true_pairs=_pairs(truth_ids),
+                    right_pairs=_pairs(labels[placed], truth_ids[placed]))
