@@ -246,6 +246,17 @@ def test_large_gallery_switches_to_ivf_keeping_recall_and_physical_removal(tmp_p
     _, found = index.search(queries, 10)
     recall = np.mean([len(set(ids[e]) & set(f)) / 10 for e, f in zip(exact, found)])
     assert recall >= 0.98, recall
+    # A search for a purpose: only the faces of the sources that allow it (here a random 5%, or
+    # all but them), with recall@10 as searches count it (the true ten among the first 20).
+    from vultus.index import RERANK, IdFilter
+
+    kept = ids[rng.random(count) < 0.05]
+    for id_filter, let in ((IdFilter(kept), np.isin(ids, kept)), (IdFilter(kept, exclude=True), ~np.isin(ids, kept))):
+        truth = ids[let][np.argsort(((queries[:, None, :] - vectors[let][None]) ** 2).sum(axis=2), axis=1)[:, :10]]
+        _, found = index.search(queries, RERANK * 10, id_filter)
+        assert set(found[found >= 0].tolist()) <= set(ids[let].tolist())  # never a face left out
+        recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+        assert recall >= 0.98, (id_filter.exclude, recall)
     # Erasure: the codes go, the id is never returned again, also after saving and loading.
     gone = ids[:50]
     assert index.remove(gone) == 50 and len(index) == count - 50
