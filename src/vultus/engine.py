@@ -103,10 +103,16 @@ class Engine:
     # -- sources, ingest and search --------------------------------------------------------
 
     def add_source(self, name: str, *, basis: str, purpose: str, retention: str, controller: str | None = None,
-                   consent_ref: str | None = None) -> SourceRecord:
-        """Register a source of photos with its controller, legal basis, purpose and retention."""
+                   consent_ref: str | None = None, purposes: Iterable[str] | str | None = None) -> SourceRecord:
+        """Register a source of photos with its controller, legal basis, purpose, retention and the search
+        categories it may be searched for (``purposes``; None: the one closest to ``purpose``)."""
         return accounts.add_source(self.store, actor=self.actor, name=name, basis=basis, purpose=purpose,
-                                   retention=retention, controller=controller, consent_ref=consent_ref)
+                                   retention=retention, controller=controller, consent_ref=consent_ref,
+                                   purposes=purposes)
+
+    def set_source(self, name: str, *, purposes: Iterable[str] | str | None = None) -> SourceRecord:
+        """Change the search categories source ``name`` may be searched for; audited with before and after."""
+        return accounts.set_source(self.store, actor=self.actor, name=name, purposes=purposes)
 
     def sources(self) -> list[SourceRecord]:
         """Every registered source, with its image and face counts."""

@@ -121,6 +121,10 @@ def test_the_old_database_is_stamped_with_its_rows_intact(data: Path, faces_root
             ("photo", None, len(before["images"]))]
         assert conn.execute("SELECT count(*) FROM faces WHERE appearance IS NOT NULL OR media_time IS NOT NULL "
                             "OR still_key IS NOT NULL").fetchone() == (0,)
+        # Revision 5 (purposes): the source registered "finding witnesses" may be searched for
+        # the category closest to that text, investigation.
+        assert conn.execute("SELECT s.name, p.category FROM source_purposes p JOIN sources s ON s.id = p.source_id"
+                            ).fetchall() == [("archive", "investigation")]
     stored = {row[1] for row in before["images"]}
     assert stored == {_sha(faces_root / person / name) for person, names in KEPT.items() for name in names}
 

@@ -1,92 +1,17 @@
-"""The commands on sources, ingest, search, accuracy, maintenance, accounts and the server: parse, call the engine, render."""
+"""The commands on ingest, search, accuracy, maintenance, accounts and the server: parse, call the engine, render.
+
+The commands on sources are in :mod:`.sources`."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..report import clock
-from .base import BASIS_CHOICES, _engine, _friendly, _json_option, _size, _table, cli
-
-# -- sources ------------------------------------------------------------------------------
-
-
-@cli.group()
-def source() -> None:
-    """Register and list sources: where photos come from and why they may be processed."""
-
-
-@source.command("add")
-@click.argument("name")
-@click.option(
-    "--basis",
-    required=True,
-    type=click.Choice(BASIS_CHOICES, case_sensitive=False),
-    help="GDPR Art. 6(1) legal basis for processing this source's photos.",
-)
-@click.option("--purpose", required=True, help="Why these photos are processed (the declared purpose).")
-@click.option(
-    "--retention",
-    required=True,
-    help="How long photos are kept after ingest: a number and d, w, m or y (e.g. 365d; at most 3y).",
-)
-@click.option("--controller", help="The organisation responsible for the data (the controller).")
-@click.option("--consent-ref", help="Where the consents are recorded, for basis 'consent'.")
-@_json_option
-@click.pass_context
-@_friendly
-def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None, consent_ref: str | None, as_json: bool) -> None:
-    """Register source NAME with its legal basis, purpose and retention."""
-    record = _engine(ctx).add_source(
-        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
-    )
-    if as_json:
-        click.echo(json.dumps(_source_dict(record), indent=2))
-    else:
-        click.echo(
-            f"Registered source {record.name!r}: basis {record.legal_basis}, purpose {record.purpose!r}, "
-            f"retention {record.retention_days} days, controller {record.controller!r}."
-        )
-
-
-@source.command("list")
-@_json_option
-@click.pass_context
-@_friendly
-def source_list(ctx: click.Context, as_json: bool) -> None:
-    """List registered sources with their provenance and counts."""
-    records = _engine(ctx).sources()
-    if as_json:
-        click.echo(json.dumps([_source_dict(r) for r in records], indent=2))
-        return
-    if not records:
-        click.echo("No sources yet. Register one with `vultus source add NAME --basis ... --purpose ... --retention ...`.")
-        return
-    rows = [
-        [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count), r.controller, r.purpose]
-        for r in records
-    ]
-    click.echo(_table(["name", "basis", "retention", "images", "faces", "controller", "purpose"], rows))
-
-
-def _source_dict(record: Any) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "controller": record.controller,
-        "legal_basis": record.legal_basis,
-        "purpose": record.purpose,
-        "retention_days": record.retention_days,
-        "consent_ref": record.consent_ref,
-        "created_at": record.created_at,
-        "images": record.image_count,
-        "faces": record.face_count,
-    }
-
+from .base import _engine, _friendly, _json_option, _size, _table, cli
 
 # -- ingest -------------------------------------------------------------------------------
 

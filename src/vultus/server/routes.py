@@ -85,6 +85,13 @@ class NewSource(BaseModel):
     retention: str = Field(description="e.g. 365d, 12w, 6m, 2y (at most 3y)")
     controller: str | None = None
     consent_ref: str | None = None
+    purposes: list[str] | None = Field(
+        None, description="Search categories it may be searched for: journalism, archive, investigation, "
+        "missing-persons, event-delivery; default: the one closest to the purpose text (in the answer's purposes)")
+
+
+class SourceChange(BaseModel):
+    purposes: list[str] | None = Field(None, description="The search categories it may be searched for from now on")
 
 
 @router.get("/sources", tags=["sources"])
@@ -99,7 +106,17 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return as_dict(engine.add_source(body.name, basis=body.basis, purpose=body.purpose, retention=body.retention,
-                                         controller=body.controller, consent_ref=body.consent_ref))
+                                         controller=body.controller, consent_ref=body.consent_ref,
+                                         purposes=body.purposes))
+
+
+@router.patch("/sources/{name}", tags=["sources"])
+def change_source(name: str, body: SourceChange, request: Request,
+                  account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Change what a source allows (admin): the search categories it may be searched for; audited with before and after."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return as_dict(engine.set_source(name, purposes=body.purposes))
 
 
 # -- ingest ------------------------------------------------------------------------------------
