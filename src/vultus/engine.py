@@ -135,10 +135,12 @@ class Engine:
                             video_progress=video_progress)
 
     def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
-               top: int | None = None, threshold: float | None = None, face: int | None = None) -> SearchResult:
-        """Candidate faces for the face in ``photo`` (a path or the photo's bytes); logged."""
+               top: int | None = None, threshold: float | None = None, face: int | None = None,
+               category: str | None = None) -> SearchResult:
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes), from the sources whose
+        purposes allow ``category`` (default: the ``default_category`` setting); logged."""
         return search_gallery(photo, gallery=self.gallery, store=self.store, settings=self.settings, actor=self.actor,
-                              purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+                              purpose=purpose, case=case, top=top, threshold=threshold, face=face, category=category)
 
     # -- accuracy ---------------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
-"""Purposes per source over HTTP: the API's source routes and the web sources page, on the fake
-models (a coloured square is a person), in process."""
+"""Purposes per source over HTTP: the API's source routes and search ``category``, and the web page's
+category select, on the fake models (a coloured square is a person), in process.
+
+The same red person is in a newsroom's photos and in police custody's: a search for journalism
+never returns custody's faces and names custody as left out, with what it allows.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,11 @@ def site(tmp_path: Path):
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def _search(client: TestClient, token: str, probe: bytes, **form: str):
+    return client.post("/v1/search", files={"photo": ("probe.jpg", probe, "image/jpeg")},
+                       data={"purpose": "verify a caption", "case": "API-1", **form}, headers=_auth(token))
 
 
 def test_sources_list_their_categories_and_an_admin_changes_them_audited(site):
@@ -99,3 +108,52 @@ def test_the_web_sources_page_shows_the_categories_and_registers_with_them(site)
                                            "purposes": ["gossip"], "csrf": csrf})
     assert bad.status_code == 400 and "&#39;gossip&#39;" in bad.text
     assert "z" not in [s.name for s in engine.sources()]
+
+
+def test_a_search_for_journalism_never_returns_custody_and_names_it_left_out(site):
+    client, engine, tokens, probe = site
+    press = _search(client, tokens["investigator"], probe, category="journalism")
+    assert press.status_code == 200, press.text
+    body = press.json()
+    assert [c["source"] for c in body["candidates"]] == ["news"]
+    assert body["category"] == "journalism" and body["sources_searched"] == ["news"]
+    assert body["left_out"] == [{"source": "custody", "allows": ["investigation"],
+                                 "reason": "custody (allows investigation; not journalism)"}]
+    police = _search(client, tokens["investigator"], probe, category="investigation").json()
+    assert [c["source"] for c in police["candidates"]] == ["custody"]
+    default = _search(client, tokens["investigator"], probe).json()  # no category: the default, archive
+    assert default["category"] == "archive" and [c["source"] for c in default["candidates"]] == ["news"]
+    entry = engine.audit_entries(action="search")[0]
+    assert entry.actor == "investigator-1" and entry.details["category"] == "journalism"
+    assert entry.details["left_out"] == [{"source": "custody", "allows": ["investigation"]}]
+
+
+def test_no_source_for_the_category_is_an_empty_result_and_an_unknown_one_is_400_unlogged(site):
+    client, engine, tokens, probe = site
+    empty = _search(client, tokens["investigator"], probe, category="event-delivery")
+    assert empty.status_code == 200
+    assert empty.json()["candidates"] == [] and empty.json()["sources_searched"] == []
+    assert sorted(e["source"] for e in empty.json()["left_out"]) == ["custody", "news"]
+    searches = len(engine.audit_entries(action="search"))
+    bad = _search(client, tokens["investigator"], probe, category="surveillance")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_category"
+    assert "journalism, archive, investigation" in bad.json()["error"]["message"]
+    assert len(engine.audit_entries(action="search")) == searches
+
+
+def test_the_web_search_has_a_category_select_and_names_the_sources_left_out(site):
+    client, engine, tokens, probe = site
+    csrf = _signed_in(client, tokens["investigator"])
+    form = client.get("/ui/search").text
+    assert '<select id="category" name="category">' in form
+    assert "<option selected>archive</option>" in form and "<option>journalism</option>" in form
+    page = client.post("/ui/search", data={"purpose": "caption", "case": "W-1", "category": "journalism",
+                                            "csrf": csrf}, files={"photo": ("p.jpg", probe, "image/jpeg")})
+    assert page.status_code == 200 and page.text.count('data-testid="result"') == 1
+    assert "Left out: custody (allows investigation; not journalism)." in page.text
+    assert "<option selected>journalism</option>" in page.text  # the category asked stays chosen
+    searches = len(engine.audit_entries(action="search"))
+    bad = client.post("/ui/search", data={"purpose": "caption", "case": "W-2", "category": "surveillance",
+                                           "csrf": csrf}, files={"photo": ("p.jpg", probe, "image/jpeg")})
+    assert bad.status_code == 422 and "&#39;surveillance&#39; is not one of" in bad.text
+    assert 'data-testid="result"' not in bad.text and len(engine.audit_entries(action="search")) == searches

@@ -214,9 +214,12 @@ def search(
     top: int | None = Form(None, ge=1, le=1000),
     threshold: float | None = Form(None, ge=0.0, le=1.0),
     face: int | None = Form(None, ge=1),
+    category: str | None = Form(None, description="journalism, archive, investigation, missing-persons or "
+                                "event-delivery; default: the deployment's VULTUS_DEFAULT_CATEGORY"),
     account: Account = Depends(require(Role.INVESTIGATOR)),
 ) -> dict[str, Any]:
-    """Candidate faces for the face in PHOTO, best first; the search is logged.
+    """Candidate faces for the face in PHOTO, best first, from the sources whose purposes allow
+    ``category``; the search is logged. ``left_out`` names the other sources and what they allow.
 
     Each candidate has ``media``: "photo", or "video" for an appearance in a video, which then
     has ``video_time`` (seconds from the start, where the best match was seen) and
@@ -225,7 +228,8 @@ def search(
     engine = engine_of(request)
     data = photo_bytes(request, photo)
     with engine.acting_as(account.name):
-        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face,
+                               category=category)
     return {
         "note": "Candidates for a person to check, never identifications.",
         "probe_faces": result.probe_faces,
@@ -234,6 +238,9 @@ def search(
         "threshold": result.threshold,
         "gallery_faces": result.gallery_faces,
         "expected_false_candidates": result.expected_false_candidates,
+        "category": result.category,
+        "sources_searched": result.sources_searched,
+        "left_out": [{**entry.as_dict(), "reason": entry.reason(result.category)} for entry in result.left_out],
         "candidates": [c.as_dict() for c in result.candidates],
     }
 

@@ -197,22 +197,28 @@ def home(request: Request) -> Response:
 # -- search -----------------------------------------------------------------------------------
 
 
+def _categories(request: Request) -> dict[str, Any]:
+    """The search form's category list, the deployment's default first selected."""
+    return {"categories": [c.value for c in SearchCategory], "default_category": engine_of(request).settings.default_category}
+
+
 @web.get("/ui/search", response_class=HTMLResponse, include_in_schema=False)
 def search_page(request: Request) -> HTMLResponse:
     session = _signed_in(request, Role.INVESTIGATOR)
-    return _page("search.html", "Search", session, result=None, error="", purpose="", case="")
+    return _page("search.html", "Search", session, result=None, error="", purpose="", case="", category="",
+                 **_categories(request))
 
 
 @web.post("/ui/search", response_class=HTMLResponse, include_in_schema=False)
 def search_submit(request: Request, photo: UploadFile = File(...), purpose: str = Form(""), case: str = Form(""),
-                  csrf: str = Form("")) -> HTMLResponse:
+                  category: str = Form(""), csrf: str = Form("")) -> HTMLResponse:
     session = _signed_in(request, Role.INVESTIGATOR)
     _check_csrf(session, csrf)
     engine = engine_of(request)
-    form = {"purpose": purpose, "case": case}
+    form = {"purpose": purpose, "case": case, "category": category, **_categories(request)}
     try:
         with engine.acting_as(session["account"].name):
-            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case)
+            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case, category=category or None)
     except ApiError as exc:
         return _page("search.html", "Search", session, exc.status, result=None, error=exc.message, **form)
     except VultusError as exc:
