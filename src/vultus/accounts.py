@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
-from .policy import source_fields
+from typing import Iterable
+
+from .errors import InvalidSourceError
+from .policy import source_fields, source_purposes
 from .store import AuditAction, SourceRecord, MetadataStore, iso, utcnow
 from .store.accounts import Account
 
-__all__ = ["add_source", "add_user", "disable_user", "set_password"]
+__all__ = ["add_source", "set_source", "add_user", "disable_user", "set_password"]
 
 
 def add_source(store: MetadataStore, *, actor: str, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None = None, consent_ref: str | None = None) -> SourceRecord:
-    """Register a source of photos with its controller, legal basis, purpose and retention."""
+               controller: str | None = None, consent_ref: str | None = None,
+               purposes: Iterable[str] | str | None = None) -> SourceRecord:
+    """Register a source of photos with its controller, legal basis, purpose, retention and the
+    search categories it may be searched for (``purposes``; None: the one closest to ``purpose``)."""
     fields = source_fields(
-        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
+        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref,
+        purposes=purposes,
     )
-    record = store.add_source(**fields)
-    store.log(actor=actor, action=AuditAction.SOURCE_ADD, details=fields)
+    with store.transaction():
+        record = store.add_source(**fields)
+        store.log(actor=actor, action=AuditAction.SOURCE_ADD,
+                  details={**fields, "purposes_from_text": purposes is None})
     return record
+
+
+def set_source(store: MetadataStore, *, actor: str, name: str, purposes: Iterable[str] | str | None = None) -> SourceRecord:
+    """Change what a source allows: the search categories it may be searched for (``purposes``).
+
+    Audited with the values before and after; a change that changes nothing is still logged
+    (someone asked for it). Giving nothing to change is refused.
+    """
+    if purposes is None:
+        raise InvalidSourceError(f"Nothing to change for source {name!r}: give --purposes CATEGORY[,CATEGORY...].")
+    with store.transaction():
+        before = store.get_source(name)
+        categories = [c.value for c in source_purposes(purposes, before.purpose)]
+        after = store.set_source_purposes(name, categories)
+        store.log(actor=actor, action=AuditAction.SOURCE_SET,
+                  details={"name": name, "before": {"purposes": list(before.purposes)},
+                           "after": {"purposes": list(after.purposes)}})
+    return after
 
 
 def add_user(store: MetadataStore, *, actor: str, name: str, role: str) -> tuple[Account, str]:

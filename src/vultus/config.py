@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import SettingsError as SourceError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .categories import SearchCategory, vocabulary
 from .errors import SettingsError
 
 __all__ = ["Settings", "StoreSettings", "IndexSettings", "DEFAULT_DATA_DIR", "env_name", "environment_variables", "environment_value",
@@ -128,6 +129,11 @@ class Settings(BaseSettings):
     #: Whether every search must state a purpose and a case reference. Only a personal
     #: deployment should turn this off; `vultus stats` then says so.
     purpose_required: bool = True
+    #: The search category of a search that names none (``--category``): only the sources
+    #: whose purposes allow it are searched. ``archive`` is the category that revision 5 gives
+    #: every source whose purpose text names no other use (vultus.categories.FALLBACK), so
+    #: searches that name no category keep finding those sources.
+    default_category: str = "archive"
     #: Seconds the server waits for more of a request body before answering 408 (a body
     #: must also keep up 16 KiB/s after that allowance); see vultus.server.limits.
     body_timeout: float = 30.0
@@ -207,6 +213,12 @@ class Settings(BaseSettings):
         """Raise :class:`SettingsError` for values that cannot work (construction already checks)."""
         self.with_()
 
+    @field_validator("default_category", mode="before")
+    @classmethod
+    def _category(cls, value: object) -> object:
+        # Spelt as a search's --category may be (Missing_Persons); _problem checks the word.
+        return SearchCategory.normalise(value) if isinstance(value, str) else value
+
     @field_validator("dlib_backend", mode="before")
     @classmethod
     def _lower_backend(cls, value: object) -> object:
@@ -276,6 +288,9 @@ def _problem(s: Settings) -> str | None:
         return f"max_video_seconds must be a positive number of seconds, not {s.max_video_seconds}."
     if s.max_video_pixels < 64 * 64:
         return f"max_video_pixels must be at least 4096 (a 64x64 frame), not {s.max_video_pixels}."
+    if s.default_category not in {c.value for c in SearchCategory}:
+        return (f"VULTUS_DEFAULT_CATEGORY is {s.default_category!r}, not a search category; use one of: "
+                f"{vocabulary()}.")
     if s.dlib_backend not in DLIB_BACKENDS:
         return f"VULTUS_DLIB_BACKEND is {s.dlib_backend!r}; use onnx (the default) or dlib."
     return None

@@ -103,10 +103,16 @@ class Engine:
     # -- sources, ingest and search --------------------------------------------------------
 
     def add_source(self, name: str, *, basis: str, purpose: str, retention: str, controller: str | None = None,
-                   consent_ref: str | None = None) -> SourceRecord:
-        """Register a source of photos with its controller, legal basis, purpose and retention."""
+                   consent_ref: str | None = None, purposes: Iterable[str] | str | None = None) -> SourceRecord:
+        """Register a source of photos with its controller, legal basis, purpose, retention and the search
+        categories it may be searched for (``purposes``; None: the one closest to ``purpose``)."""
         return accounts.add_source(self.store, actor=self.actor, name=name, basis=basis, purpose=purpose,
-                                   retention=retention, controller=controller, consent_ref=consent_ref)
+                                   retention=retention, controller=controller, consent_ref=consent_ref,
+                                   purposes=purposes)
+
+    def set_source(self, name: str, *, purposes: Iterable[str] | str | None = None) -> SourceRecord:
+        """Change the search categories source ``name`` may be searched for; audited with before and after."""
+        return accounts.set_source(self.store, actor=self.actor, name=name, purposes=purposes)
 
     def sources(self) -> list[SourceRecord]:
         """Every registered source, with its image and face counts."""
@@ -129,10 +135,12 @@ class Engine:
                             video_progress=video_progress)
 
     def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
-               top: int | None = None, threshold: float | None = None, face: int | None = None) -> SearchResult:
-        """Candidate faces for the face in ``photo`` (a path or the photo's bytes); logged."""
+               top: int | None = None, threshold: float | None = None, face: int | None = None,
+               category: str | None = None) -> SearchResult:
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes), from the sources whose
+        purposes allow ``category`` (default: the ``default_category`` setting); logged."""
         return search_gallery(photo, gallery=self.gallery, store=self.store, settings=self.settings, actor=self.actor,
-                              purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+                              purpose=purpose, case=case, top=top, threshold=threshold, face=face, category=category)
 
     # -- accuracy ---------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ The hierarchy::
     │   ├── SourceExistsError
     │   ├── InvalidSourceError     bad name, legal basis or retention
     │   ├── MissingPurposeError
+    │   ├── UnknownCategoryError   a search category not in the vocabulary
     │   ├── InputPathError         an ingest path that does not exist
     │   ├── OutputPathError        a file to write (a report) whose folder is missing or read-only
     │   ├── UnknownRequestError    no (open) request has that id
@@ -98,6 +99,7 @@ __all__ = [
     "SourceExistsError",
     "InvalidSourceError",
     "MissingPurposeError",
+    "UnknownCategoryError",
     "InputPathError",
     "OutputPathError",
     "UnknownRequestError",
@@ -262,6 +264,10 @@ class InvalidSourceError(PolicyError):
 
 class MissingPurposeError(PolicyError):
     """A search was asked for without a purpose or case reference."""
+
+
+class UnknownCategoryError(PolicyError):
+    """A search category (of a search, a source's purposes or the default) is not in the vocabulary."""
 
 
 class InputPathError(PolicyError):

@@ -55,8 +55,11 @@ def leave_one_out(engine, root: Path, *, source: str, k: int = 10) -> LeaveOneOu
     """Search with every photo of every identity with 2+ photos; score against folder labels.
 
     Only candidates from ``source`` (the source the identity folders were ingested into)
-    are ranked, so unlabelled photos elsewhere in the gallery neither help nor hurt.
+    are ranked, so unlabelled photos elsewhere in the gallery neither help nor hurt; the
+    searches are for a category ``source`` allows, so that it is searched whatever the default.
     """
+    allowed = engine.store.get_source(source).purposes
+    category = allowed[0] if allowed else None
     photos = identity_photos(root)
     # Photos are matched by content, not path, so links and relative paths cannot confuse it.
     identity_of = {_sha256(p): name for name, files in photos.items() for p in files}
@@ -69,7 +72,8 @@ def leave_one_out(engine, root: Path, *, source: str, k: int = 10) -> LeaveOneOu
         for probe in files:
             result.probes += 1
             try:
-                found = engine.search(probe, purpose="evaluation", case="leave-one-out", top=k + 20, threshold=0.0)
+                found = engine.search(probe, purpose="evaluation", case="leave-one-out", top=k + 20, threshold=0.0,
+                                      category=category)
             except NoFaceError:
                 result.no_face.append(str(probe))
                 continue

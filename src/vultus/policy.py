@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Iterable
 
+from .categories import SearchCategory, closest_category, parse_categories
 from .errors import (
     InvalidSourceError,
     MissingPurposeError,
@@ -28,6 +29,10 @@ __all__ = [
     "refuse_remote",
     "require_purpose",
     "check_gallery_model",
+    "SearchCategory",
+    "source_purposes",
+    "LeftOut",
+    "split_by_category",
 ]
 
 
@@ -106,8 +111,13 @@ def source_fields(
     retention: str,
     controller: str | None = None,
     consent_ref: str | None = None,
+    purposes: Iterable[str] | str | None = None,
 ) -> dict[str, object]:
-    """The checked, normalised fields of a new source, ready to store; raises on bad input."""
+    """The checked, normalised fields of a new source, ready to store; raises on bad input.
+
+    ``purposes`` are the search categories it may be searched for; None means the one
+    closest to the ``purpose`` text (:func:`source_purposes`).
+    """
     purpose = (purpose or "").strip()
     if not purpose:
         raise InvalidSourceError("A source needs a --purpose saying why its photos are processed.")
@@ -118,7 +128,46 @@ def source_fields(
         "retention_days": parse_retention(retention),
         "controller": (controller or "").strip() or "the operator of this deployment",
         "consent_ref": (consent_ref or "").strip() or None,
+        "purposes": [c.value for c in source_purposes(purposes, purpose)],
     }
+
+
+def source_purposes(purposes: Iterable[str] | str | None, purpose: str) -> tuple[SearchCategory, ...]:
+    """The categories named in ``purposes`` (comma lists allowed), or when None the one closest
+    to the free-text ``purpose`` (vultus.categories.closest_category, the rules revision 5 used)."""
+    if purposes is None:
+        return (closest_category(purpose),)
+    return parse_categories(purposes)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A source a search did not cover, and the categories it allows (none of them the search's)."""
+
+    source: str
+    allows: tuple[str, ...]
+
+    def reason(self, category: str) -> str:
+        """``custody (allows investigation; not journalism)``."""
+        return f"{self.source} (allows {', '.join(self.allows) or 'no category'}; not {category})"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": self.source, "allows": list(self.allows)}
+
+
+def split_by_category(sources: Iterable, category: SearchCategory) -> tuple[list, list[LeftOut]]:
+    """The sources whose purposes allow ``category``, and those left out with what they allow.
+
+    Purpose limitation (GDPR Art. 5(1)(b)): a search for a category covers only the sources
+    declared for it; the others' faces are never its candidates.
+    """
+    covered, left_out = [], []
+    for source in sources:
+        if category.value in source.purposes:
+            covered.append(source)
+        else:
+            left_out.append(LeftOut(source.name, tuple(source.purposes)))
+    return covered, left_out
 
 
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -18,10 +18,10 @@ import numpy as np
 from .calibration import calibration_of, expected_false_candidates
 from .errors import FaceChoiceError, NoFaceError
 from .faces import Face, FaceAnalyzer
-from .index import RERANK, VectorIndex
+from .index import RERANK, IdFilter, VectorIndex
 from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
-from .policy import check_gallery_model, require_purpose
+from .policy import LeftOut, SearchCategory, check_gallery_model, require_purpose, split_by_category
 from .probes import InBackground, read_probe
 from .store import AuditAction, MetadataStore
 
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from .config import Settings
     from .gallery import Gallery
 
-__all__ = ["Candidate", "SearchResult", "search_gallery", "search_photo", "pick_face", "exact_distances"]
+__all__ = ["Candidate", "SearchResult", "SearchScope", "search_scope", "search_gallery", "search_photo", "pick_face",
+           "exact_distances"]
 
 #: Templates asked of the index per candidate wanted: an appearance in a video may have a few
 #: templates, which collapse into one candidate; photos' faces are each their own.
@@ -75,9 +76,52 @@ class SearchResult:
     gallery_faces: int
     purpose: str
     case: str
-    #: FMR at the threshold (measured by `vultus calibrate`) x faces in the gallery; None
+    #: FMR at the threshold (measured by `vultus calibrate`) x faces searched; None
     #: when the model has not been calibrated on this deployment.
     expected_false_candidates: float | None = None
+    #: The search category (None: searched without one, every source, as a direct caller may).
+    category: str | None = None
+    #: The sources not searched because their purposes do not allow ``category``.
+    left_out: list[LeftOut] = field(default_factory=list)
+    #: The sources searched, those that allow ``category`` (None: every source, without a category).
+    sources_searched: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """What a search for ``category`` covers: the sources that allow it, those left out, and
+    the index's id filter that keeps the search to the first (None: every source allows it)."""
+
+    category: str
+    sources: tuple[str, ...]
+    left_out: tuple[LeftOut, ...]
+    id_filter: IdFilter | None
+
+
+def search_scope(store: MetadataStore, category: str) -> SearchScope:
+    """The scope of a search for ``category`` (raises for a category not in the vocabulary).
+
+    The filter lists whichever is shorter: the faces of the sources searched, or (to exclude)
+    those of the sources left out. Counts include restricted faces, which are in no index.
+    """
+    chosen = SearchCategory.parse(category)
+    records = store.list_sources()
+    covered, left_out = split_by_category(records, chosen)
+    names = tuple(r.name for r in covered)
+    if not left_out:
+        return SearchScope(chosen.value, names, (), None)
+    kept, dropped = covered, [r for r in records if r.name not in names]
+    if sum(r.face_count for r in kept) <= sum(r.face_count for r in dropped):
+        id_filter = IdFilter(store.source_face_ids([r.id for r in kept]))
+    else:
+        id_filter = IdFilter(store.source_face_ids([r.id for r in dropped]), exclude=True)
+    return SearchScope(chosen.value, names, tuple(left_out), id_filter)
+
+
+def _nearest(index: VectorIndex, query: np.ndarray, k: int, id_filter: IdFilter | None) -> tuple[np.ndarray, np.ndarray]:
+    if id_filter is None:  # every source searched: the index as it always was asked
+        return index.search(query, k)
+    return index.search(query, k, id_filter)
 
 
 def pick_face(faces: list[Face], number: int | None, *, name: str) -> tuple[int, Face]:
@@ -122,6 +166,7 @@ def search_photo(
     actor: str,
     purpose_required: bool = True,
     calibration: dict | None = None,
+    scope: SearchScope | None = None,
 ) -> SearchResult:
     """Search the gallery with the face in the probe photo ``data``, and log the search.
 
@@ -129,7 +174,8 @@ def search_photo(
     Candidates are at most ``top`` faces with similarity at or above ``threshold`` (the
     embedder's operating point when None), best first. Restricted faces are not in the
     index, so they are never candidates. ``index`` may be a function that returns the
-    index (it is called once the probe's face is found).
+    index (it is called once the probe's face is found). With ``scope`` (:func:`search_scope`),
+    only the faces of its sources are searched; without, every face (callers outside a deployment).
     """
     if purpose_required:
         purpose, case = require_purpose(purpose, case)
@@ -151,14 +197,21 @@ def search_photo(
         limit = spec.default_threshold
     query = np.asarray([chosen.embedding], dtype=np.float32)
     wanted = top * _TEMPLATES_PER_CANDIDATE
-    if index.capabilities.exact:
-        distances, ids = index.search(query, wanted)
+    id_filter = None if scope is None else scope.id_filter
+    searched = len(index) if id_filter is None else id_filter.kept(len(index))
+    if not searched:
+        pairs = []  # no face of a source that allows the category: nothing to search
+    elif index.capabilities.exact:
+        distances, ids = _nearest(index, query, wanted, id_filter)
         pairs = [(float(d), int(i)) for d, i in zip(distances[0], ids[0]) if i >= 0]
     else:
         # An approximate index ranks by compressed codes: take twice as many, then rank
         # them by their exact templates, so order and similarities are exact.
-        _, ids = index.search(query, RERANK * wanted)
-        pairs = exact_distances(store, chosen.embedding, [int(i) for i in ids[0] if i >= 0])[:wanted]
+        _, ids = _nearest(index, query, RERANK * wanted, id_filter)
+        found = ids[0][ids[0] >= 0]
+        if id_filter is not None:  # the rerank reads templates from the store: only those let through
+            found = found[id_filter.allows(found)]
+        pairs = exact_distances(store, chosen.embedding, [int(i) for i in found])[:wanted]
     pairs = [(d, i) for d, i in pairs if spec.similarity(d) >= limit]
     hits = store.hydrate([i for _, i in pairs])
     candidates: list[Candidate] = []
@@ -167,6 +220,8 @@ def search_photo(
         hit = hits.get(face_id)
         if hit is None:  # index entry without a row: reconciliation will drop it
             continue
+        if scope is not None and hit.source not in scope.sources:
+            continue  # ingested into a source left out after the scope was taken: never a candidate
         if len(candidates) == top:
             break
         if hit.is_video:
@@ -192,14 +247,20 @@ def search_photo(
             )
         )
     probe_sha256 = hashlib.sha256(data).hexdigest()
-    expected = expected_false_candidates(calibration, limit, len(index))
+    expected = expected_false_candidates(calibration, limit, searched)
+    left_out = [] if scope is None else list(scope.left_out)
+    gallery = "all sources"
+    if scope is not None and left_out:
+        gallery = f"sources allowing {scope.category}: {', '.join(scope.sources) or 'none'}"
     store.log(
         actor=actor,
         action=AuditAction.SEARCH,
         details={
             "purpose": purpose,
             "case": case,
-            "gallery": "all sources",
+            **({} if scope is None else {"category": scope.category,
+                                         "left_out": [entry.as_dict() for entry in left_out]}),
+            "gallery": gallery,
             "probe_sha256": probe_sha256,
             "probe_face": number,
             "threshold": round(limit, 4),
@@ -220,18 +281,24 @@ def search_photo(
         face_box=chosen.box.as_list(),
         threshold=limit,
         model_id=analyzer.model_id,
-        gallery_faces=len(index),
+        gallery_faces=searched,
         purpose=purpose,
         case=case,
         expected_false_candidates=expected,
+        category=None if scope is None else scope.category,
+        left_out=left_out,
+        sources_searched=None if scope is None else list(scope.sources),
     )
 
 
 def search_gallery(photo: bytes | str | os.PathLike[str], *, gallery: Gallery, store: MetadataStore, settings: Settings,
                    actor: str, purpose: str | None, case: str | None, top: int | None = None,
-                   threshold: float | None = None, face: int | None = None) -> SearchResult:
+                   threshold: float | None = None, face: int | None = None, category: str | None = None) -> SearchResult:
     """:func:`search_photo` in a deployment: its gallery's analyzer and index, its settings
-    (``top`` and ``threshold`` when not given) and its calibration."""
+    (``top``, ``threshold`` and ``category`` when not given) and its calibration; only the sources
+    whose purposes allow the category are searched."""
+    # First: an unknown category is refused before the probe is read or anything logged.
+    scope = search_scope(store, category if category and category.strip() else settings.default_category)
     data, name = read_probe(photo)
     # The index loads (file, decryption, reconciliation) while the probe is analysed:
     # both are mostly native code, so a cold search takes the longer of the two, not the sum.
@@ -241,5 +308,5 @@ def search_gallery(photo: bytes | str | os.PathLike[str], *, gallery: Gallery, s
         top=top or settings.top, threshold=settings.threshold if threshold is None else threshold,
         face=face, name=name, max_pixels=settings.max_pixels, max_decode_mb=settings.max_decode_mb,
         actor=actor, purpose_required=settings.purpose_required,
-        calibration=calibration_of(store, gallery.embedder.model_id),
+        calibration=calibration_of(store, gallery.embedder.model_id), scope=scope,
     )

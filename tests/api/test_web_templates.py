@@ -108,10 +108,18 @@ def test_a_result_card_escapes_what_the_gallery_holds():
     video = SimpleNamespace(face_id=8, similarity=0.8, source="news", legal_basis="consent",
                             ingested_at="2024-05-06T07:08:09", path=f"/clips/{HOSTILE}.mp4", media="video",
                             video_time=65.4, video_time_end=70.0)
-    result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None)
+    from vultus.policy import LeftOut
+
+    result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None,
+                             category="journalism", sources_searched=["news"],
+                             left_out=[LeftOut(f"x{HOSTILE}", ("investigation",))])
     page = _templates.get_template("search.html").render(
-        title="Search results", account=None, nav=[], csrf="c", result=result, error="", purpose="p", case="c")
+        title="Search results", account=None, nav=[], csrf="c", result=result, error="", purpose="p", case="c",
+        category="journalism", categories=["journalism", "archive"], default_category="archive")
     assert HOSTILE not in page and f"upload:{ESCAPED}.jpg" in page and f"/clips/{ESCAPED}.mp4" in page
+    # The sources left out are named, escaped, with what they allow; the category asked stays chosen.
+    assert f"Left out: x{ESCAPED} (allows investigation; not journalism)." in page
+    assert "<option selected>journalism</option>" in page and "<option>archive</option>" in page
     assert "<strong>0.912</strong>" in page and "ingested 2024-05-06<" in page and "not calibrated yet" in page
     # A photo's card shows its face crop; a video's, the appearance's still and the time in the video.
     assert 'src="/ui/crops/7"' in page and 'src="/ui/stills/8"' in page and "/ui/crops/8" not in page

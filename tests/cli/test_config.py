@@ -15,6 +15,11 @@ def test_defaults_suit_a_newcomer():
     assert settings.data_dir == Path("vultus-data")
     assert settings.detector == "yunet" and settings.embedder is None  # the gallery's own, dlib for a new one
     assert settings.worker_count >= 1 and settings.top == 10 and settings.threshold is None
+    # Revision 5's fallback: a search that names no category covers what the upgrade gave that category.
+    from vultus.categories import FALLBACK
+
+    assert settings.default_category == FALLBACK.value == "archive"
+    assert Settings.from_env({"VULTUS_DEFAULT_CATEGORY": "Missing_Persons"}).default_category == "missing-persons"
 
 
 def test_environment_sets_fields_and_arguments_win():
@@ -34,6 +39,8 @@ def test_environment_sets_fields_and_arguments_win():
         ({"VULTUS_THRESHOLD": "1.5"}, "between 0 and 1"),
         ({"VULTUS_DETECT_SIZE": "50"}, "between 160 and 8000"),
         ({"VULTUS_MAX_PIXELS": "0"}, "positive"),
+        ({"VULTUS_DEFAULT_CATEGORY": "surveillance"},
+         "VULTUS_DEFAULT_CATEGORY is 'surveillance', not a search category; use one of: journalism, archive"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_do(env: dict, message: str):

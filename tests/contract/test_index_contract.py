@@ -21,6 +21,8 @@ from vultus.crypto import Keyring
 from vultus.errors import IndexCorruptError, SettingsError
 from vultus.index import (
     Capabilities,
+    IdFilter,
+    LockedIndex,
     IndexTarget,
     Resizable,
     VectorIndex,
@@ -147,6 +149,48 @@ def test_search_asks_for_no_more_than_the_index_holds(open_index: Subject):
     index.add(_ids(3), _vectors(3))
     distances, ids = index.search(_vectors(1, seed=2), 10)
     assert ids.shape == (1, 3) and sorted(ids[0].tolist()) == sorted(_ids(3).tolist())
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_a_filtered_search_returns_only_the_ids_let_through_nearest_first(open_index: Subject, exclude: bool):
+    """A search for a purpose covers only its sources' faces: listed, or all but those listed."""
+    index = open_index()
+    vectors, ids = _vectors(200), _ids(200)
+    index.add(ids, vectors)
+    listed = ids[::3]  # every third face, and ids no index holds
+    id_filter = IdFilter(np.concatenate([listed, [5, 999_999]]), exclude=exclude)
+    let = ~np.isin(ids, listed) if exclude else np.isin(ids, listed)
+    queries = vectors[[0, 1, 2, 100]] + 0.01 * _vectors(4, seed=4)
+    distances, found = index.search(queries, 5, id_filter)
+    assert found.shape == (4, 5)
+    for query, row_d, row_i in zip(queries, distances, found):
+        want_d, want_i = _exact(vectors[let], ids[let], query)
+        assert row_i.tolist() == want_i[:5].tolist()  # the nearest of those let through, none other
+        assert np.allclose(row_d, want_d[:5], rtol=1e-4, atol=1e-5)
+    # The same through the lock the gallery wraps indexes in.
+    import threading
+
+    locked = LockedIndex(index, threading.RLock())
+    assert (locked.search(queries, 5, id_filter)[1] == found).all()
+    assert (locked.search(queries, 5)[1] == index.search(queries, 5)[1]).all()  # no filter: everything
+
+
+def test_a_filter_that_lets_few_through_pads_and_one_that_lets_none_through_finds_nothing(open_index: Subject):
+    index = open_index()
+    vectors, ids = _vectors(50), _ids(50)
+    index.add(ids, vectors)
+    distances, found = index.search(vectors[:2], 10, IdFilter(ids[:3]))
+    assert found.shape == (2, 10)
+    assert [sorted(row[row >= 0].tolist()) for row in found] == [sorted(ids[:3].tolist())] * 2
+    assert (found[:, 3:] == -1).all() and np.isinf(distances[:, 3:]).all()  # padded, never another face
+    assert found[0][0] == ids[0] and found[1][0] == ids[1]
+    nothing_d, nothing = index.search(vectors[:1], 5, IdFilter(np.zeros(0, dtype=np.int64)))
+    assert (nothing == -1).all() and np.isinf(nothing_d).all()
+    everyone_else = index.search(vectors[:1], 5, IdFilter(ids, exclude=True))[1]
+    assert (everyone_else == -1).all()
+    # Removed ids stay out of filtered searches too.
+    index.remove(ids[:1])
+    assert ids[0] not in index.search(vectors[:1], 5, IdFilter(ids[:3]))[1]
 
 
 def test_range_search_finds_every_vector_within_the_radius_nearest_first(open_index: Subject):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from vultus.crypto import Keyring
-from vultus.errors import SettingsError
+from vultus.errors import SettingsError, UnknownSourceError
 from vultus.store import (AuditAction, MetadataStore, NewAppearance, NewFace, iso, open_store, store_exists, store_schemes,
                           utcnow)
 
@@ -247,3 +247,34 @@ def test_blocks_on_two_stores_at_once_each_keep_their_own_transaction(url: str, 
     finally:
         first.close()
         other.close()
+
+
+def test_a_source_keeps_its_search_categories_and_lists_its_searchable_faces(store: MetadataStore):
+    assert store.get_source("s").purposes == ()  # registered without any: it allows nothing
+    other = store.add_source(name="t", controller="c", legal_basis="consent", purpose="p", retention_days=10,
+                             consent_ref=None, purposes=["investigation", "journalism", "investigation"])
+    assert other.purposes == ("journalism", "investigation")  # once each, in the vocabulary's order
+    assert {s.name: s.purposes for s in store.list_sources()} == {"s": (), "t": ("journalism", "investigation")}
+    with store.transaction():
+        changed = store.set_source_purposes("t", ["archive"])
+        store.log(actor="a", action=AuditAction.SOURCE_SET, details={"name": "t"})
+    assert changed.purposes == ("archive",) and store.get_source("t").purposes == ("archive",)
+    with pytest.raises(RuntimeError, match="undone"):
+        with store.transaction():
+            store.set_source_purposes("t", ["event-delivery"])
+            raise RuntimeError("undone")
+    assert store.get_source("t").purposes == ("archive",)  # rolled back with its transaction
+    with pytest.raises(UnknownSourceError):
+        store.set_source_purposes("nosuch", ["archive"])
+    # The faces of a set of sources, as a search's id filter lists them: never a restricted one.
+    in_s = _add_image(store, "a" * 64, [_vector(1), _vector(2)])
+    in_t = store.add_image(source_id=other.id, sha256="b" * 64, original_path="/p/b.jpg", size_bytes=1, width=10,
+                           height=10, format="JPEG", ingested_at=iso(utcnow()), expires_at="2999-01-01T00:00:00Z",
+                           blob_key=None, new_faces=[NewFace(box=(0, 0, 10, 10), landmarks=[], det_score=1.0,
+                                                             embedding=_vector(3), model_id="m", crop_key=None)])
+    assert sorted(store.source_face_ids([store.get_source("s").id]).tolist()) == sorted(in_s)
+    assert store.source_face_ids([other.id]).tolist() == in_t
+    assert store.source_face_ids([]).dtype == np.int64 and len(store.source_face_ids([])) == 0
+    with store.transaction():
+        store.set_restricted(in_s[:1], True)
+    assert sorted(store.source_face_ids([store.get_source("s").id, other.id]).tolist()) == sorted(in_s[1:] + in_t)

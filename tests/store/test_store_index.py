@@ -14,6 +14,7 @@ from vultus.config import Settings
 from vultus.errors import IndexCorruptError, SettingsError, SourceExistsError, UnknownSourceError
 from vultus.index import IndexTarget, index_schemes, open_index
 from vultus.store import BlobStore, NewFace, Store
+from vultus.store.schema import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -246,6 +247,17 @@ def test_large_gallery_switches_to_ivf_keeping_recall_and_physical_removal(tmp_p
     _, found = index.search(queries, 10)
     recall = np.mean([len(set(ids[e]) & set(f)) / 10 for e, f in zip(exact, found)])
     assert recall >= 0.98, recall
+    # A search for a purpose: only the faces of the sources that allow it (here a random 5%, or
+    # all but them), with recall@10 as searches count it (the true ten among the first 20).
+    from vultus.index import RERANK, IdFilter
+
+    kept = ids[rng.random(count) < 0.05]
+    for id_filter, let in ((IdFilter(kept), np.isin(ids, kept)), (IdFilter(kept, exclude=True), ~np.isin(ids, kept))):
+        truth = ids[let][np.argsort(((queries[:, None, :] - vectors[let][None]) ** 2).sum(axis=2), axis=1)[:, :10]]
+        _, found = index.search(queries, RERANK * 10, id_filter)
+        assert set(found[found >= 0].tolist()) <= set(ids[let].tolist())  # never a face left out
+        recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+        assert recall >= 0.98, (id_filter.exclude, recall)
     # Erasure: the codes go, the id is never returned again, also after saving and loading.
     gone = ids[:50]
     assert index.remove(gone) == 50 and len(index) == count - 50
@@ -410,8 +422,29 @@ def test_revision_4_makes_the_old_rows_photos_and_keeps_ids_templates_and_counte
                             "embedding, model_id, crop_key, restricted FROM faces WHERE id = 10").fetchall() == before
         assert conn.execute("SELECT appearance, media_time, time_start, time_end, seen_at, still_key FROM faces "
                             "WHERE id = 10").fetchall() == [(None,) * 6]
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("4",)]
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(SCHEMA_VERSION,)]
         assert not [name for (name,) in conn.execute("SELECT name FROM sqlite_master") if name.startswith("v3_copy")]
+
+
+def test_revision_5_gives_each_source_the_category_closest_to_its_purpose_text(tmp_path: Path, keys: Keyring):
+    _legacy(tmp_path / "v.db")  # its source 'old' has the purpose "p": no rule applies
+    texts = {"press": "Newsroom picture desk", "police": "investigating fraud and crime", "search": "Missing persons",
+             "shoots": "wedding and event photos for guests", "museum": "historical archive research"}
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        for name, purpose in texts.items():
+            conn.execute("INSERT INTO sources (name, controller, legal_basis, purpose, retention_days, created_at) "
+                         "VALUES (?, 'c', 'consent', ?, 5, '2026-01-01T00:00:00Z')", (name, purpose))
+        before = conn.execute("SELECT * FROM sources ORDER BY id").fetchall()
+    store = Store(tmp_path / "v.db", keys)
+    try:
+        assert {s.name: s.purposes for s in store.list_sources()} == {
+            "old": ("archive",), "press": ("journalism",), "police": ("investigation",),
+            "search": ("missing-persons",), "shoots": ("event-delivery",), "museum": ("archive",)}
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "v.db") as conn:
+        assert conn.execute("SELECT * FROM sources ORDER BY id").fetchall() == before  # the table itself is untouched
+        assert conn.execute("SELECT count(*) FROM source_purposes").fetchone() == (6,)
 
 
 @pytest.mark.parametrize(
@@ -442,14 +475,14 @@ _NEXT_REVISION = '''
 from alembic import op
 from sqlalchemy import Column, Integer
 
-revision = "5"
-down_revision = "4"
+revision = "{next}"
+down_revision = "{head}"
 
 
 def upgrade():
     op.add_column("sources", Column("stars", Integer))
     op.create_table("extra", Column("id", Integer, primary_key=True))
-    op.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    op.execute("UPDATE meta SET value = '{next}' WHERE key = 'schema_version'")
     {fail}
 '''
 
@@ -462,20 +495,23 @@ def test_a_later_revision_applies_whole_or_not_at_all(tmp_path: Path, keys: Keyr
     from vultus.store.migrate import MIGRATIONS, upgrade_database
     from vultus.store.repository import _on_connect
 
+    # The revision after this release's newest, whichever that is.
+    head, later = SCHEMA_VERSION, str(int(SCHEMA_VERSION) + 1)
     migrations = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
     fail = "raise RuntimeError('the revision broke')" if fails else "pass"
-    (migrations / "versions" / "0005_next.py").write_text(_NEXT_REVISION.format(fail=fail))
+    (migrations / "versions" / f"{int(later):04d}_next.py").write_text(
+        _NEXT_REVISION.format(fail=fail, head=head, next=later))
     Store(tmp_path / "v.db", keys).close()
     before = _dump(tmp_path / "v.db")
     if fails:
-        with pytest.raises(DataDirError, match="to revision 5 failed.*the revision broke.*left as it was"):
-            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
+        with pytest.raises(DataDirError, match=f"to revision {later} failed.*the revision broke.*left as it was"):
+            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head=later)
         assert _dump(tmp_path / "v.db") == before
         return
-    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
+    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head=later)
     with sqlite3.connect(tmp_path / "v.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("5",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(later,)]
         assert "stars" in [row[1] for row in conn.execute("PRAGMA table_info(sources)")]
         assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
     # This Vultus (head 4) then refuses the database a newer one migrated.

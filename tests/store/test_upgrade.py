@@ -121,6 +121,10 @@ def test_the_old_database_is_stamped_with_its_rows_intact(data: Path, faces_root
             ("photo", None, len(before["images"]))]
         assert conn.execute("SELECT count(*) FROM faces WHERE appearance IS NOT NULL OR media_time IS NOT NULL "
                             "OR still_key IS NOT NULL").fetchone() == (0,)
+        # Revision 5 (purposes): the source registered "finding witnesses" may be searched for
+        # the category closest to that text, investigation.
+        assert conn.execute("SELECT s.name, p.category FROM source_purposes p JOIN sources s ON s.id = p.source_id"
+                            ).fetchall() == [("archive", "investigation")]
     stored = {row[1] for row in before["images"]}
     assert stored == {_sha(faces_root / person / name) for person, names in KEPT.items() for name in names}
 
@@ -130,13 +134,19 @@ def test_the_upgraded_directory_searches_and_erases(data: Path, faces_root: Path
     probe = faces_root / "facerec_obama" / PROBES["facerec_obama"]
     jack = faces_root / "deepface_jack" / PROBES["deepface_jack"]
     with vultus.open(data, actor="dpo") as engine:
-        found = {c.image_sha256 for c in engine.search(probe, purpose="p", case="NEW-1").candidates}
+        # The old release searched every source for anything; after the upgrade a search for the
+        # default category (archive) leaves the investigation source out, and says so.
+        default = engine.search(probe, purpose="p", case="NEW-0")
+        assert default.candidates == [] and default.category == "archive"
+        assert [(e.source, e.allows) for e in default.left_out] == [("archive", ("investigation",))]
+        found = {c.image_sha256 for c in engine.search(probe, purpose="p", case="NEW-1",
+                                                       category="investigation").candidates}
         assert found == {_sha(p) for p in obama}
-        receipt = engine.erase(engine.match_person(probe))
+        receipt = engine.erase(engine.match_person(probe))  # rights requests cover every source
         assert set(receipt["removed_images"]) == {_sha(p) for p in obama}
         assert engine.check_receipt(receipt) == "a valid signature by this deployment's key"
-        assert not engine.search(probe, purpose="p", case="NEW-2").candidates
-        found = engine.search(jack, purpose="p", case="NEW-3").candidates
+        assert not engine.search(probe, purpose="p", case="NEW-2", category="investigation").candidates
+        found = engine.search(jack, purpose="p", case="NEW-3", category="investigation").candidates
         paths = [Path(c.path).parent.name for c in found]
         assert paths and set(paths) == {"deepface_jack"}
         assert {c.media for c in found} == {"photo"} and {c.video_time for c in found} == {None}

@@ -14,9 +14,10 @@ import click
 
 from ..config import Settings, env_name, environment_variables
 from ..errors import VultusError, storage_error
-from ..policy import LegalBasis
+from ..policy import LegalBasis, SearchCategory
 
 BASIS_CHOICES = [b.value for b in LegalBasis]
+CATEGORY_CHOICES = [c.value for c in SearchCategory]
 
 
 def _engine(ctx: click.Context):

@@ -1,4 +1,6 @@
-"""The commands on sources, ingest, search, accuracy, maintenance, accounts and the server: parse, call the engine, render."""
+"""The commands on ingest, search, accuracy, maintenance, accounts and the server: parse, call the engine, render.
+
+The commands on sources are in :mod:`.sources`."""
 
 from __future__ import annotations
 
@@ -10,83 +12,7 @@ from typing import Any
 import click
 
 from ..report import clock
-from .base import BASIS_CHOICES, _engine, _friendly, _json_option, _size, _table, cli
-
-# -- sources ------------------------------------------------------------------------------
-
-
-@cli.group()
-def source() -> None:
-    """Register and list sources: where photos come from and why they may be processed."""
-
-
-@source.command("add")
-@click.argument("name")
-@click.option(
-    "--basis",
-    required=True,
-    type=click.Choice(BASIS_CHOICES, case_sensitive=False),
-    help="GDPR Art. 6(1) legal basis for processing this source's photos.",
-)
-@click.option("--purpose", required=True, help="Why these photos are processed (the declared purpose).")
-@click.option(
-    "--retention",
-    required=True,
-    help="How long photos are kept after ingest: a number and d, w, m or y (e.g. 365d; at most 3y).",
-)
-@click.option("--controller", help="The organisation responsible for the data (the controller).")
-@click.option("--consent-ref", help="Where the consents are recorded, for basis 'consent'.")
-@_json_option
-@click.pass_context
-@_friendly
-def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None, consent_ref: str | None, as_json: bool) -> None:
-    """Register source NAME with its legal basis, purpose and retention."""
-    record = _engine(ctx).add_source(
-        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
-    )
-    if as_json:
-        click.echo(json.dumps(_source_dict(record), indent=2))
-    else:
-        click.echo(
-            f"Registered source {record.name!r}: basis {record.legal_basis}, purpose {record.purpose!r}, "
-            f"retention {record.retention_days} days, controller {record.controller!r}."
-        )
-
-
-@source.command("list")
-@_json_option
-@click.pass_context
-@_friendly
-def source_list(ctx: click.Context, as_json: bool) -> None:
-    """List registered sources with their provenance and counts."""
-    records = _engine(ctx).sources()
-    if as_json:
-        click.echo(json.dumps([_source_dict(r) for r in records], indent=2))
-        return
-    if not records:
-        click.echo("No sources yet. Register one with `vultus source add NAME --basis ... --purpose ... --retention ...`.")
-        return
-    rows = [
-        [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count), r.controller, r.purpose]
-        for r in records
-    ]
-    click.echo(_table(["name", "basis", "retention", "images", "faces", "controller", "purpose"], rows))
-
-
-def _source_dict(record: Any) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "controller": record.controller,
-        "legal_basis": record.legal_basis,
-        "purpose": record.purpose,
-        "retention_days": record.retention_days,
-        "consent_ref": record.consent_ref,
-        "created_at": record.created_at,
-        "images": record.image_count,
-        "faces": record.face_count,
-    }
-
+from .base import CATEGORY_CHOICES, _engine, _friendly, _json_option, _size, _table, cli
 
 # -- ingest -------------------------------------------------------------------------------
 
@@ -177,11 +103,14 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
               help="Minimum similarity (0-1, higher is closer) [default: 0.70, dlib's distance 0.6].")
 @click.option("--face", "face_number", type=click.IntRange(min=1), default=None,
               help="Which face of the probe to search with, 1 = largest [default: the largest].")
+@click.option("--category", type=click.Choice(CATEGORY_CHOICES, case_sensitive=False), default=None,
+              help="What the search is for; only sources whose purposes allow it are searched "
+              "[default: VULTUS_DEFAULT_CATEGORY, archive].")
 @_json_option
 @click.pass_context
 @_friendly
 def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str | None, top: int | None,
-           threshold: float | None, face_number: int | None, as_json: bool) -> None:
+           threshold: float | None, face_number: int | None, category: str | None, as_json: bool) -> None:
     """Find candidate photos and video appearances of the person in PHOTO, best first.
 
     Results are candidates for a person to review, never identifications. The probe photo
@@ -189,10 +118,14 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
     in the video, with the time (mm:ss) where the best match was seen; in --json every
     candidate has "media" ("photo" or "video"), and a video's "video_time" and
     "video_time_end" (seconds from its start).
+
+    Only the sources whose purposes allow the search's --category are searched; the others
+    are named as left out (on stderr with --json, whose stdout stays the candidates' array).
     """
     result = _engine(ctx).search(
-        photo, purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number
+        photo, purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number, category=category
     )
+    scope = _scope_note(result)
     note = None
     if result.probe_faces > 1:
         note = (
@@ -201,16 +134,21 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
             "Use --face N to pick another (1 = largest)."
         )
     if as_json:
-        if note:
-            click.echo(note, err=True)
+        for line in (note, scope):
+            if line:
+                click.echo(line, err=True)
         click.echo(json.dumps([c.as_dict() for c in result.candidates], indent=2))
         return
-    if note:
-        click.echo(note)
+    for line in (note, scope):
+        if line:
+            click.echo(line)
+    if result.left_out and not result.sources_searched:
+        return  # the scope note said why nothing was searched
     if not result.candidates:
         click.echo(
             f"No candidate at similarity >= {result.threshold:.2f} among {result.gallery_faces} indexed faces."
-            + (" The gallery is empty: index photos first with `vultus ingest`." if not result.gallery_faces else "")
+            + ("" if result.gallery_faces else " The sources searched hold no face yet." if result.left_out
+               else " The gallery is empty: index photos first with `vultus ingest`.")
         )
         return
     click.echo(
@@ -230,6 +168,18 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
             row.insert(6, f"{clock(c.video_time)} (to {clock(c.video_time_end)})" if c.media == "video" else "")
         headers.insert(6, "video time")
     click.echo(_table(headers, rows))
+
+
+def _scope_note(result: Any) -> str | None:
+    """What a search left out and why, or None when it searched every source."""
+    if not result.left_out:
+        return None
+    reasons = "; ".join(entry.reason(result.category) for entry in result.left_out)
+    if not result.sources_searched:
+        return (f"No source may be searched for {result.category}, so nothing was searched. Left out: {reasons}. "
+                "Search for a category a source allows (--category), or declare this one for a source with "
+                "`vultus source set NAME --purposes ...` if that is lawful.")
+    return f"Searched the sources that allow {result.category}: {', '.join(result.sources_searched)}. Left out: {reasons}."
 
 
 def _expected_note(expected: float | None) -> str:

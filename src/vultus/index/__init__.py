@@ -3,6 +3,7 @@
 from .base import (
     RERANK,
     Capabilities,
+    IdFilter,
     IndexBackend,
     IndexTarget,
     LockedIndex,
@@ -18,5 +19,5 @@ from .base import (
 # The built-in backend registers itself (faiss loads when an index is opened).
 from . import faiss_index  # noqa: E402,F401  isort: skip
 
-__all__ = ["RERANK", "Capabilities", "IndexBackend", "IndexTarget", "LockedIndex", "Resizable", "VectorIndex",
+__all__ = ["RERANK", "Capabilities", "IdFilter", "IndexBackend", "IndexTarget", "LockedIndex", "Resizable", "VectorIndex",
            "default_index_url", "index_backend", "index_schemes", "open_index", "register_index"]

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SettingsError
 from ..store.blobs import Cipher
 
-__all__ = ["RERANK", "Capabilities", "VectorIndex", "Resizable", "LockedIndex", "IndexTarget", "IndexBackend",
+__all__ = ["RERANK", "Capabilities", "IdFilter", "VectorIndex", "Resizable", "LockedIndex", "IndexTarget", "IndexBackend",
            "register_index", "index_backend", "index_schemes", "open_index", "default_index_url"]
 
 
@@ -48,6 +48,30 @@ class Capabilities:
     description: str
 
 
+@dataclass(frozen=True)
+class IdFilter:
+    """Which ids a search may return: only ``ids``, or with ``exclude`` every id but them.
+
+    A search for a purpose covers only the sources that allow it (vultus.search): their faces,
+    or every face but those of the sources left out, whichever list is shorter.
+    """
+
+    ids: np.ndarray
+    exclude: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", np.unique(np.asarray(self.ids, dtype=np.int64).reshape(-1)))
+
+    def allows(self, ids: np.ndarray) -> np.ndarray:
+        """A boolean mask: which of ``ids`` the filter lets through."""
+        inside = np.isin(np.asarray(ids, dtype=np.int64), self.ids)
+        return ~inside if self.exclude else inside
+
+    def kept(self, total: int) -> int:
+        """About how many of an index's ``total`` ids it lets through (exactly, when its ids are all in the index)."""
+        return max(0, total - len(self.ids)) if self.exclude else min(total, len(self.ids))
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """Exact or approximate nearest-neighbour search over int64-keyed float32 vectors.
@@ -68,8 +92,12 @@ class VectorIndex(Protocol):
         """Remove the given ids (physically once flushed); return how many were present."""
         ...
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """For each query, the ``k`` nearest (distances, ids), nearest first; id -1 pads."""
+    def search(self, vectors: np.ndarray, k: int, id_filter: IdFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For each query, the ``k`` nearest (distances, ids), nearest first; id -1 pads, at distance inf.
+
+        With ``id_filter``, only ids it lets through are searched: no other id is returned,
+        and the ``k`` are the nearest of those (an approximate index: as nearly as unfiltered).
+        """
         ...
 
     def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +162,11 @@ class LockedIndex:
         with self._lock:
             return self._inner.remove(ids)
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, id_filter: IdFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            return self._inner.search(vectors, k)
+            if id_filter is None:  # as before filters existed: wrapped indexes need not know them
+                return self._inner.search(vectors, k)
+            return self._inner.search(vectors, k, id_filter)
 
     def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError, KeyFileError, SettingsError
 from ..store.blobs import Cipher, write_atomic
-from .base import RERANK, Capabilities, IndexBackend, IndexTarget, register_index
+from .base import RERANK, Capabilities, IdFilter, IndexBackend, IndexTarget, register_index
 
 __all__ = ["FaissIndex", "FILE_NAME", "TARGET_RECALL", "RERANK", "index_file"]
 
@@ -214,14 +214,41 @@ class FaissIndex:
             return 0
         return int(self._index.remove_ids(self._faiss.IDSelectorBatch(ids)))
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, id_filter: IdFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, min(k, len(self)))
         if len(self) == 0:
             n = len(vectors)
             return np.full((n, 1), np.inf, dtype=np.float32), np.full((n, 1), -1, dtype=np.int64)
-        squared, ids = self._index.search(vectors, k)
-        return np.sqrt(np.maximum(squared, 0.0)), ids
+        if id_filter is None:
+            squared, ids = self._index.search(vectors, k)
+        else:
+            squared, ids = self._filtered_search(vectors, k, id_filter)
+        distances = np.sqrt(np.maximum(squared, 0.0))
+        distances[ids < 0] = np.inf  # FAISS pads with FLT_MAX
+        return distances, ids
+
+    def _filtered_search(self, vectors: np.ndarray, k: int, id_filter: IdFilter) -> tuple[np.ndarray, np.ndarray]:
+        """Search only the ids ``id_filter`` lets through, with a FAISS ID selector.
+
+        The flat index is an IndexIDMap2, which maps the selector onto its own positions. An
+        IVF index takes the selector in IVF parameters, whose nprobe must be given (it would
+        be 1); it searches ``filtered_nprobe`` lists, more than unfiltered ones, since the ids
+        let through are sparser in each list.
+        """
+        faiss = self._faiss
+        # Both selectors stay referenced here until the search is done: the parameters and the Not
+        # selector hold bare pointers to them.
+        batch = faiss.IDSelectorBatch(id_filter.ids)
+        selector = faiss.IDSelectorNot(batch) if id_filter.exclude else batch
+        ivf = self._ivf()
+        if ivf is None:
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            fraction = id_filter.kept(len(self)) / max(1, len(self))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=filtered_nprobe(int(ivf.nprobe), int(ivf.nlist),
+                                                                                     fraction))
+        return self._index.search(vectors, k, params=params)
 
     def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         if len(self) == 0:
@@ -262,6 +289,19 @@ class FaissIndex:
 
     def size_on_disk(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
+
+
+def filtered_nprobe(nprobe: int, nlist: int, fraction: float) -> int:
+    """Lists an IVF search scans when only ``fraction`` of the ids may be returned.
+
+    The nearest ids that pass a filter are farther from the query than the nearest of all, so
+    they lie in more lists: scanning nprobe / fraction lists (at most all) sees about as many
+    of them as an unfiltered search sees of all ids. bench/purposes.py measures recall@10
+    with and without this.
+    """
+    if fraction <= 0:
+        return nprobe
+    return int(min(nlist, max(nprobe, math.ceil(nprobe / fraction))))
 
 
 def _set_ef(faiss, ivf) -> None:  # noqa: ANN001

@@ -85,6 +85,13 @@ class NewSource(BaseModel):
     retention: str = Field(description="e.g. 365d, 12w, 6m, 2y (at most 3y)")
     controller: str | None = None
     consent_ref: str | None = None
+    purposes: list[str] | None = Field(
+        None, description="Search categories it may be searched for: journalism, archive, investigation, "
+        "missing-persons, event-delivery; default: the one closest to the purpose text (in the answer's purposes)")
+
+
+class SourceChange(BaseModel):
+    purposes: list[str] | None = Field(None, description="The search categories it may be searched for from now on")
 
 
 @router.get("/sources", tags=["sources"])
@@ -99,7 +106,17 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return as_dict(engine.add_source(body.name, basis=body.basis, purpose=body.purpose, retention=body.retention,
-                                         controller=body.controller, consent_ref=body.consent_ref))
+                                         controller=body.controller, consent_ref=body.consent_ref,
+                                         purposes=body.purposes))
+
+
+@router.patch("/sources/{name}", tags=["sources"])
+def change_source(name: str, body: SourceChange, request: Request,
+                  account: Account = Depends(require(Role.ADMIN))) -> dict[str, Any]:
+    """Change what a source allows (admin): the search categories it may be searched for; audited with before and after."""
+    engine = engine_of(request)
+    with engine.acting_as(account.name):
+        return as_dict(engine.set_source(name, purposes=body.purposes))
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -197,9 +214,12 @@ def search(
     top: int | None = Form(None, ge=1, le=1000),
     threshold: float | None = Form(None, ge=0.0, le=1.0),
     face: int | None = Form(None, ge=1),
+    category: str | None = Form(None, description="journalism, archive, investigation, missing-persons or "
+                                "event-delivery; default: the deployment's VULTUS_DEFAULT_CATEGORY"),
     account: Account = Depends(require(Role.INVESTIGATOR)),
 ) -> dict[str, Any]:
-    """Candidate faces for the face in PHOTO, best first; the search is logged.
+    """Candidate faces for the face in PHOTO, best first, from the sources whose purposes allow
+    ``category``; the search is logged. ``left_out`` names the other sources and what they allow.
 
     Each candidate has ``media``: "photo", or "video" for an appearance in a video, which then
     has ``video_time`` (seconds from the start, where the best match was seen) and
@@ -208,7 +228,8 @@ def search(
     engine = engine_of(request)
     data = photo_bytes(request, photo)
     with engine.acting_as(account.name):
-        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face,
+                               category=category)
     return {
         "note": "Candidates for a person to check, never identifications.",
         "probe_faces": result.probe_faces,
@@ -217,6 +238,9 @@ def search(
         "threshold": result.threshold,
         "gallery_faces": result.gallery_faces,
         "expected_false_candidates": result.expected_false_candidates,
+        "category": result.category,
+        "sources_searched": result.sources_searched,
+        "left_out": [{**entry.as_dict(), "reason": entry.reason(result.category)} for entry in result.left_out],
         "candidates": [c.as_dict() for c in result.candidates],
     }
 

@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ..errors import RateLimitedError, VultusError
-from ..policy import LegalBasis
+from ..policy import LegalBasis, SearchCategory
 from ..report import access_report_html, clock
 from ..store.accounts import Role
 from .access import ApiError, engine_of
@@ -197,22 +197,28 @@ def home(request: Request) -> Response:
 # -- search -----------------------------------------------------------------------------------
 
 
+def _categories(request: Request) -> dict[str, Any]:
+    """The search form's category list, the deployment's default first selected."""
+    return {"categories": [c.value for c in SearchCategory], "default_category": engine_of(request).settings.default_category}
+
+
 @web.get("/ui/search", response_class=HTMLResponse, include_in_schema=False)
 def search_page(request: Request) -> HTMLResponse:
     session = _signed_in(request, Role.INVESTIGATOR)
-    return _page("search.html", "Search", session, result=None, error="", purpose="", case="")
+    return _page("search.html", "Search", session, result=None, error="", purpose="", case="", category="",
+                 **_categories(request))
 
 
 @web.post("/ui/search", response_class=HTMLResponse, include_in_schema=False)
 def search_submit(request: Request, photo: UploadFile = File(...), purpose: str = Form(""), case: str = Form(""),
-                  csrf: str = Form("")) -> HTMLResponse:
+                  category: str = Form(""), csrf: str = Form("")) -> HTMLResponse:
     session = _signed_in(request, Role.INVESTIGATOR)
     _check_csrf(session, csrf)
     engine = engine_of(request)
-    form = {"purpose": purpose, "case": case}
+    form = {"purpose": purpose, "case": case, "category": category, **_categories(request)}
     try:
         with engine.acting_as(session["account"].name):
-            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case)
+            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case, category=category or None)
     except ApiError as exc:
         return _page("search.html", "Search", session, exc.status, result=None, error=exc.message, **form)
     except VultusError as exc:
@@ -282,20 +288,23 @@ def sources_page(request: Request) -> HTMLResponse:
 def _sources(session: dict[str, Any], *, sources: list[Any], error: str = "", status: int = 200) -> HTMLResponse:
     """The sources table, or ``error`` in its place, and for an admin the form that registers one."""
     return _page("sources.html", "Sources", session, status, sources=sources, error=error,
-                 can_register=session["account"].role == Role.ADMIN, bases=[basis.value for basis in LegalBasis])
+                 can_register=session["account"].role == Role.ADMIN, bases=[basis.value for basis in LegalBasis],
+                 categories=[c.value for c in SearchCategory])
 
 
 @web.post("/ui/sources", response_class=HTMLResponse, include_in_schema=False)
 def sources_submit(request: Request, name: str = Form(""), basis: str = Form(""), purpose: str = Form(""),
                    retention: str = Form(""), controller: str = Form(""), consent_ref: str = Form(""),
-                   csrf: str = Form("")) -> Response:
+                   purposes: list[str] = Form([]), csrf: str = Form("")) -> Response:
     session = _signed_in(request, Role.ADMIN)
     _check_csrf(session, csrf)
     engine = engine_of(request)
     try:
         with engine.acting_as(session["account"].name):
+            # No box ticked: the category closest to the purpose text, shown in the table after.
             engine.add_source(name, basis=basis, purpose=purpose, retention=retention,
-                              controller=controller or None, consent_ref=consent_ref or None)
+                              controller=controller or None, consent_ref=consent_ref or None,
+                              purposes=purposes or None)
     except VultusError as exc:
         return _sources(session, sources=[], error=str(exc), status=400)
     return RedirectResponse("/ui/sources", status_code=303)

@@ -32,6 +32,7 @@ class AuditAction(StrEnum):
     """Everything that is logged."""
 
     SOURCE_ADD = "source.add"
+    SOURCE_SET = "source.set"
     INGEST = "ingest"
     SEARCH = "search"
     ACCESS = "access"

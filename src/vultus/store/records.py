@@ -22,7 +22,7 @@ def iso(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class SourceRecord:
-    """A registered source and its provenance."""
+    """A registered source and its provenance, with the search categories it may be searched for (``purposes``)."""
 
     id: int
     name: str
@@ -34,6 +34,8 @@ class SourceRecord:
     created_at: str
     image_count: int = 0
     face_count: int = 0
+    #: Search categories (vultus.categories.SearchCategory values) it allows, in vocabulary order.
+    purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

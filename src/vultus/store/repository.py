@@ -21,6 +21,7 @@ from .base import StoreBackend, register_store
 from .blobs import Cipher
 from .erasures import Erasures
 from .migrate import upgrade_database
+from .purposes import PurposeRows, write_purposes
 from .records import FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, iso, utcnow
 from .registers import Registers
 from .session import Session
@@ -31,10 +32,11 @@ __all__ = ["SQLiteStore", "Store", "SourceRecord", "NewFace", "NewAppearance", "
            "RemovedVideo", "utcnow", "iso"]
 
 
-class SQLiteStore(VideoRows):
+class SQLiteStore(VideoRows, PurposeRows):
     """The embedded metadata store: one SQLite file, written in short transactions
     (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs).
-    Videos' rows are written and removed by :class:`~vultus.store.videos.VideoRows`."""
+    Videos' rows are written and removed by :class:`~vultus.store.videos.VideoRows`, sources'
+    search categories by :class:`~vultus.store.purposes.PurposeRows`."""
 
     def __init__(self, db_path: Path, cipher: Cipher, *, pool: type[Pool] | None = None):
         self.path = Path(db_path)
@@ -76,11 +78,13 @@ class SQLiteStore(VideoRows):
         purpose: str,
         retention_days: int,
         consent_ref: str | None,
+        purposes: Sequence[str] = (),
     ) -> SourceRecord:
+        """Register a source and the search categories it allows (``purposes``), in one transaction."""
         created = iso(utcnow())
         try:
             with self.session.write() as conn:
-                conn.execute(
+                source_id = conn.execute(
                     sources.insert().values(
                         name=name,
                         controller=controller,
@@ -90,7 +94,8 @@ class SQLiteStore(VideoRows):
                         consent_ref=consent_ref,
                         created_at=created,
                     )
-                )
+                ).inserted_primary_key[0]
+                write_purposes(conn, source_id, purposes)
         except IntegrityError:
             raise SourceExistsError(
                 f"A source named {name!r} already exists; pick another name, or ingest into it "
@@ -108,7 +113,7 @@ class SQLiteStore(VideoRows):
                 f"`vultus source add {name} --basis ... --purpose ... --retention ...`; "
                 "nothing was stored."
             )
-        return SourceRecord(**row)
+        return SourceRecord(**row, purposes=self.source_purposes().get(row["id"], ()))
 
     def list_sources(self) -> list[SourceRecord]:
         image_counts = (
@@ -123,11 +128,13 @@ class SQLiteStore(VideoRows):
         )
         with self.session.read() as conn:
             rows = conn.execute(query).mappings().all()
+        purposes = self.source_purposes()
         return [
             SourceRecord(
                 **{k: row[k] for k in sources.c.keys()},
                 image_count=row["n"] or 0,
                 face_count=row["f"] or 0,
+                purposes=purposes.get(row["id"], ()),
             )
             for row in rows
         ]

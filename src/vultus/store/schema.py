@@ -18,6 +18,7 @@ __all__ = [
     "metadata",
     "meta",
     "sources",
+    "source_purposes",
     "images",
     "faces",
     "audit",
@@ -30,7 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 metadata = MetaData()
 
@@ -55,6 +56,15 @@ sources = Table(
     Column("retention_days", Integer, nullable=False),
     Column("consent_ref", Text),
     Column("created_at", String(32), nullable=False),
+)
+
+#: The search categories (vultus.categories.SearchCategory) a source may be searched for: a
+#: search for another category never covers its faces (GDPR Art. 5(1)(b)). Revision 5.
+source_purposes = Table(
+    "source_purposes",
+    metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("category", String(32), primary_key=True),
 )
 
 #: One indexed photo or video. ``blob_key`` names the engine's own copy of a photo (None when

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexCorruptError, SettingsError
-from ..index import Capabilities, IndexBackend, IndexTarget, register_index
+from ..index import Capabilities, IdFilter, IndexBackend, IndexTarget, register_index
 from ..store.blobs import Cipher, write_atomic
 
 __all__ = ["MemoryIndex"]
@@ -85,19 +85,21 @@ class MemoryIndex:
     def _distances(self, query: np.ndarray) -> np.ndarray:
         return np.linalg.norm(self._vectors - query.reshape(1, self.dim), axis=1)
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, id_filter: IdFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if not len(self):
             # As FAISS answers through Vultus's wrapper: one padding column per query.
             return np.full((len(queries), 1), np.inf, np.float32), np.full((len(queries), 1), -1, np.int64)
         k = max(1, min(k, len(self)))
-        distances = np.empty((len(queries), k), dtype=np.float32)
-        ids = np.empty((len(queries), k), dtype=np.int64)
+        # Padded as FAISS pads when the filter lets fewer than k through.
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        let = np.ones(len(self), dtype=bool) if id_filter is None else id_filter.allows(self._ids)
         for row, query in enumerate(queries):
-            found = self._distances(query)
+            found = self._distances(query)[let]
             # Ties broken by id, so results do not depend on the order faces were added in.
-            order = np.lexsort((self._ids, found))[:k]
-            distances[row], ids[row] = found[order], self._ids[order]
+            order = np.lexsort((self._ids[let], found))[:k]
+            distances[row, : len(order)], ids[row, : len(order)] = found[order], self._ids[let][order]
         return distances, ids
 
     def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
