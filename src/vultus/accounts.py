@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .people import set_clustering
 from .policy import source_fields
 from .store import AuditAction, SourceRecord, MetadataStore, iso, utcnow
 from .store.accounts import Account
@@ -10,13 +11,21 @@ __all__ = ["add_source", "add_user", "disable_user", "set_password"]
 
 
 def add_source(store: MetadataStore, *, actor: str, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None = None, consent_ref: str | None = None) -> SourceRecord:
-    """Register a source of photos with its controller, legal basis, purpose and retention."""
+               controller: str | None = None, consent_ref: str | None = None, clustering: bool = False,
+               clustering_note: str | None = None) -> SourceRecord:
+    """Register a source of photos with its controller, legal basis, purpose and retention.
+
+    With ``clustering``, its registration allows grouping its faces into people (recorded and
+    audited as :func:`vultus.people.set_clustering` does), in the same transaction.
+    """
     fields = source_fields(
         name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
     )
-    record = store.add_source(**fields)
-    store.log(actor=actor, action=AuditAction.SOURCE_ADD, details=fields)
+    with store.transaction():
+        record = store.add_source(**fields)
+        store.log(actor=actor, action=AuditAction.SOURCE_ADD, details=fields)
+        if clustering:
+            set_clustering(store, actor=actor, source=record.name, enabled=True, note=clustering_note)
     return record
 
 

@@ -25,6 +25,7 @@ from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
+from .people import PeopleDesk
 from .probes import read_probe
 from .reembed import ModelChange
 from .retention import purge_expired, rotate_keys
@@ -36,6 +37,10 @@ from .store.accounts import Account
 __all__ = ["Engine", "Stats", "open"]
 
 _ACTOR: ContextVar[str | None] = ContextVar("vultus_actor", default=None)
+
+
+def _actor_of(settings: Settings) -> str:
+    return _ACTOR.get() or settings.actor_name
 
 
 class Engine:
@@ -59,6 +64,9 @@ class Engine:
         # Public requests seal templates outside the writer lock; a key rotation in this
         # process takes this lock between two of them.
         self._seal_lock = threading.Lock()
+        #: People groups of the sources that allow them (``engine.people.list()``, ``.merge()``, ...).
+        self.people = PeopleDesk(self.store, deployment=self.deployment, gallery=self.gallery,
+                                 actor=functools.partial(_actor_of, settings))
         try:
             self.deployment.finish_interrupted()
         except BaseException:
@@ -89,7 +97,7 @@ class Engine:
     def actor(self) -> str:
         """Who is acting, as recorded in the audit log: the account of the current request
         (see :meth:`acting_as`), else the configured or operating-system user."""
-        return _ACTOR.get() or self.settings.actor_name
+        return _actor_of(self.settings)
 
     @contextmanager
     def acting_as(self, name: str) -> Iterator["Engine"]:
@@ -103,10 +111,12 @@ class Engine:
     # -- sources, ingest and search --------------------------------------------------------
 
     def add_source(self, name: str, *, basis: str, purpose: str, retention: str, controller: str | None = None,
-                   consent_ref: str | None = None) -> SourceRecord:
-        """Register a source of photos with its controller, legal basis, purpose and retention."""
+                   consent_ref: str | None = None, clustering: bool = False, clustering_note: str | None = None) -> SourceRecord:
+        """Register a source of photos with its controller, legal basis, purpose and retention (and
+        whether its registration allows grouping its faces into people: see :attr:`people`)."""
         return accounts.add_source(self.store, actor=self.actor, name=name, basis=basis, purpose=purpose,
-                                   retention=retention, controller=controller, consent_ref=consent_ref)
+                                   retention=retention, controller=controller, consent_ref=consent_ref,
+                                   clustering=clustering, clustering_note=clustering_note)
 
     def sources(self) -> list[SourceRecord]:
         """Every registered source, with its image and face counts."""

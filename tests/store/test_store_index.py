@@ -14,6 +14,7 @@ from vultus.config import Settings
 from vultus.errors import IndexCorruptError, SettingsError, SourceExistsError, UnknownSourceError
 from vultus.index import IndexTarget, index_schemes, open_index
 from vultus.store import BlobStore, NewFace, Store
+from vultus.store.schema import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -342,7 +343,7 @@ def test_a_new_database_gets_every_revision_and_exactly_the_schema(tmp_path: Pat
     from sqlalchemy import create_engine
 
     from vultus.store.migrate import MIGRATIONS
-    from vultus.store.schema import SCHEMA_VERSION, metadata
+    from vultus.store.schema import metadata
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -370,7 +371,6 @@ def test_a_database_from_before_migrations_is_stamped_and_keeps_its_rows(tmp_pat
         assert store.erasures.pending() == []
     finally:
         store.close()
-    from vultus.store.schema import SCHEMA_VERSION
 
     with sqlite3.connect(tmp_path / "v.db") as conn:
         # Stamped as the baseline, then upgraded through every later revision.
@@ -410,7 +410,8 @@ def test_revision_4_makes_the_old_rows_photos_and_keeps_ids_templates_and_counte
                             "embedding, model_id, crop_key, restricted FROM faces WHERE id = 10").fetchall() == before
         assert conn.execute("SELECT appearance, media_time, time_start, time_end, seen_at, still_key FROM faces "
                             "WHERE id = 10").fetchall() == [(None,) * 6]
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("4",)]
+        # Upgraded through revision 4 to the newest.
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(SCHEMA_VERSION,)]
         assert not [name for (name,) in conn.execute("SELECT name FROM sqlite_master") if name.startswith("v3_copy")]
 
 
@@ -442,14 +443,14 @@ _NEXT_REVISION = '''
 from alembic import op
 from sqlalchemy import Column, Integer
 
-revision = "5"
-down_revision = "4"
+revision = "{next}"
+down_revision = "{head}"
 
 
 def upgrade():
     op.add_column("sources", Column("stars", Integer))
     op.create_table("extra", Column("id", Integer, primary_key=True))
-    op.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    op.execute("UPDATE meta SET value = '{next}' WHERE key = 'schema_version'")
     {fail}
 '''
 
@@ -464,20 +465,22 @@ def test_a_later_revision_applies_whole_or_not_at_all(tmp_path: Path, keys: Keyr
 
     migrations = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    # The revision after this Vultus's newest, whatever that is.
+    head, after = SCHEMA_VERSION, str(int(SCHEMA_VERSION) + 1)
     fail = "raise RuntimeError('the revision broke')" if fails else "pass"
-    (migrations / "versions" / "0005_next.py").write_text(_NEXT_REVISION.format(fail=fail))
+    (migrations / "versions" / "9999_next.py").write_text(_NEXT_REVISION.format(fail=fail, head=head, next=after))
     Store(tmp_path / "v.db", keys).close()
     before = _dump(tmp_path / "v.db")
     if fails:
-        with pytest.raises(DataDirError, match="to revision 5 failed.*the revision broke.*left as it was"):
-            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
+        with pytest.raises(DataDirError, match=f"to revision {after} failed.*the revision broke.*left as it was"):
+            upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head=after)
         assert _dump(tmp_path / "v.db") == before
         return
-    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head="5")
+    upgrade_database(tmp_path / "v.db", _on_connect, migrations=migrations, head=after)
     with sqlite3.connect(tmp_path / "v.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("5",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(after,)]
         assert "stars" in [row[1] for row in conn.execute("PRAGMA table_info(sources)")]
         assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
-    # This Vultus (head 4) then refuses the database a newer one migrated.
+    # This Vultus (its own head) then refuses the database a newer one migrated.
     with pytest.raises(DataDirError, match="newer Vultus"):
         Store(tmp_path / "v.db", keys)

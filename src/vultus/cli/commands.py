@@ -36,22 +36,59 @@ def source() -> None:
 )
 @click.option("--controller", help="The organisation responsible for the data (the controller).")
 @click.option("--consent-ref", help="Where the consents are recorded, for basis 'consent'.")
+@click.option("--clustering", is_flag=True,
+              help="Its registration allows grouping its faces into people (off by default; audited).")
+@click.option("--clustering-note", help="Where the decision that allows grouping is recorded (a DPIA, the consent's wording).")
 @_json_option
 @click.pass_context
 @_friendly
 def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None, consent_ref: str | None, as_json: bool) -> None:
+               controller: str | None, consent_ref: str | None, clustering: bool, clustering_note: str | None,
+               as_json: bool) -> None:
     """Register source NAME with its legal basis, purpose and retention."""
-    record = _engine(ctx).add_source(
-        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref
+    engine = _engine(ctx)
+    record = engine.add_source(
+        name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref,
+        clustering=clustering, clustering_note=clustering_note,
     )
     if as_json:
-        click.echo(json.dumps(_source_dict(record), indent=2))
+        click.echo(json.dumps(_source_dict(record, _clustering_of(engine)), indent=2))
     else:
         click.echo(
             f"Registered source {record.name!r}: basis {record.legal_basis}, purpose {record.purpose!r}, "
-            f"retention {record.retention_days} days, controller {record.controller!r}."
+            f"retention {record.retention_days} days, controller {record.controller!r}"
+            + (", its faces grouped into people." if clustering else ".")
         )
+
+
+@source.command("set")
+@click.argument("name")
+@click.option("--clustering/--no-clustering", default=None,
+              help="Allow grouping its faces into people, or stop it (which deletes its people groups).")
+@click.option("--clustering-note", help="Where the decision that allows grouping is recorded (with --clustering).")
+@_json_option
+@click.pass_context
+@_friendly
+def source_set(ctx: click.Context, name: str, clustering: bool | None, clustering_note: str | None,
+               as_json: bool) -> None:
+    """Change what source NAME's registration allows; audited."""
+    if clustering is None:
+        raise click.UsageError("Say what to change: --clustering or --no-clustering.")
+    if clustering_note is not None and not clustering:
+        raise click.UsageError("--clustering-note goes with --clustering (it records why grouping is allowed).")
+    done = _engine(ctx).people.set_clustering(name, enabled=clustering, note=clustering_note)
+    if as_json:
+        click.echo(json.dumps(done, indent=2))
+    elif not done["changed"]:
+        click.echo(f"Source {done['source']!r} already {'allows' if clustering else 'does not allow'} clustering; "
+                   "nothing changed.")
+    elif clustering:
+        click.echo(f"Source {done['source']!r} now groups its faces into people: new faces are placed as they are "
+                   f"ingested; run `vultus people cluster --source {done['source']}` to group those it holds.")
+    else:
+        deleted = done["deleted"]
+        click.echo(f"Source {done['source']!r} no longer groups its faces: {deleted['people']} people group(s) "
+                   f"deleted ({deleted['named']} named); its faces are kept.")
 
 
 @source.command("list")
@@ -60,21 +97,29 @@ def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retentio
 @_friendly
 def source_list(ctx: click.Context, as_json: bool) -> None:
     """List registered sources with their provenance and counts."""
-    records = _engine(ctx).sources()
+    engine = _engine(ctx)
+    records = engine.sources()
+    clustering = _clustering_of(engine)
     if as_json:
-        click.echo(json.dumps([_source_dict(r) for r in records], indent=2))
+        click.echo(json.dumps([_source_dict(r, clustering) for r in records], indent=2))
         return
     if not records:
         click.echo("No sources yet. Register one with `vultus source add NAME --basis ... --purpose ... --retention ...`.")
         return
     rows = [
-        [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count), r.controller, r.purpose]
+        [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count),
+         "on" if r.name in clustering else "off", r.controller, r.purpose]
         for r in records
     ]
-    click.echo(_table(["name", "basis", "retention", "images", "faces", "controller", "purpose"], rows))
+    click.echo(_table(["name", "basis", "retention", "images", "faces", "clustering", "controller", "purpose"], rows))
 
 
-def _source_dict(record: Any) -> dict[str, Any]:
+def _clustering_of(engine: Any) -> set[str]:
+    """The names of the sources whose faces are grouped into people."""
+    return {c.source for c in engine.people.clustering_sources()}
+
+
+def _source_dict(record: Any, clustering: "set[str] | frozenset[str]" = frozenset()) -> dict[str, Any]:
     return {
         "name": record.name,
         "controller": record.controller,
@@ -85,6 +130,7 @@ def _source_dict(record: Any) -> dict[str, Any]:
         "created_at": record.created_at,
         "images": record.image_count,
         "faces": record.face_count,
+        "clustering": record.name in clustering,
     }
 
 

@@ -21,6 +21,7 @@ from ..store.accounts import Account, Role
 from .access import ApiError, as_dict, engine_of, require
 from .clients import client_key
 from .jobs import QueueFull
+from .people_routes import install as install_people_routes
 
 router = APIRouter(prefix="/v1")
 
@@ -89,8 +90,10 @@ class NewSource(BaseModel):
 
 @router.get("/sources", tags=["sources"])
 def list_sources(request: Request, account: Account = Depends(require(*ANY_ROLE))) -> list[dict[str, Any]]:
-    """Registered sources with their provenance and counts."""
-    return [as_dict(s) for s in engine_of(request).sources()]
+    """Registered sources with their provenance and counts, and whether their faces are grouped into people."""
+    engine = engine_of(request)
+    grouped = {c.source for c in engine.people.clustering_sources()}
+    return [{**as_dict(s), "clustering": s.name in grouped} for s in engine.sources()]
 
 
 @router.post("/sources", status_code=201, tags=["sources"])
@@ -100,6 +103,11 @@ def add_source(body: NewSource, request: Request, account: Account = Depends(req
     with engine.acting_as(account.name):
         return as_dict(engine.add_source(body.name, basis=body.basis, purpose=body.purpose, retention=body.retention,
                                          controller=body.controller, consent_ref=body.consent_ref))
+
+
+# -- people (vultus.server.people_routes) --------------------------------------------------------
+
+install_people_routes(router)
 
 
 # -- ingest ------------------------------------------------------------------------------------
