@@ -59,6 +59,8 @@ def set_clustering(store: MetadataStore, *, actor: str, source: str, enabled: bo
     leaves no copy of them in the store's files. Returns what changed.
     """
     src = store.get_source(source)
+    if note is not None and not enabled:
+        raise PeopleError("A note records why grouping is allowed: it goes with turning clustering on, not off.")
     note = _clean_text(note, "note", MAX_NOTE) if note is not None and note.strip() else None
     details: dict[str, Any] = {"source": src.name, "enabled": enabled, "legal_basis": src.legal_basis,
                                "consent_ref": src.consent_ref, "controller": src.controller}
