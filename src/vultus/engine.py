@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import accounts, maintenance, public_requests
 from .calibration import calibrate, calibration_figures, evaluate_gallery_model
@@ -25,6 +25,7 @@ from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
+from .people import PeopleDesk
 from .probes import read_probe
 from .reembed import ModelChange
 from .retention import purge_expired, rotate_keys
@@ -36,6 +37,10 @@ from .store.accounts import Account
 __all__ = ["Engine", "Stats", "open"]
 
 _ACTOR: ContextVar[str | None] = ContextVar("vultus_actor", default=None)
+
+
+def _actor_of(settings: Settings) -> str:
+    return _ACTOR.get() or settings.actor_name
 
 
 class Engine:
@@ -59,6 +64,9 @@ class Engine:
         # Public requests seal templates outside the writer lock; a key rotation in this
         # process takes this lock between two of them.
         self._seal_lock = threading.Lock()
+        #: People groups of the sources that allow them (``engine.people.list()``, ``.merge()``, ...).
+        self.people = PeopleDesk(self.store, deployment=self.deployment, gallery=self.gallery,
+                                 actor=functools.partial(_actor_of, settings))
         try:
             self.deployment.finish_interrupted()
         except BaseException:
@@ -89,7 +97,7 @@ class Engine:
     def actor(self) -> str:
         """Who is acting, as recorded in the audit log: the account of the current request
         (see :meth:`acting_as`), else the configured or operating-system user."""
-        return _ACTOR.get() or self.settings.actor_name
+        return _actor_of(self.settings)
 
     @contextmanager
     def acting_as(self, name: str) -> Iterator["Engine"]:
@@ -103,16 +111,17 @@ class Engine:
     # -- sources, ingest and search --------------------------------------------------------
 
     def add_source(self, name: str, *, basis: str, purpose: str, retention: str, controller: str | None = None,
-                   consent_ref: str | None = None, purposes: Iterable[str] | str | None = None) -> SourceRecord:
-        """Register a source of photos with its controller, legal basis, purpose, retention and the search
-        categories it may be searched for (``purposes``; None: the one closest to ``purpose``)."""
+                   consent_ref: str | None = None, **allows: Any) -> SourceRecord:
+        """Register a source of photos with its controller, legal basis, purpose and retention; ``allows``:
+        ``purposes`` (search categories; None: the one closest to ``purpose``), ``clustering`` and
+        ``clustering_note`` (grouping its faces into people: see :attr:`people`), as :func:`accounts.add_source`."""
         return accounts.add_source(self.store, actor=self.actor, name=name, basis=basis, purpose=purpose,
-                                   retention=retention, controller=controller, consent_ref=consent_ref,
-                                   purposes=purposes)
+                                   retention=retention, controller=controller, consent_ref=consent_ref, **allows)
 
-    def set_source(self, name: str, *, purposes: Iterable[str] | str | None = None) -> SourceRecord:
-        """Change the search categories source ``name`` may be searched for; audited with before and after."""
-        return accounts.set_source(self.store, actor=self.actor, name=name, purposes=purposes)
+    def set_source(self, name: str, **allows: Any) -> SourceRecord:
+        """Change what source ``name`` allows (``purposes``, ``clustering``, ``clustering_note``), audited:
+        :func:`accounts.set_source`."""
+        return accounts.set_source(self.store, actor=self.actor, name=name, **allows)
 
     def sources(self) -> list[SourceRecord]:
         """Every registered source, with its image and face counts."""

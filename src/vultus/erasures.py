@@ -2,7 +2,9 @@
 
 An erasure is done in two steps. First, in one transaction: the image and face rows go
 (whole photos; a video's appearances one by one, or the whole video when it expires),
-the caller's own changes are made (the request completed, a suppression entry), the audit
+the people groups the faces were in are settled (:func:`~vultus.grouping.settle_people`:
+centroids made again from the faces left, emptied groups deleted with their names), the
+caller's own changes are made (the request completed, a suppression entry), the audit
 entry is appended, and an intent is entered in the erasure log with what is left to do
 (the blob keys, the face ids) and what the receipt will say. Then the files are deleted,
 the faces removed from the index and the index flushed (removed physically), the write-ahead log
@@ -24,6 +26,7 @@ import numpy as np
 
 from .crypto import Keyring, verify_signature
 from .errors import ReceiptError, VultusError
+from .grouping import settle_people
 from .index import VectorIndex
 from .store import AuditAction, BlobStore, RemovedImage, RemovedVideo, MetadataStore, iso, utcnow
 from .store.erasures import PendingErasure
@@ -59,8 +62,14 @@ def erase_images(
     with store.transaction():
         removed = store.delete_images(image_ids)
         videos = store.delete_faces(video_faces) if video_faces else []
+        # The faces left their groups with their rows (the foreign keys' cascade); the groups'
+        # centroids, covers and names follow here, in the same transaction.
+        groups = settle_people(store, erasure=kind != "purge")
         request_id, extra = in_transaction(removed, videos) if in_transaction is not None else (None, {})
         logged = {**details, "removed_images": [{"sha256": r.sha256, "source": r.source} for r in removed]}
+        if any(groups.values()):
+            logged["people_groups"] = groups
+            extra = {**extra, "people_groups": groups}
         if videos:
             logged["removed_videos"] = [{"sha256": v.sha256, "source": v.source, "time_ranges": _ranges(v.ranges)}
                                         for v in videos]

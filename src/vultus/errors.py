@@ -45,7 +45,10 @@ The hierarchy::
     │   ├── OutputPathError        a file to write (a report) whose folder is missing or read-only
     │   ├── UnknownRequestError    no (open) request has that id
     │   ├── UnknownReceiptError    no finished erasure has that id
-    │   └── RateLimitedError       too many public requests from one address
+    │   ├── RateLimitedError       too many public requests from one address
+    │   └── PeopleError            a grouping change that cannot be made as asked
+    │       ├── UnknownPersonError no person group has that id
+    │       └── ClusteringOffError the source's registration does not allow grouping its faces
     ├── WorkerCrashedError         an ingest worker process died
     ├── ReceiptError               a receipt is malformed or its signature fails
     ├── AccountError               a bad user name or role
@@ -105,6 +108,9 @@ __all__ = [
     "UnknownRequestError",
     "UnknownReceiptError",
     "RateLimitedError",
+    "PeopleError",
+    "UnknownPersonError",
+    "ClusteringOffError",
     "WorkerCrashedError",
     "ReceiptError",
     "AccountError",
@@ -308,6 +314,18 @@ class UnknownReceiptError(PolicyError):
 
 class RateLimitedError(PolicyError):
     """Too many public requests from one contact address or client in a day."""
+
+
+class PeopleError(PolicyError):
+    """A change to the people groups that cannot be made as asked (a bad name, a merge across sources, ...)."""
+
+
+class UnknownPersonError(PeopleError):
+    """No person group has that id."""
+
+
+class ClusteringOffError(PeopleError):
+    """The source's registration does not allow grouping its faces into people (clustering is off)."""
 
 
 class IndexCorruptError(VultusError):

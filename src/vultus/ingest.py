@@ -30,6 +30,7 @@ from .faces import Aligner, Embedder, FaceAnalyzer, QualityGate, create_aligner,
 from .index import VectorIndex
 from .media import Item, MediaItem, MediaKind, collect, read_media, redact_regions
 from .media.decode import DEFAULT_MAX_DECODE_MB
+from .people import Placer
 from .photo_ingest import FoundFace, PhotoAnalysis, analyze_item, analyze_photo
 from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
@@ -185,6 +186,7 @@ class Ingestor:
         suppression: Sequence[SuppressionCheck] = (),
         gate: QualityGate | None = None,
         video: VideoLimits | None = None,
+        group_distance: float | None = None,
     ):
         self.store = store
         self.blobs = blobs
@@ -200,6 +202,10 @@ class Ingestor:
         self.max_decode_mb = max_decode_mb
         self.actor = actor
         self._suppressed: list[tuple[SuppressionCheck, np.ndarray]] = []
+        # Distance at which a new face joins a person of a source that groups its faces
+        # (default: the embedder's match distance).
+        self.group_distance = group_distance
+        self._placer: Placer | None = None
 
     def run(
         self,
@@ -233,6 +239,11 @@ class Ingestor:
         self._suppressed = [(c, self.store.registers.active_templates(c.model_id)) for c in self.suppression]
         # With suppression entries, faces too small to index are still screened against them.
         self._names = (*self._names[:7], any(len(t) for _, t in self._suppressed), *self._names[8:])
+        distance = self.group_distance
+        if distance is None and self.store.people.clustering(src.id):
+            distance = self._analyzer().embedder.spec.match_distance
+        self._placer = Placer.for_source(self.store, src, model_id=self.model_id, distance=distance or 0.0,
+                                         actor=self.actor)
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
@@ -242,6 +253,8 @@ class Ingestor:
                 self._run_pool(found.items, src, summary, state, workers)
         finally:
             self.index.flush()
+            if self._placer is not None:
+                self._placer.finish()
             summary.seconds = time.monotonic() - started
             details = summary.as_dict()
             details["refused"] = len(summary.refused)
@@ -256,6 +269,15 @@ class Ingestor:
         if rename and display.startswith(rename[0]):
             return rename[1] + display[len(rename[0]) :]
         return display
+
+    def place(self, face_ids: Sequence[int], vectors: Sequence[np.ndarray]) -> None:
+        """Place newly stored faces into the people of their source, when it groups its faces.
+
+        After their rows are committed: a crash in between leaves them unassigned, which the
+        next full clustering run sees to.
+        """
+        if self._placer is not None and len(face_ids):
+            self._placer.place(face_ids, vectors)
 
     @property
     def suppressed(self) -> list[tuple[SuppressionCheck, np.ndarray]]:
@@ -403,6 +425,7 @@ class Ingestor:
             summary.duplicates += 1
         elif face_ids:
             self.index.add(np.asarray(face_ids, dtype=np.int64), np.stack([f.embedding for f in new_faces]))
+            self.place(face_ids, [f.embedding for f in new_faces])
             summary.images += 1
             summary.faces += len(face_ids)
             state.stored += 1
@@ -457,6 +480,7 @@ def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", dep
             max_decode_mb=settings.max_decode_mb, actor=actor, suppression=gallery.suppression_checks(),
             gate=QualityGate(settings.min_face_size, settings.min_detector_score),
             video=VideoLimits(settings.video_sample_rate, settings.max_video_seconds, settings.max_video_pixels),
+            group_distance=gallery.embedder.spec.match_distance,
         )
         try:
             summary = ingestor.run(list(paths), source=source, workers=workers, progress=progress, rename=rename,

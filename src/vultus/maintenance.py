@@ -10,6 +10,7 @@ from .config import Settings
 from .errors import ModelError, PolicyError
 from .faces import create_embedder
 from .gallery import Gallery
+from .grouping import settle_people
 from .reembed import ModelChange, convert_gallery
 from .store import AuditAction, BlobStore, MetadataStore, iso, utcnow
 
@@ -99,6 +100,10 @@ def change_model(embedder: str, *, settings: Settings, store: MetadataStore, blo
     gallery.switch_model(embedder, new, analyzer)
     change = convert_gallery(store, blobs, analyzer, max_pixels=settings.max_pixels,
                              max_decode_mb=settings.max_decode_mb, progress=progress)
+    # People's centroids were made by the old model: made again from the new templates.
+    with store.transaction():
+        store.people.mark_dirty()
+        settle_people(store)
     store.log(actor=actor, action=AuditAction.MODEL_CHANGE, details=change.as_dict())
     gallery.rebuild_index()
     return change

@@ -110,6 +110,21 @@ def access_report_html(report: dict[str, Any]) -> str:
 {''.join(videos)}
 </table>
 """
+    groups = "".join(
+        f"<tr><td>{g['person_id']}</td><td>{escape(g['source'])}</td>"
+        f"<td>{escape(g['name']) if g['name'] else '<i>no name given</i>'}</td>"
+        f"<td>{len(g['face_ids'])} of {g['faces_in_group']}</td></tr>"
+        for g in report.get("people", [])
+    )
+    people_section = ""
+    if groups:
+        people_section = f"""<h2>Groups of faces taken to be one person ({len(report['people'])})</h2>
+<p class="note">This organisation groups the faces of some collections into people, and its users may name
+a group. Your faces are in these groups; a group may also hold faces of someone else.</p>
+<table><tr><th>Group</th><th>Source</th><th>Name given</th><th>Your faces in it</th></tr>
+{groups}
+</table>
+"""
     searches = [
         "<tr>"
         f"<td>{s['at']}</td><td>{escape(str(s['actor']))}</td><td>{escape(str(s['purpose']))}</td>"
@@ -130,7 +145,7 @@ someone else. The photo you sent was used in memory only and was not kept.</p>
 <th>Deleted by</th></tr>
 {''.join(rows) or '<tr><td colspan="6">No photo matches.</td></tr>'}
 </table>
-{video_section}<h2>Searches that returned these photos{' or videos' if videos else ''} ({len(report['searches'])})</h2>
+{video_section}{people_section}<h2>Searches that returned these photos{' or videos' if videos else ''} ({len(report['searches'])})</h2>
 <table><tr><th>When</th><th>Who</th><th>Purpose</th><th>Case</th><th>Photos returned</th></tr>
 {''.join(searches) or '<tr><td colspan="5">None.</td></tr>'}
 </table>

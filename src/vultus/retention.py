@@ -37,7 +37,7 @@ def rotate_keys(*, keys: Keyring, store: MetadataStore, blobs: BlobStore, index:
     """Re-encrypt everything sealed under a new key, then drop the old keys.
 
     Sealed are: photo copies and crops, templates, suppression entries, the templates and
-    contact addresses of open public requests, and the index (flushed under the new key). Every ciphertext names
+    contact addresses of open public requests, people's names and centroids, and the index (flushed under the new key). Every ciphertext names
     its key, so a rotation cut short leaves readable data; the old keys are dropped only
     after everything is re-sealed and the audit entry is committed. A rotation found
     unfinished (the key file still holds an old key) is resumed, not started again: only
@@ -59,11 +59,12 @@ def rotate_keys(*, keys: Keyring, store: MetadataStore, blobs: BlobStore, index:
     templates = store.reseal_embeddings(is_current)
     suppressions = store.registers.reseal_suppressions(is_current)
     requests = store.registers.reseal_requests(is_current)
+    people = store.people.reseal(is_current)
     index.flush()
     store.purge_deleted()
     dropped = [key_id for key_id in keys.keys if key_id != keys.current]
     counts = {"blobs": resealed_blobs, "templates": templates, "suppression_entries": suppressions,
-              "public_requests": requests}
+              "public_requests": requests, "people": people}
     store.log(actor=actor, action=AuditAction.KEYS_ROTATE,
               details={"new_key": new, "dropped_keys": dropped, "resumed": resumed, **counts})
     # Only now: a kill before this line leaves both keys, and the next rotation resumes.

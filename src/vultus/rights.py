@@ -21,11 +21,13 @@ import numpy as np
 
 from .crypto import Keyring
 from .erasures import check_receipt, erase_images, receipt_fields, sign_receipt
+from .grouping import settle_people
 from .report import clock
 from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
+from .people import groups_of_faces
 from .search import exact_distances, pick_face
 from .store import AuditAction, BlobStore, FaceHit, RemovedImage, RemovedVideo, MetadataStore, iso, utcnow
 
@@ -159,7 +161,8 @@ def _open_request(store: MetadataStore, kind: str, match: PersonMatch) -> tuple[
 
 def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore, actor: str, include_crops: bool) -> dict[str, Any]:
     """Everything held about the person: photos, faces, video appearances, provenance, expiry,
-    and the logged searches that returned them, over the whole history, with no cap."""
+    the people groups their faces are in (with the names given to them), and the logged
+    searches that returned them, over the whole history, with no cap."""
     images: dict[int, dict[str, Any]] = {}
     for hit, similarity in match.faces:
         if hit.is_video:
@@ -187,6 +190,8 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         }
         for e in store.searches_hitting(match.image_sha256s)
     ]
+    # The people groups their faces are in, with the names users gave them (personal data too).
+    groups = groups_of_faces(store, [hit.face_id for hit, _ in match.faces])
     with store.transaction():
         request_id, received = _open_request(store, "access", match)
         photo_faces = sum(len(i["faces"]) for i in images.values())
@@ -205,6 +210,8 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         }
         if videos:
             details |= {"videos": len(videos), "appearances": appearances}
+        if groups:
+            details["people_groups"] = len(groups)
         store.log(actor=actor, action=AuditAction.ACCESS, details=details)
     return {
         "report": "vultus-access",
@@ -214,6 +221,7 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         "threshold": round(match.threshold, 4),
         "images": list(images.values()),
         "videos": videos,
+        "people": groups,
         "searches": searches,
     }
 
@@ -318,6 +326,9 @@ def restrict_person(
     with store.transaction():
         request_id, _ = _open_request(store, "restriction", match)
         changed = store.set_restricted(face_ids, not lift)
+        # A restricted face is kept in its people group but counts in neither its centroid nor its size.
+        store.people.mark_dirty(face_ids=face_ids)
+        settle_people(store)
         store.registers.complete_request(
             request_id, at=iso(utcnow()), outcome=f"{changed} faces {'released' if lift else 'restricted'}"
         )

@@ -234,6 +234,7 @@ def store_video(ingestor: Any, item: "Item", media: "VideoItem", result: VideoAn
     )
     if face_ids:
         ingestor.index.add(np.asarray(face_ids, dtype=np.int64), np.stack([a.template for a in kept]))
+        ingestor.place(face_ids, [a.template for a in kept])
     if face_ids is not None:
         summary.videos += 1
         summary.appearances += len(face_ids)

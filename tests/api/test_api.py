@@ -47,7 +47,8 @@ def _routes(client: TestClient):
         assert path.startswith("/v1")
         roles = next(d.call.roles for d in route.dependant.dependencies if hasattr(d.call, "roles"))
         for method in route.methods:
-            yield method, path.replace("{job_id}", "x").replace("{suppression_id}", "1").replace("{name}", "x"), roles
+            yield method, (path.replace("{job_id}", "x").replace("{suppression_id}", "1").replace("{name}", "x")
+                           .replace("{person_id}", "1")), roles
 
 
 def test_every_route_refuses_missing_and_wrong_tokens_and_wrong_roles(server):

@@ -37,7 +37,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
     photos.mkdir()
     shutil.copy(faces_root / "deepface_jack" / "5.jpg", photos / "jack.jpg")
     engine = vultus.open(root / "data", workers=1, ingest_root=photos)
-    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True)
     engine.ingest([photos / "jack.jpg"], source="news", workers=1)
     tokens = {role: engine.add_user(f"{role.value}-fuzz", role=role.value)[1] for role in Role}
     app = create_app(engine=engine)

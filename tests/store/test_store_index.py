@@ -354,7 +354,7 @@ def test_a_new_database_gets_every_revision_and_exactly_the_schema(tmp_path: Pat
     from sqlalchemy import create_engine
 
     from vultus.store.migrate import MIGRATIONS
-    from vultus.store.schema import SCHEMA_VERSION, metadata
+    from vultus.store.schema import metadata
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -382,7 +382,6 @@ def test_a_database_from_before_migrations_is_stamped_and_keeps_its_rows(tmp_pat
         assert store.erasures.pending() == []
     finally:
         store.close()
-    from vultus.store.schema import SCHEMA_VERSION
 
     with sqlite3.connect(tmp_path / "v.db") as conn:
         # Stamped as the baseline, then upgraded through every later revision.
@@ -422,6 +421,7 @@ def test_revision_4_makes_the_old_rows_photos_and_keeps_ids_templates_and_counte
                             "embedding, model_id, crop_key, restricted FROM faces WHERE id = 10").fetchall() == before
         assert conn.execute("SELECT appearance, media_time, time_start, time_end, seen_at, still_key FROM faces "
                             "WHERE id = 10").fetchall() == [(None,) * 6]
+        # Upgraded through revision 4 to the newest.
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(SCHEMA_VERSION,)]
         assert not [name for (name,) in conn.execute("SELECT name FROM sqlite_master") if name.startswith("v3_copy")]
 
@@ -514,6 +514,6 @@ def test_a_later_revision_applies_whole_or_not_at_all(tmp_path: Path, keys: Keyr
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(later,)]
         assert "stars" in [row[1] for row in conn.execute("PRAGMA table_info(sources)")]
         assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
-    # This Vultus (head 4) then refuses the database a newer one migrated.
+    # This Vultus (its own head) then refuses the database a newer one migrated.
     with pytest.raises(DataDirError, match="newer Vultus"):
         Store(tmp_path / "v.db", keys)

@@ -354,7 +354,7 @@ def keys() -> None:
 @_friendly
 def keys_rotate(ctx: click.Context) -> None:
     """Re-encrypt everything sealed (photo copies, crops, templates, suppression entries, open public
-    requests, the index) under a new key, then drop the old one.
+    requests, people's names and centroids, the index) under a new key, then drop the old one.
 
     Refused while another process (such as `vultus serve`) has the data directory open; rotate
     through the server then (POST /v1/keys/rotate). A rotation cut short is finished by running
@@ -364,8 +364,8 @@ def keys_rotate(ctx: click.Context) -> None:
     click.echo(
         f"{'Finished the interrupted rotation' if done['resumed'] else 'Rotated'}: now encrypting with key "
         f"{done['new_key']}; re-encrypted {done['blobs']} file(s), {done['templates']} template(s), "
-        f"{done['suppression_entries']} suppression entr(y/ies) and {done['public_requests']} open public "
-        f"request(s); dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
+        f"{done['suppression_entries']} suppression entr(y/ies), {done['public_requests']} open public "
+        f"request(s) and {done.get('people', 0)} people group(s); dropped key(s) {', '.join(done['dropped_keys']) or 'none'}. Back up the key file now."
     )
 
 

@@ -1,5 +1,5 @@
-"""The commands on sources: register one with its provenance and search categories, change
-what it allows, list them. Parse, call the engine, render."""
+"""The commands on sources: register one with its provenance, search categories and whether its
+faces may be grouped into people, change what it allows, list them. Parse, call the engine, render."""
 
 from __future__ import annotations
 
@@ -37,26 +37,35 @@ def source() -> None:
 @click.option("--purposes", "purposes", multiple=True, metavar="CATEGORY[,CATEGORY...]",
               help=f"Search categories it may be searched for: {', '.join(CATEGORY_CHOICES)} (a comma list, or the "
               "option repeated) [default: the one closest to --purpose, printed].")
+@click.option("--clustering", is_flag=True,
+              help="Its registration allows grouping its faces into people (off by default; audited).")
+@click.option("--clustering-note", help="Where the decision that allows grouping is recorded (a DPIA, the consent's wording).")
 @_json_option
 @click.pass_context
 @_friendly
 def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retention: str,
-               controller: str | None, consent_ref: str | None, purposes: tuple[str, ...], as_json: bool) -> None:
-    """Register source NAME with its legal basis, purpose, retention and search categories."""
-    record = _engine(ctx).add_source(
+               controller: str | None, consent_ref: str | None, purposes: tuple[str, ...], clustering: bool,
+               clustering_note: str | None, as_json: bool) -> None:
+    """Register source NAME with its legal basis, purpose, retention and search categories (and whether
+    its faces may be grouped into people)."""
+    if clustering_note is not None and not clustering:
+        raise click.UsageError("--clustering-note goes with --clustering (it records why grouping is allowed).")
+    engine = _engine(ctx)
+    record = engine.add_source(
         name, basis=basis, purpose=purpose, retention=retention, controller=controller, consent_ref=consent_ref,
-        purposes=purposes or None,
+        purposes=purposes or None, clustering=clustering, clustering_note=clustering_note,
     )
     chosen = (f"Searchable for: {', '.join(record.purposes)}, the category closest to its purpose text (not "
               f"given with --purposes); change it with `vultus source set {record.name} --purposes ...`.")
     if as_json:
         if not purposes:
             click.echo(chosen, err=True)
-        click.echo(json.dumps(_source_dict(record), indent=2))
+        click.echo(json.dumps(_source_dict(record, _clustering_of(engine)), indent=2))
         return
     click.echo(
         f"Registered source {record.name!r}: basis {record.legal_basis}, purpose {record.purpose!r}, "
-        f"retention {record.retention_days} days, controller {record.controller!r}."
+        f"retention {record.retention_days} days, controller {record.controller!r}"
+        + (", its faces grouped into people." if clustering else ".")
     )
     click.echo(chosen if not purposes else f"Searchable for: {', '.join(record.purposes)}.")
 
@@ -66,23 +75,49 @@ def source_add(ctx: click.Context, name: str, basis: str, purpose: str, retentio
 @click.option("--purposes", "purposes", multiple=True, metavar="CATEGORY[,CATEGORY...]",
               help=f"The search categories it may be searched for from now on, replacing the old ones: "
               f"{', '.join(CATEGORY_CHOICES)} (a comma list, or the option repeated).")
+@click.option("--clustering/--no-clustering", default=None,
+              help="Allow grouping its faces into people, or stop it (which deletes its people groups).")
+@click.option("--clustering-note", help="Where the decision that allows grouping is recorded (with --clustering).")
 @_json_option
 @click.pass_context
 @_friendly
-def source_set(ctx: click.Context, name: str, purposes: tuple[str, ...], as_json: bool) -> None:
-    """Change what source NAME allows: the search categories it may be searched for.
+def source_set(ctx: click.Context, name: str, purposes: tuple[str, ...], clustering: bool | None,
+               clustering_note: str | None, as_json: bool) -> None:
+    """Change what source NAME allows: the search categories it may be searched for, and whether its
+    faces are grouped into people.
 
-    The change is audited with the values before and after. Searches for a category it no
-    longer allows leave it out, and say so.
+    Each change is audited (categories with the values before and after). Searches for a
+    category it no longer allows leave it out, and say so; turning clustering off deletes its
+    people groups (names and centroids), never its faces.
     """
+    if not purposes and clustering is None:
+        raise click.UsageError("Say what to change: --purposes CATEGORY[,CATEGORY...], --clustering or --no-clustering.")
+    if clustering_note is not None and not clustering:
+        raise click.UsageError("--clustering-note goes with --clustering (it records why grouping is allowed).")
     engine = _engine(ctx)
     before = engine.store.get_source(name).purposes
-    record = engine.set_source(name, purposes=purposes or None)
+    record = engine.set_source(name, purposes=purposes) if purposes else None
+    done = engine.people.set_clustering(name, enabled=clustering, note=clustering_note) if clustering is not None else None
     if as_json:
-        click.echo(json.dumps(_source_dict(record), indent=2))
+        record = engine.store.get_source(name)
+        click.echo(json.dumps({**_source_dict(record, _clustering_of(engine)),
+                               **({"clustering_change": done} if done is not None else {})}, indent=2))
         return
-    click.echo(f"Source {record.name!r} is searchable for: {', '.join(record.purposes)} "
-               f"(was: {', '.join(before) or 'nothing'}).")
+    if record is not None:
+        click.echo(f"Source {record.name!r} is searchable for: {', '.join(record.purposes)} "
+                   f"(was: {', '.join(before) or 'nothing'}).")
+    if done is None:
+        return
+    if not done["changed"]:
+        click.echo(f"Source {done['source']!r} already {'allows' if clustering else 'does not allow'} clustering; "
+                   "nothing changed.")
+    elif clustering:
+        click.echo(f"Source {done['source']!r} now groups its faces into people: new faces are placed as they are "
+                   f"ingested; run `vultus people cluster --source {done['source']}` to group those it holds.")
+    else:
+        deleted = done["deleted"]
+        click.echo(f"Source {done['source']!r} no longer groups its faces: {deleted['people']} people group(s) "
+                   f"deleted ({deleted['named']} named); its faces are kept.")
 
 
 @source.command("list")
@@ -91,23 +126,30 @@ def source_set(ctx: click.Context, name: str, purposes: tuple[str, ...], as_json
 @_friendly
 def source_list(ctx: click.Context, as_json: bool) -> None:
     """List registered sources with their provenance and counts."""
-    records = _engine(ctx).sources()
+    engine = _engine(ctx)
+    records = engine.sources()
+    clustering = _clustering_of(engine)
     if as_json:
-        click.echo(json.dumps([_source_dict(r) for r in records], indent=2))
+        click.echo(json.dumps([_source_dict(r, clustering) for r in records], indent=2))
         return
     if not records:
         click.echo("No sources yet. Register one with `vultus source add NAME --basis ... --purpose ... --retention ...`.")
         return
     rows = [
         [r.name, r.legal_basis, f"{r.retention_days}d", str(r.image_count), str(r.face_count),
-         ",".join(r.purposes) or "(none)", r.controller, r.purpose]
+         ",".join(r.purposes) or "(none)", "on" if r.name in clustering else "off", r.controller, r.purpose]
         for r in records
     ]
-    click.echo(_table(["name", "basis", "retention", "images", "faces", "searchable for", "controller", "purpose"],
-                      rows))
+    click.echo(_table(["name", "basis", "retention", "images", "faces", "searchable for", "clustering", "controller",
+                       "purpose"], rows))
 
 
-def _source_dict(record: Any) -> dict[str, Any]:
+def _clustering_of(engine: Any) -> set[str]:
+    """The names of the sources whose faces are grouped into people."""
+    return {c.source for c in engine.people.clustering_sources()}
+
+
+def _source_dict(record: Any, clustering: "set[str] | frozenset[str]" = frozenset()) -> dict[str, Any]:
     return {
         "name": record.name,
         "controller": record.controller,
@@ -119,4 +161,5 @@ def _source_dict(record: Any) -> dict[str, Any]:
         "images": record.image_count,
         "faces": record.face_count,
         "purposes": list(record.purposes),
+        "clustering": record.name in clustering,
     }

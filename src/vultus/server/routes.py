@@ -21,6 +21,7 @@ from ..store.accounts import Account, Role
 from .access import ApiError, as_dict, engine_of, require
 from .clients import client_key
 from .jobs import QueueFull
+from .people_routes import install as install_people_routes
 
 router = APIRouter(prefix="/v1")
 
@@ -96,8 +97,10 @@ class SourceChange(BaseModel):
 
 @router.get("/sources", tags=["sources"])
 def list_sources(request: Request, account: Account = Depends(require(*ANY_ROLE))) -> list[dict[str, Any]]:
-    """Registered sources with their provenance and counts."""
-    return [as_dict(s) for s in engine_of(request).sources()]
+    """Registered sources with their provenance and counts, and whether their faces are grouped into people."""
+    engine = engine_of(request)
+    grouped = {c.source for c in engine.people.clustering_sources()}
+    return [{**as_dict(s), "clustering": s.name in grouped} for s in engine.sources()]
 
 
 @router.post("/sources", status_code=201, tags=["sources"])
@@ -117,6 +120,11 @@ def change_source(name: str, body: SourceChange, request: Request,
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return as_dict(engine.set_source(name, purposes=body.purposes))
+
+
+# -- people (vultus.server.people_routes) --------------------------------------------------------
+
+install_people_routes(router)
 
 
 # -- ingest ------------------------------------------------------------------------------------

@@ -49,6 +49,19 @@ class AuditAction(StrEnum):
     USER_ADD = "user.add"
     USER_DISABLE = "user.disable"
     USER_PASSWORD = "user.password"
+    #: Clustering turned on or off for a source (with the source's legal basis).
+    PEOPLE_CLUSTERING = "people.clustering"
+    #: A full clustering run over a source, and the faces placed at ingest.
+    PEOPLE_CLUSTER = "people.cluster"
+    PEOPLE_PLACE = "people.place"
+    #: People listed or one shown (their faces are personal data).
+    PEOPLE_LIST = "people.list"
+    PEOPLE_SHOW = "people.show"
+    #: A user's corrections: a name given or cleared, groups merged, faces split off, a group forgotten.
+    PEOPLE_NAME = "people.name"
+    PEOPLE_MERGE = "people.merge"
+    PEOPLE_SPLIT = "people.split"
+    PEOPLE_FORGET = "people.forget"
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,15 @@ DEFAULT_DB_NAME = "vultus.db"
 class MetadataStore(Protocol):
     """Rows of one deployment, written in transactions; templates sealed with the deployment's cipher.
 
-    ``registers`` (suppression entries and requests), ``accounts`` and ``erasures`` (the erasure
-    log) are parts of the same store and join its open transaction.
+    ``registers`` (suppression entries and requests), ``accounts``, ``erasures`` (the erasure
+    log) and ``people`` (people groups: :class:`~vultus.store.people.People`) are parts of the
+    same store and join its open transaction.
     """
 
     registers: Any
     accounts: Any
     erasures: Any
+    people: Any
 
     def close(self) -> None: ...
 

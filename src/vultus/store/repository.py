@@ -21,6 +21,7 @@ from .base import StoreBackend, register_store
 from .blobs import Cipher
 from .erasures import Erasures
 from .migrate import upgrade_database
+from .people import People
 from .purposes import PurposeRows, write_purposes
 from .records import FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, iso, utcnow
 from .registers import Registers
@@ -49,6 +50,7 @@ class SQLiteStore(VideoRows, PurposeRows):
         self.registers = Registers(self.session, cipher)
         self.accounts = Accounts(self.session)
         self.erasures = Erasures(self.session)
+        self.people = People(self.session, cipher)
         event.listen(self.engine, "connect", _on_connect)
         try:
             # New, pre-migration (stamped) and older-revision databases alike reach the newest

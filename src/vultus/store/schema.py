@@ -28,10 +28,14 @@ __all__ = [
     "users",
     "public_attempts",
     "erasures",
+    "clustering_sources",
+    "people",
+    "person_faces",
+    "forgotten_faces",
     "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 metadata = MetaData()
 
@@ -239,4 +243,62 @@ erasures = Table(
     Column("receipt", Text, nullable=False),
     Column("completed_at", String(32), index=True),
     sqlite_autoincrement=True,
+)
+
+#: Sources whose registration allows grouping their faces into people (revision 6): who turned
+#: it on, when, on what legal basis (the source's, copied at the time) and the note given with it
+#: (where the decision is recorded). Off by default; turning it off deletes the source's people.
+clustering_sources = Table(
+    "clustering_sources",
+    metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("enabled_at", String(32), nullable=False),
+    Column("enabled_by", Text, nullable=False),
+    Column("legal_basis", String(32), nullable=False),
+    Column("note", Text),
+)
+
+#: A group of one source's faces taken to be one person (derived data, revision 6). ``name``, given
+#: by a user, is personal data of the person named: sealed like a requester's contact. ``centroid``
+#: (float32, the mean template of its faces) is biometric data: sealed like faces.embedding, made
+#: by ``model_id``. ``face_count`` and ``face_sum`` (count and sum of its member face ids when the
+#: centroid was made) and ``dirty`` tell that the centroid must be made again; ``size`` is its
+#: number of faces as listed (a video appearance counts once, whatever its rows).
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", LargeBinary),
+    Column("cover_face_id", Integer, ForeignKey("faces.id", ondelete="SET NULL")),
+    Column("centroid", LargeBinary),
+    Column("model_id", String(64)),
+    Column("size", Integer, nullable=False, server_default="0"),
+    Column("face_count", Integer, nullable=False, server_default="0"),
+    Column("face_sum", Integer, nullable=False, server_default="0"),
+    Column("dirty", Integer, nullable=False, server_default="0"),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    # Ids are never reused: a person id in an old listing must not come to mean another group.
+    sqlite_autoincrement=True,
+)
+
+#: Which person each grouped face is in (one row per face row, so every row of a video appearance).
+#: ``pinned``: put there or kept there by a user's correction (name, merge, split); a clustering
+#: run never moves a pinned face. Erasing a face deletes its row (the foreign key's cascade).
+person_faces = Table(
+    "person_faces",
+    metadata,
+    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("pinned", Integer, nullable=False, server_default="0"),
+)
+
+#: Faces whose person a user forgot (`vultus people forget`): never grouped automatically again
+#: (neither placed at ingest nor clustered), until the source's clustering is turned off.
+forgotten_faces = Table(
+    "forgotten_faces",
+    metadata,
+    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("forgotten_at", String(32), nullable=False),
 )
