@@ -94,22 +94,31 @@ def refresh_people(store: MetadataStore, person_ids: Iterable[int], *, at: str |
             by_person[item.person_id].append(item)
     gone = [p for p, items in by_person.items() if not items]
     store.people.delete(gone)
+    covers = store.people.covers(wanted)
+    used: dict[int, list[Item]] = {}
+    for person_id, items in by_person.items():
+        visible = [i for i in items if not i.restricted]
+        if visible:
+            model = Counter(i.model_id for i in visible).most_common(1)[0][0]
+            used[person_id] = [i for i in visible if i.model_id == model]
+    # Every template needed, read in one pass.
+    vectors = item_vectors(store, [i for items in used.values() for i in items])
+    start = 0
     for person_id, items in by_person.items():
         if not items:
             continue
-        visible = [i for i in items if not i.restricted]
-        if not visible:
+        if person_id not in used:
             store.people.save_centroid(person_id, None, model_id=None, size=0, cover_face_id=None, at=at)
             continue
-        model = Counter(i.model_id for i in visible).most_common(1)[0][0]
-        used = [i for i in visible if i.model_id == model]
-        vectors = item_vectors(store, used)
-        middle = centroid(vectors)
-        cover = store.people.get(person_id).cover_face_id
-        if cover not in {f for i in visible for f in i.face_ids}:
+        mine = vectors[start : start + len(used[person_id])]
+        start += len(used[person_id])
+        middle = centroid(mine)
+        cover = covers.get(person_id)
+        if cover not in {f for i in items if not i.restricted for f in i.face_ids}:
             # The face nearest the group's centroid: its most typical face.
-            cover = used[int(np.argmin(np.linalg.norm(vectors - middle, axis=1)))].first
-        store.people.save_centroid(person_id, middle, model_id=model, size=len(visible), cover_face_id=cover, at=at)
+            cover = used[person_id][int(np.argmin(np.linalg.norm(mine - middle, axis=1)))].first
+        store.people.save_centroid(person_id, middle, model_id=used[person_id][0].model_id,
+                                   size=sum(1 for i in items if not i.restricted), cover_face_id=cover, at=at)
     return gone
 
 

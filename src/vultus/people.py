@@ -59,6 +59,8 @@ def set_clustering(store: MetadataStore, *, actor: str, source: str, enabled: bo
     leaves no copy of them in the store's files. Returns what changed.
     """
     src = store.get_source(source)
+    if note is not None and not enabled:
+        raise PeopleError("A note records why grouping is allowed: it goes with turning clustering on, not off.")
     note = _clean_text(note, "note", MAX_NOTE) if note is not None and note.strip() else None
     details: dict[str, Any] = {"source": src.name, "enabled": enabled, "legal_basis": src.legal_basis,
                                "consent_ref": src.consent_ref, "controller": src.controller}
@@ -193,17 +195,19 @@ def cluster_source(store: MetadataStore, *, source: str, actor: str, model_id: s
                 new_people += 1
             for n in members:
                 target[n] = kept[label]
-        moved = 0
+        moves: dict[Any, list[int]] = {}
         for n, item in enumerate(free):
             wanted = target.get(n)
-            if wanted == item.person_id:
-                continue
-            moved += 1
+            if wanted != item.person_id:
+                moves.setdefault(wanted, []).extend(item.face_ids)
+        moved = sum(1 for n, item in enumerate(free) if target.get(n) != item.person_id)
+        for wanted, face_ids in moves.items():  # one statement per group, not per face
             if wanted is None:
-                store.people.unassign(item.face_ids)
+                store.people.unassign(face_ids)
             else:
-                store.people.assign(wanted, item.face_ids, pinned=False)  # type: ignore[arg-type]
-        refresh_people(store, before | set(kept.values()), at=now)
+                store.people.assign(wanted, face_ids, pinned=False)
+        # Only the groups whose faces changed (the moves marked them; new ones start marked).
+        refresh_people(store, [p for p, _, _ in store.people.stale()], at=now)
         after = store.people.list(src.id)
         figures = {
             "source": src.name,

@@ -138,6 +138,7 @@ def test_rename_merge_split_and_forget_through_the_api_survive_a_run(server):
     ("POST", "/v1/people/999/forget", None, 404, "unknown_person"),
     ("POST", "/v1/sources/nope/clustering", {"enabled": True}, 404, "unknown_source"),
     ("POST", "/v1/sources/plain/clustering", {"enabled": True, "note": "x\x00y"}, 400, "people"),
+    ("POST", "/v1/sources/news/clustering", {"enabled": False, "note": "why"}, 400, "people"),
 ])
 def test_bad_input_is_a_clear_4xx_and_changes_nothing(server, method, path, body, status, code):
     client, tokens, engine = server

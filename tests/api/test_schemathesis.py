@@ -37,7 +37,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
     photos.mkdir()
     shutil.copy(faces_root / "deepface_jack" / "5.jpg", photos / "jack.jpg")
     engine = vultus.open(root / "data", workers=1, ingest_root=photos)
-    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True)
     engine.ingest([photos / "jack.jpg"], source="news", workers=1)
     # A source that groups its faces, with one person (two photos of one man), for the people routes and pages.
     engine.add_source("grouped", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True)

@@ -247,3 +247,39 @@ def test_blocks_on_two_stores_at_once_each_keep_their_own_transaction(url: str, 
     finally:
         first.close()
         other.close()
+
+
+def test_people_groups_keep_sealed_names_and_centroids_and_leave_with_their_faces(store: MetadataStore):
+    source_id = store.get_source("s").id
+    photo = _add_image(store, "a" * 64, [_vector(1), _vector(2)])
+    video = _add_video(store, "v" * 64, [_appearance(0, [3, 4], 3.0, 9.5)])
+    assert video is not None
+    assert store.people.enable(source_id, at="2026-01-01T00:00:00Z", by="t", legal_basis="consent", note=None)
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction():  # the groups' rows join the open transaction, and roll back with it
+            rolled = store.people.create(source_id, at="2026-01-01T00:00:00Z")
+            store.people.assign(rolled, photo, pinned=True)
+            1 / 0
+    assert store.people.list() == [] and store.people.people_of_faces(photo) == {}
+    person = store.people.create(source_id, at="2026-01-01T00:00:00Z")
+    store.people.assign(person, [*photo, *video], pinned=False)
+    store.people.set_name(person, "Ann", at="2026-01-01T00:00:00Z")
+    store.people.save_centroid(person, _vector(9), model_id="m", size=3, cover_face_id=photo[0])
+    [record] = store.people.list(source_id)
+    assert (record.name, record.size, record.cover_face_id, record.source) == ("Ann", 3, photo[0], "s")
+    ids, centroids, sizes = store.people.centroids(source_id, "m")
+    assert ids.tolist() == [person] and np.allclose(centroids[0], _vector(9), atol=1e-6) and sizes.tolist() == [3]
+    assert store.people.stale() == []
+    # Erasing the photo takes its faces out of the group in the same transaction (the cascade);
+    # the group is then stale, with how many face rows it had and has.
+    with store.transaction():
+        store.delete_images(store.images_of_faces(photo))
+    assert store.people.people_of_faces([*photo, *video]) == {video[0]: person, video[1]: person}
+    assert store.people.stale() == [(person, 4, 2)]
+    assert store.people.get(person).cover_face_id is None  # the cover face is gone with it
+    with store.transaction():
+        store.delete_faces(video)
+    assert store.people.members([person]) == [] and store.people.stale() == [(person, 4, 0)]
+    with store.transaction():
+        counts = store.people.disable(source_id)
+    assert counts == {"people": 1, "named": 1, "forgotten_faces": 0} and store.people.clustering() == []

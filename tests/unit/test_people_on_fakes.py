@@ -417,6 +417,21 @@ def test_a_video_appearance_is_grouped_listed_and_split_whole(grouped, fakes):
     assert rows == {ids[0]: new["id"], ids[1]: new["id"]}
 
 
+def test_ingest_places_a_video_appearance_into_the_nearest_person(grouped, tmp_path):
+    import vultus.testing.media as fake_media
+
+    red = _by_colour(grouped)["red"]
+    clip = tmp_path / "clip.frames"
+    clip.write_bytes(fake_media.frames_file([[], ["red"], ["red"], [], ["yellow"]]))
+    with fake_media.fake_frames_decoder():
+        summary = grouped.ingest([clip], source="test", workers=1)
+    assert summary.appearances == 2
+    after = grouped.people.show(red["id"])
+    [video] = [f for f in after["faces"] if f["media"] == "video"]
+    assert video["path"].endswith("clip.frames") and after["count"] == 4
+    assert _actions(grouped, "people.place")[-1].details["left_unassigned"] == 1  # yellow is near no one
+
+
 # -- keys and the audit ------------------------------------------------------------------------------
 
 

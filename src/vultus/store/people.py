@@ -150,6 +150,16 @@ class People:
         return PersonRecord(row.id, row.source_id, row.source, name, row.cover_face_id, row.size, row.model_id,
                             row.created_at, row.updated_at)
 
+    def covers(self, person_ids: Iterable[int]) -> dict[int, int | None]:
+        """person id -> its cover face id, for those of ``person_ids`` that exist."""
+        wanted = sorted({int(i) for i in person_ids})
+        found: dict[int, int | None] = {}
+        with self.session.read() as conn:
+            for start in range(0, len(wanted), 500):
+                found.update((int(r.id), r.cover_face_id) for r in conn.execute(
+                    select(people.c.id, people.c.cover_face_id).where(people.c.id.in_(wanted[start : start + 500]))))
+        return found
+
     def create(self, source_id: int, *, at: str) -> int:
         """A new, empty person of ``source_id``; its id (ids are never reused)."""
         with self.session.write() as conn:
@@ -176,11 +186,13 @@ class People:
         if not wanted:
             return
         with self.session.write() as conn:
-            moved_from = self._people_of(conn, wanted)
-            conn.execute(delete(person_faces).where(person_faces.c.face_id.in_(wanted)))
-            conn.execute(insert(person_faces), [{"face_id": f, "person_id": int(person_id), "pinned": int(pinned)}
-                                                for f in wanted])
-            conn.execute(update(people).where(people.c.id.in_(sorted({*moved_from, int(person_id)}))).values(dirty=1))
+            touched = self._people_of(conn, wanted) | {int(person_id)}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                conn.execute(delete(person_faces).where(person_faces.c.face_id.in_(chunk)))
+                conn.execute(insert(person_faces), [{"face_id": f, "person_id": int(person_id), "pinned": int(pinned)}
+                                                    for f in chunk])
+            self._mark(conn, touched)
 
     def unassign(self, face_ids: Sequence[int]) -> None:
         """Take faces out of whatever person they are in."""
@@ -188,9 +200,17 @@ class People:
         if not wanted:
             return
         with self.session.write() as conn:
-            moved_from = self._people_of(conn, wanted)
-            conn.execute(delete(person_faces).where(person_faces.c.face_id.in_(wanted)))
-            conn.execute(update(people).where(people.c.id.in_(sorted(moved_from))).values(dirty=1))
+            touched = self._people_of(conn, wanted)
+            for start in range(0, len(wanted), 500):
+                conn.execute(delete(person_faces).where(person_faces.c.face_id.in_(wanted[start : start + 500])))
+            self._mark(conn, touched)
+
+    @staticmethod
+    def _mark(conn, person_ids: Iterable[int]) -> None:  # noqa: ANN001 - a connection
+        """Mark people dirty: their centroids must be made again."""
+        touched = sorted(person_ids)
+        for start in range(0, len(touched), 500):
+            conn.execute(update(people).where(people.c.id.in_(touched[start : start + 500])).values(dirty=1))
 
     def pin(self, person_id: int) -> None:
         """Pin every face of a person where it is (a user's correction keeps it there)."""
@@ -223,13 +243,15 @@ class People:
 
     def members(self, person_ids: Iterable[int]) -> list[GroupFace]:
         """Every face row of the given people."""
-        wanted = [int(i) for i in person_ids]
-        return self._faces(person_faces.c.person_id.in_(wanted)) if wanted else []
+        wanted = sorted({int(i) for i in person_ids})
+        return [f for start in range(0, len(wanted), 500)
+                for f in self._faces(person_faces.c.person_id.in_(wanted[start : start + 500]))]
 
     def faces_of(self, face_ids: Iterable[int]) -> list[GroupFace]:
         """The given face rows (those that exist)."""
-        wanted = [int(i) for i in face_ids]
-        return self._faces(faces.c.id.in_(wanted)) if wanted else []
+        wanted = sorted({int(i) for i in face_ids})
+        return [f for start in range(0, len(wanted), 500)
+                for f in self._faces(faces.c.id.in_(wanted[start : start + 500]))]
 
     def _faces(self, where) -> list[GroupFace]:  # noqa: ANN001 - a SQL condition
         query = (
@@ -305,9 +327,7 @@ class People:
             if face_ids is None:
                 conn.execute(update(people).values(dirty=1))
                 return
-            touched = self._people_of(conn, sorted({int(i) for i in face_ids}))
-            if touched:
-                conn.execute(update(people).where(people.c.id.in_(sorted(touched))).values(dirty=1))
+            self._mark(conn, self._people_of(conn, sorted({int(i) for i in face_ids})))
 
     def reseal(self, is_current: Callable[[bytes], bool]) -> int:
         """Re-encrypt names and centroids not sealed under the current key; return how many people changed."""
