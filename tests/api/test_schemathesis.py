@@ -2,7 +2,7 @@
 
 Every operation is called with a token of a role it allows (so the route itself runs, not
 only the 401), on a small deployment with one source, one ingested photo and an ingest
-root, for a bounded number of generated examples each. The web forms, which are not in the
+root, and a source that groups its faces with one person in it, for a bounded number of generated examples each. The web forms, which are not in the
 OpenAPI document, get the same with Hypothesis: random text (non-ASCII, NUL, long) in every
 field of every POST page, signed in with the page's role, with and without the right CSRF token.
 """
@@ -39,6 +39,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
     engine = vultus.open(root / "data", workers=1, ingest_root=photos)
     engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True)
     engine.ingest([photos / "jack.jpg"], source="news", workers=1)
+    # A source that groups its faces, with one person (two photos of one man), for the people routes and pages.
+    engine.add_source("grouped", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True)
+    engine.ingest([faces_root / "deepface_jack" / "1.jpg", faces_root / "deepface_jack" / "2.jpg"], source="grouped",
+                  workers=1)
+    engine.people.cluster("grouped")
     tokens = {role: engine.add_user(f"{role.value}-fuzz", role=role.value)[1] for role in Role}
     app = create_app(engine=engine)
     yield app, tokens
@@ -106,6 +111,11 @@ WEB_FORMS = {
     "/ui/sources": (Role.ADMIN, ["name", "basis", "purpose", "retention", "controller", "consent_ref", "csrf"], []),
     "/ui/requests/{request_id}/fulfil": (Role.DPO, ["csrf"], []),
     "/request": (None, ["kind", "contact"], ["photo"]),
+    "/ui/people/cluster": (Role.INVESTIGATOR, ["source", "view", "csrf"], []),
+    "/ui/people/merge": (Role.INVESTIGATOR, ["ids", "view", "csrf"], []),
+    "/ui/people/{person_id}/name": (Role.INVESTIGATOR, ["name", "clear", "csrf"], []),
+    "/ui/people/{person_id}/split": (Role.INVESTIGATOR, ["faces", "csrf"], []),
+    "/ui/people/{person_id}/forget": (Role.DPO, ["confirm", "csrf"], []),
 }
 #: Examples per web form.
 FORM_EXAMPLES = 30
@@ -134,9 +144,10 @@ def test_no_web_form_answers_a_5xx(deployment):
     from fastapi.testclient import TestClient
 
     app, tokens = deployment
+    from vultus.server.people_web import people_web
     from vultus.server.web import web
 
-    posted = {route.path for route in web.routes if "POST" in getattr(route, "methods", set())}
+    posted = {route.path for route in [*web.routes, *people_web.routes] if "POST" in getattr(route, "methods", set())}
     assert posted == set(WEB_FORMS), "a web POST route is missing from WEB_FORMS (or one is gone)"
     files = st.tuples(st.sampled_from(["a.jpg", "é\x00.png", "x" * 300]),
                       st.sampled_from([b"", b"\xff\xd8\xff not a photo", _tiny_png(), bytes(range(256)) * 8]),
@@ -170,7 +181,7 @@ def test_no_web_form_answers_a_5xx(deployment):
                 client, csrf = signed_in(Role.AUDITOR) if role == "any" else sessions[role]
                 if right_csrf:
                     data = {**data, "csrf": csrf}
-            url = path.replace("{request_id}", str(number))
+            url = path.replace("{request_id}", str(number)).replace("{person_id}", str(number))
             response = client.post(url, data=data, files=upload or None, follow_redirects=False)
             if response.status_code >= 500:
                 faults.append((url, sorted(data), response.status_code, response.text[:300]))

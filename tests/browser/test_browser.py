@@ -10,6 +10,8 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -33,14 +35,9 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
-    """A live server on loopback with two people ingested and an account per role."""
-    data = tmp_path_factory.mktemp("browser") / "data"
-    engine = vultus.open(data)
-    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
-    engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_rose_leslie"], source="news", workers=1)
-    tokens = {role: engine.add_user(f"{role}-web", role=role)[1] for role in ("investigator", "dpo")}
+@contextmanager
+def _serving(engine) -> Iterator[str]:
+    """``engine``'s app served on a free loopback port, for the block; its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -54,9 +51,23 @@ def site(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    yield base, tokens
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
+    """A live server on loopback with two people ingested and an account per role."""
+    data = tmp_path_factory.mktemp("browser") / "data"
+    engine = vultus.open(data)
+    engine.add_source("news", basis="legitimate-interests", purpose="archive", retention="365d")
+    engine.ingest([faces_root / "facerec_obama", faces_root / "facerec_rose_leslie"], source="news", workers=1)
+    tokens = {role: engine.add_user(f"{role}-web", role=role)[1] for role in ("investigator", "dpo")}
+    with _serving(engine) as base:
+        yield base, tokens
     engine.close()
 
 
@@ -132,3 +143,111 @@ def test_a_public_erasure_request_carried_out_by_the_dpo(site, browser, artifact
     dpo.goto(f"{base}/ui/requests")
     assert "Carry out erasure" not in dpo.content()
     dpo.close()
+
+
+#: Three people of the shared faces (4, 3 and 3 photos, one face each), for the People page.
+PEOPLE = ("facerec_obama", "facerec_alex_lacamoire", "facerec_kit_harington")
+
+
+@pytest.fixture(scope="module")
+def people_site(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
+    """A live server over a source that groups its faces, with PEOPLE's photos ingested (not clustered
+    yet), an investigator's token, and an API client for checking what the page did."""
+    engine = vultus.open(tmp_path_factory.mktemp("people") / "data")
+    engine.add_source("archive", basis="legitimate-interests", purpose="archive", retention="365d", clustering=True,
+                      clustering_note="DPIA 2026-07")
+    engine.ingest([faces_root / name for name in PEOPLE], source="archive", workers=1)
+    token = engine.add_user("archivist", role="investigator")[1]
+    with _serving(engine) as base, httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
+        yield base, token, api
+    engine.close()
+
+
+def _groups(api: httpx.Client) -> dict[int, dict]:
+    """The people of 'archive' through the API: id -> name, and the identity folder of each face by face id."""
+    response = api.get("/v1/people", params={"source": "archive"})
+    assert response.status_code == 200, response.text
+    return {p["id"]: {"name": p["name"], "faces": {f["face_id"]: Path(f["path"]).parent.name for f in p["faces"]}}
+            for p in response.json()}
+
+
+def _of(groups: dict[int, dict], identity: str) -> list[int]:
+    """The people holding a face of ``identity``."""
+    return [pid for pid, g in groups.items() if identity in g["faces"].values()]
+
+
+def test_people_page_cluster_rename_split_forget_and_merge_by_clicking(people_site, browser, artifacts: Path):
+    base, token, api = people_site
+    page = browser.new_page()
+    _sign_in(page, base, token)
+    page.wait_for_url(f"{base}/ui/search")
+    page.click("header a:has-text('People')")
+    page.wait_for_url(f"{base}/ui/people")
+    assert page.locator("[data-testid=person]").count() == 0  # nothing was grouped before a first run
+
+    page.click("button:has-text('Run clustering of archive')")
+    page.wait_for_selector("[data-testid=flash]:has-text('Clustering of archive done: 10 face(s), 3 people')")
+    groups = _groups(api)
+    assert sorted(sorted(set(g["faces"].values())) for g in groups.values()) == [[n] for n in sorted(PEOPLE)]
+    cards = page.locator("[data-testid=person]")
+    assert cards.count() == 3
+    for pid, group in groups.items():
+        card = page.locator(f"[data-person='{pid}']")
+        assert card.locator("[data-testid=count]").inner_text() == f"{len(group['faces'])} face(s)"
+        assert card.locator("[data-testid=name]").inner_text() == f"Person {pid}"
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(artifacts / "07-people-list.png"), full_page=True)
+
+    # Rename Kit Harington's group by the form on its page.
+    [kit] = _of(groups, "facerec_kit_harington")
+    page.click(f"[data-person='{kit}'] [data-testid=name]")
+    page.wait_for_url(f"{base}/ui/people/{kit}")
+    page.fill("#name", "Kit Harington")
+    page.click("button:has-text('Save name')")
+    page.wait_for_selector("[data-testid=flash]:has-text('Named this person Kit Harington')")
+    assert page.inner_text("h1") == "Kit Harington" and _groups(api)[kit]["name"] == "Kit Harington"
+
+    # Split one of his faces off by clicking its crop, then forget the new group (confirmed by a tick).
+    leaving = sorted(groups[kit]["faces"])[-1]
+    page.click(f"[data-face='{leaving}'] img")
+    assert page.is_checked(f"[data-face='{leaving}'] input")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(artifacts / "08-person-split-ticked.png"), full_page=True)
+    page.click("button:has-text('Split off')")
+    page.wait_for_selector("[data-testid=flash]:has-text('Split 1 face(s) off')")
+    assert page.locator("[data-testid=face]").count() == 2
+    after_split = _groups(api)
+    [split] = [pid for pid in after_split if pid not in groups]
+    assert list(after_split[split]["faces"]) == [leaving] and leaving not in after_split[kit]["faces"]
+    page.click("[data-testid=flash] a")
+    page.wait_for_url(f"{base}/ui/people/{split}")
+    page.check("input[name=confirm]")
+    page.click("button:has-text('Forget this person')")
+    page.wait_for_selector(f"[data-testid=flash]:has-text('Person {split} forgotten')")
+    assert split not in _groups(api) and api.get(f"/v1/people/{split}").status_code == 404
+
+    # Merge Obama's and Alex Lacamoire's groups: tick both covers, then "Merge selected".
+    [obama], [alex] = _of(groups, "facerec_obama"), _of(groups, "facerec_alex_lacamoire")
+    page.click(f"[data-person='{obama}'] label.pick")
+    page.click(f"[data-person='{alex}'] label.pick")
+    page.screenshot(path=str(artifacts / "09-people-merge-ticked.png"), full_page=True)
+    page.click("button:has-text('Merge selected')")
+    page.wait_for_selector("[data-testid=flash]:has-text('into Person')")
+    merged = _groups(api)
+    [into] = _of(merged, "facerec_obama")
+    assert into in (obama, alex) and _of(merged, "facerec_alex_lacamoire") == [into]
+    assert page.url == f"{base}/ui/people/{into}" and page.locator("[data-testid=face]").count() == 7
+
+    # A new run keeps every correction: the name, the merge, the split-off face forgotten.
+    page.goto(f"{base}/ui/people")
+    page.click("button:has-text('Run clustering of archive')")
+    page.wait_for_selector("[data-testid=flash]:has-text('Clustering of archive done: 9 face(s), 2 people')")
+    final = _groups(api)
+    assert set(final) == {into, kit} and final[kit]["name"] == "Kit Harington"
+    assert set(final[kit]["faces"]) == set(groups[kit]["faces"]) - {leaving}
+    assert set(final[into]["faces"]) == set(groups[obama]["faces"]) | set(groups[alex]["faces"])
+    assert page.locator("[data-person='%d'] [data-testid=count]" % into).inner_text() == "7 face(s)"
+    assert page.locator("[data-person='%d'] [data-testid=name]" % kit).inner_text() == "Kit Harington"
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(artifacts / "10-people-after-rerun.png"), full_page=True)
+    page.close()

@@ -154,9 +154,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     from .routes import public, router
 
+    from .people_web import people_web
     from .web import install
 
     app.include_router(router)
     app.include_router(public)
     install(app)
+    app.include_router(people_web)
     return app

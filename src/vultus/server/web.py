@@ -4,7 +4,8 @@ Sign-in takes an account's token (or name and password) and opens a server-side 
 (cookie HttpOnly, SameSite=Strict, Secure over HTTPS); every form carries the session's CSRF
 token, and the sign-in form one bound to a pre-session cookie, with a limit on failed
 attempts (see :mod:`vultus.server.signin`). Pages by
-role: search (investigator), ingest (investigator), sources (all; admin registers), requests
+role: search (investigator), ingest (investigator), people (investigator, dpo: in
+:mod:`vultus.server.people_web`), sources (all; admin registers), requests
 queue (dpo), audit log (auditor), and a public request page that needs no account and never
 shows a search result.
 
@@ -101,6 +102,7 @@ def _check_csrf(session: dict[str, Any], token: str) -> None:
 _NAV = [
     ("/ui/search", "Search", {Role.INVESTIGATOR}),
     ("/ui/ingest", "Ingest", {Role.INVESTIGATOR}),
+    ("/ui/people", "People", {Role.INVESTIGATOR, Role.DPO}),
     ("/ui/sources", "Sources", set(Role)),
     ("/ui/requests", "Requests", {Role.DPO}),
     ("/ui/audit", "Audit log", {Role.AUDITOR}),
@@ -241,13 +243,15 @@ def still(face_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], request: Request)
 
 
 def _result_picture(request: Request, face_id: int, kind: str) -> Response:
-    """The crop or still of ``face_id``, only if a search of this session returned it."""
-    session = _signed_in(request, Role.INVESTIGATOR)
+    """The crop or still of ``face_id``, only if a search of this session returned it, or a People
+    page (:mod:`vultus.server.people_web`, investigators and DPOs) showed it to this session."""
+    session = _signed_in(request, Role.INVESTIGATOR, Role.DPO)
     engine = engine_of(request)
     hit = engine.store.hydrate([face_id]).get(face_id)
     key = getattr(hit, kind) if hit is not None else None
     if hit is None or not key or hit.restricted or face_id not in session.get("faces", set()):
-        raise ApiError(404, "unknown_face", f"No face {face_id} among the results of your searches.")
+        raise ApiError(404, "unknown_face", f"No face {face_id} among the results of your searches or the people "
+                       "pages you opened.")
     return Response(engine.blobs.get(key), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
