@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import ClusteringOffError, PeopleError
-from .faces.clustering import assign, centroid, cluster
+from .faces.clustering import assign, centroid, cluster, spread
 from .grouping import Item, item_vectors, items_of, refresh_people
 from .store import AuditAction, MetadataStore, SourceRecord, iso, utcnow
 
@@ -94,18 +94,33 @@ def _require_clustering(store: MetadataStore, source_id: int, source: str) -> No
 
 class Placer:
     """Places the faces an ingest stores into the nearest person of their source (cheap: one
-    comparison with each centroid); a face near none stays unassigned until a full run.
+    comparison with each centroid); a face near none, or nearly as near two, stays unassigned
+    until a full run.
 
-    Centroids are decrypted once, for the run, and kept up to date as faces join.
+    The rule is :func:`vultus.faces.clustering.assign`'s with each person's spread (how widely
+    its faces lie), which ``bench/people.py`` measured to place no face wrongly where the plain
+    nearest centroid did. Centroids are decrypted once, for the run; the spreads are made from
+    the members' templates at the first face to place, and both are kept up to date as faces join.
     """
 
     def __init__(self, store: MetadataStore, source: SourceRecord, *, model_id: str, distance: float, actor: str):
         self.store, self.source, self.model_id, self.distance, self.actor = store, source, model_id, distance, actor
         self.ids, self.centroids, self.sizes = store.people.centroids(source.id, model_id)
         self.covers = {p.id: p.cover_face_id for p in store.people.list(source.id)}
+        self.spreads: np.ndarray | None = None
         self.placed = 0
         self.unplaced = 0
         self.joined: set[int] = set()
+
+    def _spreads(self) -> np.ndarray:
+        """Each person's spread, from the templates its centroid was made of (visible faces of this model)."""
+        items = [i for i in items_of(self.store.people.members(self.ids.tolist()))
+                 if not i.restricted and i.model_id == self.model_id]
+        by_person: dict[int, list[np.ndarray]] = {}
+        for item, vector in zip(items, item_vectors(self.store, items)):
+            by_person.setdefault(int(item.person_id), []).append(vector)  # type: ignore[arg-type]
+        return np.asarray([spread(np.stack(by_person[p])) if p in by_person else 0.0 for p in self.ids.tolist()],
+                          dtype=np.float64)
 
     @classmethod
     def for_source(cls, store: MetadataStore, source: SourceRecord, **kwargs: Any) -> "Placer | None":
@@ -117,13 +132,19 @@ class Placer:
         if not len(face_ids):
             return
         given = {int(f): np.asarray(v, dtype=np.float32) for f, v in zip(face_ids, vectors)}
+        if self.spreads is None and len(self.ids):
+            self.spreads = self._spreads()
         for item in items_of(self.store.people.faces_of(list(given))):
             vector = centroid(np.stack([given[f] for f in item.face_ids]))
-            row = assign(vector, self.centroids, distance=self.distance) if len(self.ids) else None
+            row = (assign(vector, self.centroids, distance=self.distance, spreads=self.spreads)
+                   if len(self.ids) else None)
             if row is None:
                 self.unplaced += 1
                 continue
             person_id, size = int(self.ids[row]), int(self.sizes[row])
+            # The running mean and mean squared distance to it, with one more face.
+            offset = float(np.sum((vector - self.centroids[row]) ** 2))
+            self.spreads[row] = (size * self.spreads[row] + size * offset / (size + 1)) / (size + 1)  # type: ignore[index]
             self.centroids[row] = (self.centroids[row] * size + vector) / (size + 1)
             self.sizes[row] = size + 1
             with self.store.transaction():

@@ -85,7 +85,7 @@ def test_source_set_changes_the_categories_and_bad_ones_change_nothing(run):
     bad = run("source", "set", "custody", "--purposes", "gossip", code=1).output
     assert "'gossip'" in bad and "journalism, archive, investigation, missing-persons, event-delivery" in bad
     assert "Traceback" not in bad
-    assert "Nothing to change" in run("source", "set", "custody", code=1).output
+    assert "Say what to change" in run("source", "set", "custody", code=2).output
     assert "No source is named 'nosuch'" in run("source", "set", "nosuch", "--purposes", "archive", code=1).output
     bad_add = run("source", "add", "x", "--basis", "consent", "--purpose", "p", "--retention", "1d",
                   "--purposes", "journalism,spying", code=1).output
