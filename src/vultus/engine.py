@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from . import accounts, maintenance, public_requests
 from .calibration import calibrate, calibration_figures, evaluate_gallery_model
@@ -25,11 +25,11 @@ from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
-from .probes import read_probe
+from .probes import PhotoArg, read_probe
 from .reembed import ModelChange
 from .retention import purge_expired, rotate_keys
 from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
-from .search import SearchResult, search_gallery
+from .search import FUSION, SearchResult, search_gallery
 from .store import AuditAction, SourceRecord, Verification, iso, utcnow
 from .store.accounts import Account
 
@@ -128,11 +128,13 @@ class Engine:
                             rename=rename, notice=notice, root=None if root is None else str(root),
                             video_progress=video_progress)
 
-    def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
-               top: int | None = None, threshold: float | None = None, face: int | None = None) -> SearchResult:
-        """Candidate faces for the face in ``photo`` (a path or the photo's bytes); logged."""
+    def search(self, photo: PhotoArg | Sequence[PhotoArg], *, purpose: str | None, case: str | None,
+               top: int | None = None, threshold: float | None = None, face: int | None = None,
+               fusion: str = FUSION) -> SearchResult:
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes), or for the person
+        in several such photos (their results fused, see :data:`~vultus.search.FUSION`); logged."""
         return search_gallery(photo, gallery=self.gallery, store=self.store, settings=self.settings, actor=self.actor,
-                              purpose=purpose, case=case, top=top, threshold=threshold, face=face)
+                              purpose=purpose, case=case, top=top, threshold=threshold, face=face, fusion=fusion)
 
     # -- accuracy ---------------------------------------------------------------------------
 
