@@ -1,4 +1,4 @@
-"""Several probe photos of one person, on the fake models: fusion and search.
+"""Several probe photos of one person, on the fake models: fusion, several-probe rights, public requests.
 
 The fake person is a colour: two probes of one person are two close shades of red, each
 matching a gallery photo the other one misses, so what one probe alone finds and what both
@@ -148,3 +148,102 @@ def test_too_many_probes_the_same_photo_twice_and_face_with_several_are_refused(
     # --face still works with one photo.
     with pytest.raises(FaceChoiceError):
         gallery.search(a, purpose="u", case="P-11", face=2)
+
+
+# -- rights -----------------------------------------------------------------------------------
+
+
+def test_a_rights_match_with_two_probes_is_the_union_each_face_once_at_its_best(gallery, fakes):
+    a, b = _png(fakes, PROBE_A), _png(fakes, PROBE_B)
+    assert [h.original_path.rsplit("/", 1)[-1] for h, _ in gallery.match_person(a).faces] == ["near-a.png"]
+    match = gallery.match_person([a, b])
+    assert sorted(h.original_path.rsplit("/", 1)[-1] for h, _ in match.faces) == ["near-a.png", "near-b.png"]
+    assert len({h.face_id for h, _ in match.faces}) == len(match.faces) == 2
+    assert match.probe_sha256s == (_sha(a), _sha(b)) and match.probe_sha256 == _sha(a) and len(match.templates) == 2
+    spec = fakes.FAKE_SPEC
+    for hit, similarity in match.faces:
+        best = max(spec.similarity(float(np.linalg.norm(t - hit_t))) for t in match.templates
+                   for hit_t in [fakes.colour_template(NEAR_A if hit.original_path.endswith("near-a.png") else NEAR_B)])
+        assert similarity == pytest.approx(best, abs=0.02)
+
+
+def test_a_rights_request_with_a_photo_of_someone_else_is_refused_naming_it(gallery, fakes):
+    with pytest.raises(ProbeChoiceError, match="probe photo 2.*does not match.*probe photo 1"):
+        gallery.match_person([_png(fakes, PROBE_A), _png(fakes, OTHER)])
+    assert gallery.requests() == []  # nothing was registered
+
+
+def test_an_erasure_with_two_probes_removes_both_photos_and_records_both_hashes(gallery, fakes):
+    a, b = _png(fakes, PROBE_A), _png(fakes, PROBE_B)
+    receipt = gallery.erase(gallery.match_person([a, b]))
+    assert len(receipt["removed_images"]) == 2 and receipt["probe_sha256s"] == [_sha(a), _sha(b)]
+    entry = gallery.audit_entries(action="erasure")[-1]
+    assert entry.details["probe_sha256s"] == [_sha(a), _sha(b)] and entry.details["probe_sha256"] == _sha(a)
+    assert [r.probe_sha256 for r in gallery.requests()] == [_sha(a)]
+    assert _names(gallery.search([a, b], purpose="u", case="P-12").candidates) == []
+    assert _names(gallery.search(_png(fakes, OTHER), purpose="u", case="P-13").candidates) == ["other.png"]
+
+
+def test_an_objection_with_two_probes_keeps_a_suppression_entry_per_probe_face(gallery, fakes, tmp_path):
+    a, b = _png(fakes, PROBE_A), _png(fakes, PROBE_B)
+    receipt = gallery.object(gallery.match_person([a, b]))
+    assert len(receipt["suppression_ids"]) == 2 and receipt["suppression_id"] == receipt["suppression_ids"][0]
+    assert [s.id for s in gallery.suppressions()] == receipt["suppression_ids"]
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "a-again.png").write_bytes(_png(fakes, NEAR_A, OTHER))
+    (later / "b-again.png").write_bytes(_png(fakes, NEAR_B))
+    summary = gallery.ingest([later], source="test", workers=1)
+    # Each shade is skipped by the entry of the probe it matches; the other person is kept.
+    assert summary.suppressed_faces == 2 and summary.images == 1 and summary.faces == 1
+
+
+def test_restriction_with_two_probes_restricts_both_faces(gallery, fakes):
+    match = gallery.match_person([_png(fakes, PROBE_A), _png(fakes, PROBE_B)])
+    assert gallery.restrict(match)[1] == 2
+    assert gallery.audit_entries(action="restriction")[-1].details["probe_sha256s"] == list(match.probe_sha256s)
+
+
+def test_an_access_report_with_two_probes_lists_both_photos(gallery, fakes):
+    report = gallery.access([_png(fakes, PROBE_A), _png(fakes, PROBE_B)])
+    assert sorted(i["original_path"].rsplit("/", 1)[-1] for i in report["images"]) == ["near-a.png", "near-b.png"]
+    assert report["probe_faces"] == 2
+
+
+# -- public requests ----------------------------------------------------------------------------
+
+
+def test_a_public_request_with_two_photos_seals_both_templates_and_its_erasure_finds_both(gallery, fakes):
+    a, b = _png(fakes, PROBE_A), _png(fakes, PROBE_B)
+    done = gallery.submit_public_request(kind="erasure", photo=[a, b], contact="me@example.org", client="c1")
+    assert done["photos"] == 2
+    _, sealed, _ = gallery.store.registers.public_request_template(done["request_id"])
+    assert sealed.size == 2 * fakes.FAKE_SPEC.dim
+    entry = gallery.audit_entries(action="request.public")[-1]
+    assert entry.details["probe_sha256s"] == [_sha(a), _sha(b)]
+    receipt = gallery.fulfil_request(done["request_id"])["result"]
+    assert len(receipt["removed_images"]) == 2 and receipt["probe_sha256s"] == [_sha(a), _sha(b)]
+
+
+def test_a_public_request_with_one_photo_is_sealed_as_before(gallery, fakes):
+    a = _png(fakes, PROBE_A)
+    done = gallery.submit_public_request(kind="access", photo=a, contact="me@example.org", client="c2")
+    _, sealed, _ = gallery.store.registers.public_request_template(done["request_id"])
+    assert sealed.shape == (fakes.FAKE_SPEC.dim,)
+    report = gallery.fulfil_request(done["request_id"])["result"]
+    assert [i["original_path"].rsplit("/", 1)[-1] for i in report["images"]] == ["near-a.png"]
+
+
+def test_a_public_request_cannot_ask_for_two_people_at_once_and_the_attempt_counts(gallery, fakes):
+    with pytest.raises(ProbeChoiceError, match="does not match"):
+        gallery.submit_public_request(kind="access", photo=[_png(fakes, PROBE_A), _png(fakes, OTHER)],
+                                      contact="me@example.org", client="c3")
+    assert gallery.requests() == []
+    from vultus.errors import RateLimitedError
+
+    for _ in range(2):
+        with pytest.raises(ProbeChoiceError):
+            gallery.submit_public_request(kind="access", photo=[_png(fakes, PROBE_A), _png(fakes, OTHER)],
+                                          contact="me@example.org", client="c3")
+    with pytest.raises(RateLimitedError):
+        gallery.submit_public_request(kind="access", photo=_png(fakes, PROBE_A), contact="me@example.org", client="c3")
