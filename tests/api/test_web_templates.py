@@ -108,7 +108,8 @@ def test_a_result_card_escapes_what_the_gallery_holds():
     video = SimpleNamespace(face_id=8, similarity=0.8, source="news", legal_basis="consent",
                             ingested_at="2024-05-06T07:08:09", path=f"/clips/{HOSTILE}.mp4", media="video",
                             video_time=65.4, video_time_end=70.0)
-    result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None)
+    result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None,
+                             probe_faces_used=1, probes=[], unlike_probes=[])
     page = _templates.get_template("search.html").render(
         title="Search results", account=None, nav=[], csrf="c", result=result, error="", purpose="p", case="c")
     assert HOSTILE not in page and f"upload:{ESCAPED}.jpg" in page and f"/clips/{ESCAPED}.mp4" in page
