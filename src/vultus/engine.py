@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import accounts, maintenance, public_requests
 from .calibration import calibrate, calibration_figures, evaluate_gallery_model
@@ -26,11 +26,11 @@ from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
 from .people import PeopleDesk
-from .probes import read_probe
+from .probes import PhotoArg, Probe, read_probes
 from .reembed import ModelChange
 from .retention import purge_expired, rotate_keys
 from .rights import PersonMatch, access_report, check_receipt, erase_person, match_person, object_person, restrict_person
-from .search import SearchResult, search_gallery
+from .search import FUSION, SearchResult, search_gallery
 from .store import AuditAction, SourceRecord, Verification, iso, utcnow
 from .store.accounts import Account
 
@@ -143,13 +143,15 @@ class Engine:
                             rename=rename, notice=notice, root=None if root is None else str(root),
                             video_progress=video_progress)
 
-    def search(self, photo: bytes | str | os.PathLike[str], *, purpose: str | None, case: str | None,
+    def search(self, photo: PhotoArg | Sequence[PhotoArg], *, purpose: str | None, case: str | None,
                top: int | None = None, threshold: float | None = None, face: int | None = None,
-               category: str | None = None) -> SearchResult:
-        """Candidate faces for the face in ``photo`` (a path or the photo's bytes), from the sources whose
-        purposes allow ``category`` (default: the ``default_category`` setting); logged."""
+               fusion: str = FUSION, category: str | None = None) -> SearchResult:
+        """Candidate faces for the face in ``photo`` (a path or the photo's bytes), or for the person in
+        several such photos (their results fused, see :data:`~vultus.search.FUSION`), from the sources
+        whose purposes allow ``category`` (default: the ``default_category`` setting); logged."""
         return search_gallery(photo, gallery=self.gallery, store=self.store, settings=self.settings, actor=self.actor,
-                              purpose=purpose, case=case, top=top, threshold=threshold, face=face, category=category)
+                              purpose=purpose, case=case, top=top, threshold=threshold, face=face, fusion=fusion,
+                              category=category)
 
     # -- accuracy ---------------------------------------------------------------------------
 
@@ -178,15 +180,18 @@ class Engine:
 
     # -- rights of the people in the photos -------------------------------------------------
 
-    def match_person(self, photo: bytes | str | os.PathLike[str], *, face: int | None = None) -> PersonMatch:
-        """Stored faces matching the face in a requester's photo (read in memory only)."""
-        data, _ = read_probe(photo)
-        return match_person(data, analyzer=self.analyzer, store=self.store, index=self._open_index(writable=False),
+    def match_person(self, photo: PhotoArg | Sequence[PhotoArg], *, face: int | None = None) -> PersonMatch:
+        """Stored faces matching the face in a requester's photo, or any face of several photos of
+        them (read in memory only; every face must match the first photo's)."""
+        probes = read_probes(photo)
+        if len(probes) == 1 and probes[0].name == "probe":
+            probes = [Probe(probes[0].data, "the requester's photo")]
+        return match_person(probes, analyzer=self.analyzer, store=self.store, index=self._open_index(writable=False),
                             threshold=self.rights_threshold, face=face, max_pixels=self.settings.max_pixels,
                             max_decode_mb=self.settings.max_decode_mb)
 
-    def access(self, photo: bytes | str | os.PathLike[str], *, face: int | None = None, include_crops: bool = False) -> dict:
-        """Everything held about the person in ``photo`` and every search that returned it."""
+    def access(self, photo: PhotoArg | Sequence[PhotoArg], *, face: int | None = None, include_crops: bool = False) -> dict:
+        """Everything held about the person in ``photo`` (or several photos of them) and every search that returned it."""
         match = self.match_person(photo, face=face)
         return access_report(match, store=self.store, blobs=self.blobs, actor=self.actor, include_crops=include_crops)
 
@@ -214,11 +219,14 @@ class Engine:
         """Withdraw a suppression entry (its template is erased); whether one was active."""
         return maintenance.withdraw_suppression(self.store, suppression_id, actor=self.actor)
 
-    def submit_public_request(self, *, kind: str, photo: bytes, contact: str, client: str) -> dict:
-        """Register a request sent from the public page, for the DPO to carry out (see :mod:`~vultus.public_requests`)."""
+    def submit_public_request(self, *, kind: str, photo: bytes | Probe | Sequence[bytes | Probe], contact: str,
+                              client: str) -> dict:
+        """Register a request sent from the public page with one photo or several of the requester, for
+        the DPO to carry out (see :mod:`~vultus.public_requests`)."""
         return public_requests.submit_public_request(
             kind=kind, photo=photo, contact=contact, client=client, store=self.store, analyzer=self.analyzer,
-            max_pixels=self.settings.max_pixels, max_decode_mb=self.settings.max_decode_mb, sealing=self._seal_lock)
+            max_pixels=self.settings.max_pixels, max_decode_mb=self.settings.max_decode_mb, sealing=self._seal_lock,
+            threshold=self.rights_threshold)
 
     def fulfil_request(self, request_id: int) -> dict:
         """Carry out an open public request: access report, or erasure or objection receipt."""

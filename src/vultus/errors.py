@@ -28,7 +28,8 @@ The hierarchy::
     │       └── VideoTooLargeError frames over the pixel limit
     ├── FaceError
     │   ├── NoFaceError            the probe photo has no face
-    │   └── FaceChoiceError        --face N names a face the probe does not have
+    │   ├── FaceChoiceError        --face N names a face the probe does not have
+    │   └── ProbeChoiceError       probe photos that cannot be searched together (too many, ...)
     ├── ModelError
     │   ├── UnknownModelError
     │   ├── ModelFilesMissingError
@@ -91,6 +92,7 @@ __all__ = [
     "FaceError",
     "NoFaceError",
     "FaceChoiceError",
+    "ProbeChoiceError",
     "ModelError",
     "ModelFormatError",
     "UnknownModelError",
@@ -226,6 +228,11 @@ class NoFaceError(FaceError):
 
 class FaceChoiceError(FaceError):
     """The chosen face number does not exist in the probe."""
+
+
+class ProbeChoiceError(FaceError):
+    """Probe photos that cannot be used together: too many, one given twice, ``--face`` with
+    several, or (in a rights request) faces that are not all the same person's."""
 
 
 class ModelError(VultusError):

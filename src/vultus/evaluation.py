@@ -3,15 +3,17 @@
 The layout is ``ROOT/<identity>/<photo>``: every folder is one person. Each photo of an
 identity with two or more photos is used as a probe against a gallery holding all of them;
 the probe's own image is left out of its results. ``identity_faces`` gives the stored faces
-of such a tree with their identities, to score a grouping of faces into people. Used by
-``bench/accuracy.py``, ``bench/people.py`` and the test suite, so the figures in a closing
-note and the asserted ones come from one place.
+of such a tree with their identities, to score a grouping of faces into people;
+:func:`several_probes` measures search with an identity's first 1, 2, 3 photos as one person.
+Used by ``bench/accuracy.py``, ``bench/people.py``, ``bench/people_probes.py`` and the test
+suite, so the figures in a closing note and the asserted ones come from one place.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,8 @@ import numpy as np
 from .errors import NoFaceError
 from .media import read_photo
 
-__all__ = ["LeaveOneOut", "IdentityFaces", "identity_photos", "identity_faces", "leave_one_out", "group_counts"]
+__all__ = ["LeaveOneOut", "IdentityFaces", "ProbeRecall", "identity_photos", "identity_faces", "leave_one_out",
+           "several_probes", "group_counts"]
 
 
 @dataclass
@@ -133,6 +136,99 @@ def identity_faces(engine, root: Path, *, source: str) -> IdentityFaces:  # noqa
     scored = np.array([faces_per_image[image] == 1 for image in images], dtype=bool) & (identities != "")
     return IdentityFaces(face_ids=face_ids, vectors=np.asarray(matrix, dtype=np.float32), identities=identities,
                          scored=scored, photos=len(faces_per_image))
+
+
+@dataclass
+class ProbeRecall:
+    """Recall@k of searches with an identity's first 1, 2, ... photos as probes of one person."""
+
+    k: int
+    fusion: str
+    threshold: float = 0.0
+    #: The probes' largest face shrunk to this width (px), or None for the photos as they are.
+    probe_width: int | None = None
+    identities: list[str] = field(default_factory=list)
+    #: Genuine matches per identity: its photos after the held-out probes.
+    genuine: list[int] = field(default_factory=list)
+    #: Probe photos -> genuine matches found in the top k, per identity (in ``identities``' order).
+    found: dict[int, list[int]] = field(default_factory=dict)
+    #: Probe photos -> candidates in the top k that are other identities' photos, per identity.
+    false: dict[int, list[int]] = field(default_factory=dict)
+    #: Probe photos -> seconds each search took (probe analysis included).
+    seconds: dict[int, list[float]] = field(default_factory=dict)
+
+    def recall(self, probes: int) -> float:
+        """Mean over identities of the fraction of its genuine matches found in the top k."""
+        return sum(f / g for f, g in zip(self.found[probes], self.genuine)) / len(self.genuine) if self.genuine else 0.0
+
+    def pooled(self, probes: int) -> float:
+        """Genuine matches found in the top k over all identities, as a fraction of them all."""
+        return sum(self.found[probes]) / sum(self.genuine) if self.genuine else 0.0
+
+    def false_candidates(self, probes: int) -> float:
+        """Mean number of other identities' photos among a search's top k."""
+        return sum(self.false[probes]) / len(self.false[probes]) if self.false[probes] else 0.0
+
+
+def several_probes(engine, root: Path, *, source: str, counts: tuple[int, ...] = (1, 2, 3), k: int = 10,  # noqa: ANN001
+                   fusion: str | None = None, threshold: float | None = None,
+                   probe_width: int | None = None) -> ProbeRecall:
+    """Search with the first n photos (by name) of every identity with more than ``max(counts)``
+    photos, for each n in ``counts``, as one person; count its other photos in the top ``k``.
+
+    The first ``max(counts)`` photos of an identity are held out of its results whatever n
+    is, so every n is scored against the same genuine matches (its remaining photos); the rest
+    of ``source`` (every other identity's photos) stays, as impostors; other sources' photos
+    are not ranked. ``threshold`` None searches at the deployment's threshold, as a user
+    would; 0 ranks everything (recall of the ranking alone). With ``probe_width``, each probe
+    photo is first shrunk so that its largest face is that many pixels wide (a small face cut
+    from a crowd or a camera still: what several probe photos are most wanted for).
+    """
+    from .search import FUSION
+
+    held = max(counts)
+    allowed = engine.store.get_source(source).purposes  # searched whatever the default category
+    category = allowed[0] if allowed else None
+    photos = {name: files for name, files in identity_photos(root).items() if len(files) > held}
+    result = ProbeRecall(k=k, fusion=fusion or FUSION, probe_width=probe_width,
+                         **{name: {n: [] for n in counts} for name in ("found", "false", "seconds")})
+    for name, files in photos.items():
+        probes = [p.read_bytes() if probe_width is None else _shrunk(engine.analyzer, p, probe_width)
+                  for p in files[:held]]
+        kept_out = {_sha256(p) for p in files[:held]}
+        genuine = {_sha256(p) for p in files[held:]}
+        result.identities.append(name)
+        result.genuine.append(len(genuine))
+        for n in counts:
+            started = time.perf_counter()
+            found = engine.search(probes[:n], purpose="evaluation", case="several probes", top=k + 3 * held + 10,
+                                  threshold=threshold, fusion=result.fusion,
+                                  category=category)
+            result.seconds[n].append(time.perf_counter() - started)
+            result.threshold = found.threshold
+            ranked = [c.image_sha256 for c in found.candidates if c.source == source and c.image_sha256 not in kept_out][:k]
+            result.found[n].append(len(genuine & set(ranked)))
+            result.false[n].append(sum(1 for r in ranked if r not in genuine))
+    return result
+
+
+def _shrunk(analyzer, path: Path, width: int) -> bytes:  # noqa: ANN001 - a FaceAnalyzer
+    """The photo at ``path`` scaled down so that its largest face is ``width`` pixels wide, as a JPEG."""
+    import io
+
+    from PIL import Image
+
+    data = path.read_bytes()
+    faces = analyzer.analyze(read_photo(data, name=str(path)))
+    if not faces or faces[0].box.width <= width:
+        return data
+    scale = width / faces[0].box.width
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGB")
+        small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def _sha256(path: Path) -> str:

@@ -6,16 +6,20 @@ data directory, never indexed, and logged by its sha256 alone. No name or identi
 document is asked for. Matching uses the rights threshold, more inclusive than search's,
 and covers restricted faces too. Each request is entered in the requests register with a
 due date one month after receipt, and completed there.
+
+A requester may show several photos of themselves (at most :data:`~vultus.probes.MAX_PROBES`),
+so that more of their photos are found: each gives its largest face, every face of them must
+match the first photo's at the rights threshold (a request is one person's), and a stored face
+matches the request when it matches any of them.
 """
 
 from __future__ import annotations
 
 import base64
 import calendar
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -25,17 +29,18 @@ from .grouping import settle_people
 from .report import clock
 from .faces import FaceAnalyzer
 from .index import VectorIndex
-from .media import read_photo
 from .media.decode import DEFAULT_MAX_DECODE_MB
+from .errors import ProbeChoiceError
 from .people import groups_of_faces
-from .search import exact_distances, pick_face
+from .probes import Probe
+from .search import exact_distances, probe_faces
 from .store import AuditAction, BlobStore, FaceHit, RemovedImage, RemovedVideo, MetadataStore, iso, utcnow
 
 __all__ = [
     "PersonMatch",
     "match_person",
-    "match_template",
-    "requester_template",
+    "match_templates",
+    "requester_templates",
     "access_report",
     "erase_person",
     "object_person",
@@ -48,15 +53,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PersonMatch:
-    """The stored faces that match the face in a requester's photo."""
+    """The stored faces that match the face in a requester's photo, or any face of several photos of them."""
 
-    probe_sha256: str
-    faces: list[tuple[FaceHit, float]]  # (face, similarity), most similar first
-    template: np.ndarray = field(repr=False)
+    #: The sha256 of each probe photo, in the order given.
+    probe_sha256s: tuple[str, ...]
+    faces: list[tuple[FaceHit, float]]  # (face, best similarity to any probe face), most similar first
+    #: One row per probe face.
+    templates: np.ndarray = field(repr=False)
     threshold: float = 0.0
     model_id: str = ""
     #: The registered request this match answers (a public request), or None to open one.
     request_id: int | None = None
+
+    @property
+    def probe_sha256(self) -> str:
+        """The first probe photo's sha256 (what the requests register keeps)."""
+        return self.probe_sha256s[0] if self.probe_sha256s else ""
 
     @property
     def image_ids(self) -> list[int]:
@@ -87,7 +99,7 @@ def due_date(received: datetime) -> datetime:
 
 
 def match_person(
-    data: bytes,
+    data: bytes | Sequence[Probe],
     *,
     analyzer: FaceAnalyzer,
     store: MetadataStore,
@@ -97,55 +109,83 @@ def match_person(
     max_pixels: int = 120_000_000,
     max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
 ) -> PersonMatch:
-    """Every stored face, restricted ones included, within ``threshold`` of the probe's face."""
-    template = requester_template(data, analyzer=analyzer, face=face, max_pixels=max_pixels,
-                                  max_decode_mb=max_decode_mb)
-    return match_template(
-        template, probe_sha256=hashlib.sha256(data).hexdigest(), analyzer=analyzer, store=store, index=index,
-        threshold=threshold,
-    )
+    """Every stored face, restricted ones included, within ``threshold`` of the probe's face,
+    or of any probe face when ``data`` is several probes of the requester."""
+    probes = [Probe(data, "the requester's photo")] if isinstance(data, (bytes, bytearray)) else list(data)
+    templates = requester_templates(probes, analyzer=analyzer, face=face, max_pixels=max_pixels,
+                                    max_decode_mb=max_decode_mb, threshold=threshold)
+    return match_templates(templates, probe_sha256s=[p.sha256 for p in probes], analyzer=analyzer, store=store,
+                           index=index, threshold=threshold)
 
 
-def requester_template(data: bytes, *, analyzer: FaceAnalyzer, face: int | None = None,
-                       max_pixels: int = 120_000_000, max_decode_mb: int = DEFAULT_MAX_DECODE_MB) -> np.ndarray:
-    """The template of the requester's face (largest unless ``face`` says), in memory only."""
-    image = read_photo(data, name="the requester's photo", max_pixels=max_pixels, max_decode_mb=max_decode_mb)
-    _, chosen = pick_face(analyzer.analyze(image), face, name="the requester's photo")
-    return np.asarray(chosen.embedding, dtype=np.float32)
+def requester_templates(probes: Sequence[Probe], *, analyzer: FaceAnalyzer, face: int | None = None,
+                        max_pixels: int = 120_000_000, max_decode_mb: int = DEFAULT_MAX_DECODE_MB,
+                        threshold: float | None = None) -> np.ndarray:
+    """The requester's face in each photo (largest unless ``face`` says), in memory only: one row each.
+
+    With ``threshold``, several photos must show one person: a face that does not match the
+    first photo's at it is refused, naming its photo (a request cannot reach someone else's
+    photos, nor several people's under one request).
+    """
+    found = probe_faces(probes, analyzer=analyzer, face=face, max_pixels=max_pixels, max_decode_mb=max_decode_mb,
+                        draft=False)
+    templates = np.stack([p.template for p in found])
+    if threshold is not None and len(found) > 1:
+        spec = analyzer.embedder.spec
+        for probe, distance in zip(found[1:], np.linalg.norm(templates[1:] - templates[0], axis=1)):
+            if distance > spec.distance(threshold):
+                raise ProbeChoiceError(
+                    f"The face in {probe.name} does not match the one in {found[0].name} (similarity "
+                    f"{spec.similarity(float(distance)):.3f}, below the rights threshold {threshold:.3f}): the photos of "
+                    "one request must all show the requester. Leave that photo out, or send it in a request of its own."
+                )
+    return templates
 
 
-def match_template(
-    template: np.ndarray,
+def match_templates(
+    templates: np.ndarray,
     *,
-    probe_sha256: str,
+    probe_sha256s: Sequence[str],
     analyzer: FaceAnalyzer,
     store: MetadataStore,
     index: VectorIndex,
     threshold: float,
     request_id: int | None = None,
 ) -> PersonMatch:
-    """Every stored face, restricted ones included, within ``threshold`` of ``template``."""
+    """Every stored face, restricted ones included, within ``threshold`` of any row of ``templates``
+    (one template or one per probe face), each once, at its best similarity."""
     spec = analyzer.embedder.spec
     radius = spec.distance(threshold)
-    if index.capabilities.exact:
-        distances, ids = index.range_search(template, radius)
-        found = {int(i): float(d) for d, i in zip(distances, ids)}
-    else:
-        # Compressed codes are off by up to about 1%: search a wider radius, keep the exact matches.
-        _, ids = index.range_search(template, radius * 1.05)
-        found = {i: d for d, i in exact_distances(store, template, [int(i) for i in ids]) if d <= radius}
+    templates = np.atleast_2d(np.asarray(templates, dtype=np.float32))
+    found: dict[int, float] = {}
+
+    def keep(face_id: int, distance: float) -> None:
+        found[face_id] = min(distance, found.get(face_id, distance))
+
+    for template in templates:
+        if index.capabilities.exact:
+            distances, ids = index.range_search(template, radius)
+            for d, i in zip(distances, ids):
+                keep(int(i), float(d))
+        else:
+            # Compressed codes are off by up to about 1%: search a wider radius, keep the exact matches.
+            _, ids = index.range_search(template, radius * 1.05)
+            for d, i in exact_distances(store, template, [int(i) for i in ids]):
+                if d <= radius:
+                    keep(i, d)
     # Restricted faces are kept out of the index, but a person's rights reach them too.
     restricted = store.restricted_face_ids()
     if len(restricted):
         for ids_chunk, vectors in store.face_vectors(restricted.tolist()):
-            for face_id, dist in zip(ids_chunk, np.linalg.norm(vectors - template, axis=1)):
+            nearest = np.min([np.linalg.norm(vectors - template, axis=1) for template in templates], axis=0)
+            for face_id, dist in zip(ids_chunk, nearest):
                 if dist <= radius:
-                    found[int(face_id)] = float(dist)
+                    keep(int(face_id), float(dist))
     hits = store.hydrate(list(found))
     faces = sorted(
         ((hits[i], spec.similarity(d)) for i, d in found.items() if i in hits), key=lambda pair: -pair[1]
     )
-    return PersonMatch(probe_sha256, faces, template, threshold, analyzer.model_id, request_id)
+    return PersonMatch(tuple(probe_sha256s), faces, templates, threshold, analyzer.model_id, request_id)
 
 
 def _open_request(store: MetadataStore, kind: str, match: PersonMatch) -> tuple[int, str]:
@@ -203,6 +243,7 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         details = {
             "request_id": request_id,
             "probe_sha256": match.probe_sha256,
+            "probe_sha256s": list(match.probe_sha256s),
             "threshold": round(match.threshold, 4),
             "images": len(images),
             "faces": len(match.faces),
@@ -219,6 +260,7 @@ def access_report(match: PersonMatch, *, store: MetadataStore, blobs: BlobStore,
         "received_at": received,
         "generated_at": iso(utcnow()),
         "threshold": round(match.threshold, 4),
+        "probe_faces": len(match.templates),
         "images": list(images.values()),
         "videos": videos,
         "people": groups,
@@ -279,15 +321,17 @@ def erase_person(
 
     def in_transaction(removed: list[RemovedImage], videos: list[RemovedVideo]) -> tuple[int, dict[str, Any]]:
         request_id, _ = _open_request(store, kind, match)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"probe_sha256s": list(match.probe_sha256s)}
         if kind == "objection":
-            extra["suppression_id"] = store.registers.add_suppression(
-                match.template, model_id=match.model_id, at=iso(utcnow())
-            )
+            # One entry per probe face: ingest then skips a face that matches any of them.
+            ids = [store.registers.add_suppression(t, model_id=match.model_id, at=iso(utcnow())) for t in match.templates]
+            extra |= {"suppression_id": ids[0], "suppression_ids": ids}
         outcome = f"{len(removed)} photos erased"
         if videos:
             outcome += f", {sum(len(v.ranges) for v in videos)} appearances in {len(videos)} videos"
-        outcome += f", suppression entry {extra['suppression_id']}" if extra else ""
+        if kind == "objection":
+            entries = extra["suppression_ids"]
+            outcome += f", suppression entr{'y' if len(entries) == 1 else 'ies'} {', '.join(map(str, entries))}"
         store.registers.complete_request(request_id, at=iso(utcnow()), outcome=outcome)
         return request_id, extra
 
@@ -299,7 +343,8 @@ def erase_person(
         blobs=blobs,
         index=index,
         keys=keys,
-        audit=(actor, action, {"probe_sha256": match.probe_sha256, "threshold": round(match.threshold, 4)}),
+        audit=(actor, action, {"probe_sha256": match.probe_sha256, "probe_sha256s": list(match.probe_sha256s),
+                               "threshold": round(match.threshold, 4)}),
         in_transaction=in_transaction,
         video_faces=match.video_face_ids,
     )
@@ -335,7 +380,8 @@ def restrict_person(
         store.log(
             actor=actor,
             action=AuditAction.RESTRICTION_LIFT if lift else AuditAction.RESTRICTION,
-            details={"request_id": request_id, "probe_sha256": match.probe_sha256, "face_ids": face_ids}
+            details={"request_id": request_id, "probe_sha256": match.probe_sha256,
+                     "probe_sha256s": list(match.probe_sha256s), "face_ids": face_ids}
         )
     if lift:
         for ids, vectors in store.face_vectors(face_ids) if face_ids else ():

@@ -112,7 +112,8 @@ def test_a_result_card_escapes_what_the_gallery_holds():
 
     result = SimpleNamespace(candidates=[card, video], threshold=0.6, expected_false_candidates=None,
                              category="journalism", sources_searched=["news"],
-                             left_out=[LeftOut(f"x{HOSTILE}", ("investigation",))])
+                             left_out=[LeftOut(f"x{HOSTILE}", ("investigation",))],
+                             probe_faces_used=1, probes=[], unlike_probes=[])
     page = _templates.get_template("search.html").render(
         title="Search results", account=None, nav=[], csrf="c", result=result, error="", purpose="p", case="c",
         category="journalism", categories=["journalism", "archive"], default_category="archive")

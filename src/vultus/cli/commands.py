@@ -95,21 +95,21 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
 
 
 @cli.command()
-@click.argument("photo", type=click.Path(path_type=Path))
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PHOTO [PHOTO...]")
 @click.option("--purpose", default=None, help="Why you are searching; recorded in the audit log (required unless the deployment relaxes it).")
 @click.option("--case", "case_ref", default=None, help="Case or file reference the search is for; recorded in the audit log.")
 @click.option("--top", type=click.IntRange(min=1, max=1000), default=None, help="Most candidates to return [default: 10].")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Minimum similarity (0-1, higher is closer) [default: 0.70, dlib's distance 0.6].")
 @click.option("--face", "face_number", type=click.IntRange(min=1), default=None,
-              help="Which face of the probe to search with, 1 = largest [default: the largest].")
+              help="Which face of the probe to search with, 1 = largest [default: the largest]; one PHOTO only.")
 @click.option("--category", type=click.Choice(CATEGORY_CHOICES, case_sensitive=False), default=None,
               help="What the search is for; only sources whose purposes allow it are searched "
               "[default: VULTUS_DEFAULT_CATEGORY, archive].")
 @_json_option
 @click.pass_context
 @_friendly
-def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str | None, top: int | None,
+def search(ctx: click.Context, photos: tuple[Path, ...], purpose: str | None, case_ref: str | None, top: int | None,
            threshold: float | None, face_number: int | None, category: str | None, as_json: bool) -> None:
     """Find candidate photos and video appearances of the person in PHOTO, best first.
 
@@ -119,29 +119,29 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
     candidate has "media" ("photo" or "video"), and a video's "video_time" and
     "video_time_end" (seconds from its start).
 
+    Several photos of the same person (at most 5) are searched as that person: each gives
+    its largest face, and a stored face scores its best similarity to any of them. Every
+    candidate lists its similarity to each probe face ("probe_similarities" in --json, one
+    entry per probe face used). A photo with no face is an error that names it.
+
     Only the sources whose purposes allow the search's --category are searched; the others
     are named as left out (on stderr with --json, whose stdout stays the candidates' array).
     """
     result = _engine(ctx).search(
-        photo, purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number, category=category
+        list(photos), purpose=purpose, case=case_ref, top=top, threshold=threshold, face=face_number,
+        category=category,
     )
+    notes = _probe_notes(result)
     scope = _scope_note(result)
-    note = None
-    if result.probe_faces > 1:
-        note = (
-            f"The probe has {result.probe_faces} faces; searched with face {result.face_used} "
-            f"({'the largest' if result.face_used == 1 else 'as asked'}, box {result.face_box}). "
-            "Use --face N to pick another (1 = largest)."
-        )
+    if scope:
+        notes.append(scope)
     if as_json:
-        for line in (note, scope):
-            if line:
-                click.echo(line, err=True)
+        for note in notes:
+            click.echo(note, err=True)
         click.echo(json.dumps([c.as_dict() for c in result.candidates], indent=2))
         return
-    for line in (note, scope):
-        if line:
-            click.echo(line)
+    for note in notes:
+        click.echo(note)
     if result.left_out and not result.sources_searched:
         return  # the scope note said why nothing was searched
     if not result.candidates:
@@ -167,6 +167,10 @@ def search(ctx: click.Context, photo: Path, purpose: str | None, case_ref: str |
         for row, c in zip(rows, result.candidates):
             row.insert(6, f"{clock(c.video_time)} (to {clock(c.video_time_end)})" if c.media == "video" else "")
         headers.insert(6, "video time")
+    if result.probe_faces_used > 1:
+        for row, c in zip(rows, result.candidates):
+            row.insert(2, " ".join(f"{s:.2f}" for s in c.probe_similarities or []))
+        headers.insert(2, "by probe")
     click.echo(_table(headers, rows))
 
 
@@ -180,6 +184,25 @@ def _scope_note(result: Any) -> str | None:
                 "Search for a category a source allows (--category), or declare this one for a source with "
                 "`vultus source set NAME --purposes ...` if that is lawful.")
     return f"Searched the sources that allow {result.category}: {', '.join(result.sources_searched)}. Left out: {reasons}."
+
+
+def _probe_notes(result) -> list[str]:  # noqa: ANN001 - a SearchResult
+    """What to tell about the probe faces: which were used, and any that looks like someone else."""
+    if result.probe_faces_used == 1:
+        if result.probe_faces <= 1:
+            return []
+        return [
+            f"The probe has {result.probe_faces} faces; searched with face {result.face_used} "
+            f"({'the largest' if result.face_used == 1 else 'as asked'}, box {result.face_box}). "
+            "Use --face N to pick another (1 = largest)."
+        ]
+    notes = [f"Searched as one person with {result.probe_faces_used} probe faces, the largest of each photo; "
+             "each candidate's similarity is its best to any of them (by probe: to each, in order)."]
+    notes += [f"{p.name} has {p.faces} faces; its largest (box {p.box}) was used." for p in result.probes if p.faces > 1]
+    notes += [f"The face in {result.probes[n - 1].name} does not match the one in {result.probes[0].name} at the "
+              "threshold: check that every photo shows the same person (its candidates are in the list too)."
+              for n in result.unlike_probes]
+    return notes
 
 
 def _expected_note(expected: float | None) -> str:

@@ -21,12 +21,13 @@ from .base import _engine, _friendly, _json_option, _table, cli
 
 _face_option = click.option(
     "--face", "face_number", type=click.IntRange(min=1), default=None,
-    help="Which face of the photo is the requester's, 1 = largest [default: the largest].",
+    help="Which face of the photo is the requester's, 1 = largest [default: the largest]; one PHOTO only.",
 )
 
 
 def _rights_photo(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.argument("photo", type=click.Path(path_type=Path))(func)
+    return click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path),
+                          metavar="PHOTO [PHOTO...]")(func)
 
 
 def _show_matches(match: Any) -> None:
@@ -35,7 +36,8 @@ def _show_matches(match: Any) -> None:
     if match.appearances:
         videos = {image_id for image_id, _ in match.appearances}
         held = f"{len(images) - len(videos)} photo(s) and {len(match.appearances)} appearance(s) in {len(videos)} video(s)"
-    click.echo(f"{held} with {len(match.faces)} matching face(s) at similarity >= {match.threshold:.3f}:")
+    probes = f" (matching any of the {len(match.templates)} probe faces)" if len(match.templates) > 1 else ""
+    click.echo(f"{held} with {len(match.faces)} matching face(s) at similarity >= {match.threshold:.3f}{probes}:")
     for hit, similarity in match.faces:
         flag = "  [restricted]" if hit.restricted else ""
         where = f"  at {clock(hit.media_time)} (seen {clock(hit.time_start)}-{clock(hit.time_end)})" if hit.is_video else ""
@@ -79,19 +81,21 @@ _receipt_option = click.option(
               help="Write the report to FILE.html (with face crops) or FILE.json.")
 @click.pass_context
 @_friendly
-def access(ctx: click.Context, photo: Path, face_number: int | None, out_path: Path | None) -> None:
+def access(ctx: click.Context, photos: tuple[Path, ...], face_number: int | None, out_path: Path | None) -> None:
     """Show everything held about the person in PHOTO (GDPR Art. 15).
 
     Lists every photo and face that matches at the rights threshold, with source, legal
     basis, purpose, ingest and expiry dates, and every logged search that returned them,
-    over the whole history. PHOTO is used in memory only and never stored.
+    over the whole history. PHOTO is used in memory only and never stored. Several photos
+    of the requester (at most 5) find more: a stored face matches if it matches any of
+    their faces, and every one of them must match the first photo's face.
     """
     from ..report import access_report_html
 
     suffix = out_path.suffix.lower() if out_path else ""
     if out_path is not None and suffix not in (".html", ".htm", ".json"):
         raise click.ClickException(f"--out must end in .html or .json, not {out_path.name!r}.")
-    report = _engine(ctx).access(photo, face=face_number, include_crops=suffix in (".html", ".htm"))
+    report = _engine(ctx).access(list(photos), face=face_number, include_crops=suffix in (".html", ".htm"))
     if out_path is not None:
         out_path.write_text(access_report_html(report) if suffix != ".json" else json.dumps(report, indent=2))
     appearances = sum(len(v["appearances"]) for v in report["videos"])
@@ -99,7 +103,8 @@ def access(ctx: click.Context, photo: Path, face_number: int | None, out_path: P
         f"Access request {report['request_id']}: {len(report['images'])} photo(s), "
         f"{sum(len(i['faces']) for i in report['images'])} face(s), "
         + (f"{appearances} appearance(s) in {len(report['videos'])} video(s), " if report["videos"] else "")
-        + f"{len(report['searches'])} logged search(es) that returned them."
+        + f"{len(report['searches'])} logged search(es) that returned them"
+        + (f", matching any of {report['probe_faces']} probe faces." if report["probe_faces"] > 1 else ".")
     )
     for image in report["images"]:
         click.echo(
@@ -119,10 +124,10 @@ def access(ctx: click.Context, photo: Path, face_number: int | None, out_path: P
 
 
 def _erase_command(kind: str) -> Callable[..., Any]:
-    def command(ctx: click.Context, photo: Path, face_number: int | None, yes: bool, as_json: bool,
+    def command(ctx: click.Context, photos: tuple[Path, ...], face_number: int | None, yes: bool, as_json: bool,
                 receipt_path: Path | None) -> None:
         engine = _engine(ctx)
-        match = engine.match_person(photo, face=face_number)
+        match = engine.match_person(list(photos), face=face_number)
         if not match.faces:
             # Still registered, logged and receipted: the request was received and answered.
             click.echo("No stored photo matches this face; nothing to erase.", err=as_json)
@@ -140,7 +145,10 @@ def _erase_command(kind: str) -> Callable[..., Any]:
             spans = sum(len(v["time_ranges"]) for v in receipt["removed_videos"])
             summary += f" Of these, {spans} appearance(s) in {len(receipt['removed_videos'])} video(s)."
         if kind == "objection":
-            summary += f" Suppression entry {receipt['suppression_id']}: future ingests skip this face."
+            entries = receipt["suppression_ids"]
+            summary += (f" Suppression entry {entries[0]}: future ingests skip this face." if len(entries) == 1 else
+                        f" Suppression entries {', '.join(map(str, entries))} (one per probe face): future ingests "
+                        "skip these faces.")
         _emit_receipt(receipt, receipt_path, as_json, summary)
 
     return command
@@ -168,6 +176,7 @@ def erase(ctx: click.Context, **kwargs: Any) -> None:
     Lists what matches and, once confirmed, removes every matched photo's copy, face crops,
     templates and index entries; the database zeroes freed pages and the index file is
     rewritten. Prints a receipt signed with the deployment's key. PHOTO is not stored.
+    Several photos of the person (at most 5, all of the same face) find more of their photos.
     """
     _erase_command("erasure")(ctx, **kwargs)
 
@@ -178,8 +187,9 @@ def object_(ctx: click.Context, **kwargs: Any) -> None:
     """Object to processing: erase the person in PHOTO and block them from future ingest (Art. 21).
 
     Erases as `vultus erase` does and adds an encrypted suppression entry, so any later
-    ingest skips this face (and counts the skip). Listed by id only with
-    `vultus suppressions list`; withdrawn with `vultus suppressions withdraw ID`.
+    ingest skips this face (and counts the skip); with several photos of the person, one
+    entry per photo's face. Listed by id only with `vultus suppressions list`; withdrawn
+    with `vultus suppressions withdraw ID`.
     """
     _erase_command("objection")(ctx, **kwargs)
 
@@ -191,14 +201,15 @@ def object_(ctx: click.Context, **kwargs: Any) -> None:
 @click.option("--yes", is_flag=True, help="Do it without asking for confirmation.")
 @click.pass_context
 @_friendly
-def restrict(ctx: click.Context, photo: Path, face_number: int | None, lift: bool, yes: bool) -> None:
+def restrict(ctx: click.Context, photos: tuple[Path, ...], face_number: int | None, lift: bool, yes: bool) -> None:
     """Restrict processing of the person in PHOTO (GDPR Art. 18): kept, never searched.
 
     Restricted faces stay stored and appear in access reports, but search never returns
-    them. --lift releases the restriction.
+    them. --lift releases the restriction. Several photos of the person (at most 5) find
+    more of their faces.
     """
     engine = _engine(ctx)
-    match = engine.match_person(photo, face=face_number)
+    match = engine.match_person(list(photos), face=face_number)
     if match.faces:
         _show_matches(match)
         _confirm(yes, f"{'Release' if lift else 'Restrict'} these {len(match.faces)} face(s)?")

@@ -31,11 +31,12 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..probes import MAX_PROBES
 from .access import Unauthorized, account_for, forbidden_message
 
 __all__ = [
     "BodyGuard", "BodyTooLarge", "BodyTimeout", "body_limit", "FORM_OVERHEAD", "SMALL_BODY", "MIN_BODY_RATE",
-    "SINGLE_PHOTO_ROUTES", "BATCH_ROUTES", "WEB_UPLOAD_ROUTES",
+    "PROBE_ROUTES", "PUBLIC_PHOTO_ROUTES", "BATCH_ROUTES", "WEB_UPLOAD_ROUTES",
 ]
 
 #: Room for a multipart form's boundaries, part headers and text fields next to its photos.
@@ -45,9 +46,12 @@ SMALL_BODY = 1024 * 1024
 #: Slowest a body may arrive, in bytes per second, once its first VULTUS_BODY_TIMEOUT is spent.
 MIN_BODY_RATE = 16 * 1024
 
-#: Routes whose form carries one photo.
-SINGLE_PHOTO_ROUTES = frozenset({"/v1/search", "/v1/access", "/v1/erasure", "/v1/objection", "/v1/restriction",
-                                 "/public/requests", "/request", "/ui/search"})
+#: Routes whose form carries probe photos of one person: up to MAX_PROBES, each at most the upload limit.
+PROBE_ROUTES = frozenset({"/v1/search", "/v1/access", "/v1/erasure", "/v1/objection", "/v1/restriction",
+                          "/ui/search"})
+#: The public page's routes: anyone may send to them, so their photos (one or several) share
+#: one upload limit, no more than a single photo was allowed before several were taken.
+PUBLIC_PHOTO_ROUTES = frozenset({"/public/requests", "/request"})
 #: Routes whose form carries up to VULTUS_MAX_BATCH_PHOTOS photos.
 BATCH_ROUTES = frozenset({"/v1/ingest/uploads", "/ui/ingest"})
 #: Web pages taking uploads, with the role they need.
@@ -80,7 +84,9 @@ def _size(limit: int) -> str:
 
 def body_limit(path: str, *, max_upload: int, max_batch_photos: int) -> int:
     """The most bytes a request body to ``path`` may have."""
-    if path in SINGLE_PHOTO_ROUTES:
+    if path in PROBE_ROUTES:
+        return MAX_PROBES * (max_upload + 1024) + FORM_OVERHEAD
+    if path in PUBLIC_PHOTO_ROUTES:
         return max_upload + FORM_OVERHEAD
     if path in BATCH_ROUTES:
         return max_batch_photos * (max_upload + 1024) + FORM_OVERHEAD

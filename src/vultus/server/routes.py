@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import UnknownReceiptError
 from ..media import MediaKind, content_types, ends_with_accepted, first_frame, format_names, open_media, suffix_for
+from ..probes import MAX_PROBES, Probe
 from ..store.accounts import Account, Role
 from .access import ApiError, as_dict, engine_of, require
 from .clients import client_key
@@ -48,6 +49,18 @@ def photo_bytes(request: Request, upload: UploadFile, *, kind: MediaKind | None 
     if len(data) > limit:
         raise ApiError(413, "upload_too_large", f"The photo is over the {limit // (1024 * 1024)} MiB upload limit; send a smaller one.")
     return data
+
+
+def probe_uploads(request: Request, uploads: list[UploadFile]) -> bytes | list[Probe]:
+    """The probe photos of a request: one photo's bytes, or several named by their number and
+    file name (for messages); more than ``MAX_PROBES`` are refused before any is read."""
+    if len(uploads) > MAX_PROBES:
+        raise ApiError(413, "too_many_photos", f"{len(uploads)} photos were sent; at most {MAX_PROBES} probe photos of one "
+                       "person are taken together. Send the clearest ones.")
+    if len(uploads) == 1:
+        return photo_bytes(request, uploads[0])
+    return [Probe(photo_bytes(request, upload), f"photo {number} ({upload.filename or 'no name'})")
+            for number, upload in enumerate(uploads, 1)]
 
 
 #: A stored id in a path: 1 to SQLite's largest integer (422 otherwise, never a 500).
@@ -216,7 +229,7 @@ def ingest_job(job_id: str, request: Request, account: Account = Depends(require
 @router.post("/search", tags=["search"])
 def search(
     request: Request,
-    photo: UploadFile = File(...),
+    photo: list[UploadFile] = File(..., description="the probe photo, or up to 5 photos of the same person"),
     purpose: str | None = Form(None),
     case: str | None = Form(None),
     top: int | None = Form(None, ge=1, le=1000),
@@ -229,17 +242,28 @@ def search(
     """Candidate faces for the face in PHOTO, best first, from the sources whose purposes allow
     ``category``; the search is logged. ``left_out`` names the other sources and what they allow.
 
+    Several ``photo`` parts (at most 5) are photos of one person, searched as that person:
+    each gives its largest face (``face`` then refused), a stored face scores its best
+    similarity to any of them, and ``probe_faces_used`` says how many were used; ``probes``
+    lists each photo's sha256, faces found and face used, and each candidate's
+    ``probe_similarities`` its similarity to each probe face. ``probe_faces``, ``face_used``
+    and ``face_box`` are the first photo's.
+
     Each candidate has ``media``: "photo", or "video" for an appearance in a video, which then
     has ``video_time`` (seconds from the start, where the best match was seen) and
     ``video_time_end``; ``path`` and ``image_sha256`` are then the video's.
     """
     engine = engine_of(request)
-    data = photo_bytes(request, photo)
+    probes = probe_uploads(request, photo)
     with engine.acting_as(account.name):
-        result = engine.search(data, purpose=purpose, case=case, top=top, threshold=threshold, face=face,
+        result = engine.search(probes, purpose=purpose, case=case, top=top, threshold=threshold, face=face,
                                category=category)
     return {
         "note": "Candidates for a person to check, never identifications.",
+        "probe_faces_used": result.probe_faces_used,
+        "probes": [p.as_dict() for p in result.probes],
+        "fusion": result.fusion,
+        "unlike_probes": result.unlike_probes,
         "probe_faces": result.probe_faces,
         "face_used": result.face_used,
         "face_box": result.face_box,
@@ -256,43 +280,51 @@ def search(
 # -- rights ------------------------------------------------------------------------------------
 
 
-def _match(request: Request, photo: UploadFile, face: int | None):  # noqa: ANN202
-    return engine_of(request).match_person(photo_bytes(request, photo), face=face)
+def _match(request: Request, photo: list[UploadFile], face: int | None):  # noqa: ANN202
+    return engine_of(request).match_person(probe_uploads(request, photo), face=face)
+
+
+def _rights_photos() -> Any:
+    """A rights request's ``photo`` parts: the requester's, one or several."""
+    return File(..., description="a photo of the requester, or up to 5 (every face must match the first's)")
 
 
 @router.post("/access", tags=["rights"])
-def access(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+def access(request: Request, photo: list[UploadFile] = _rights_photos(), face: int | None = Form(None, ge=1),
            account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
     """Access report for the person in PHOTO (GDPR Art. 15): photos, and appearances in videos with
-    their time ranges and stills; the photo is not kept."""
+    their time ranges and stills; the photo is not kept. Several ``photo`` parts of the requester
+    find more: a stored face matches if it matches any of their faces."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
-        return engine.access(photo_bytes(request, photo), face=face, include_crops=True)
+        return engine.access(probe_uploads(request, photo), face=face, include_crops=True)
 
 
 @router.post("/erasure", tags=["rights"])
-def erasure(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+def erasure(request: Request, photo: list[UploadFile] = _rights_photos(), face: int | None = Form(None, ge=1),
             account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
-    """Erase every photo and video appearance of the person in PHOTO (GDPR Art. 17); returns the
-    signed receipt (videos under ``removed_videos``, with the removed time ranges)."""
+    """Erase every photo and video appearance of the person in PHOTO (or several photos of them,
+    GDPR Art. 17); returns the signed receipt (videos under ``removed_videos``, with the removed
+    time ranges; ``probe_sha256s``, the photos' sha256s)."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return engine.erase(_match(request, photo, face))
 
 
 @router.post("/objection", tags=["rights"])
-def objection(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+def objection(request: Request, photo: list[UploadFile] = _rights_photos(), face: int | None = Form(None, ge=1),
               account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
-    """Erase the person in PHOTO and block their face from future ingest (GDPR Art. 21)."""
+    """Erase the person in PHOTO (or several photos of them) and block their face from future
+    ingest (GDPR Art. 21): one suppression entry per probe face, ``suppression_ids``."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
         return engine.object(_match(request, photo, face))
 
 
 @router.post("/restriction", tags=["rights"])
-def restriction(request: Request, photo: UploadFile = File(...), face: int | None = Form(None, ge=1),
+def restriction(request: Request, photo: list[UploadFile] = _rights_photos(), face: int | None = Form(None, ge=1),
                 lift: bool = Form(False), account: Account = Depends(require(Role.DPO))) -> dict[str, Any]:
-    """Restrict (or, with lift, release) the faces of the person in PHOTO (GDPR Art. 18)."""
+    """Restrict (or, with lift, release) the faces of the person in PHOTO, or in several photos of them (GDPR Art. 18)."""
     engine = engine_of(request)
     with engine.acting_as(account.name):
         request_id, changed = engine.restrict(_match(request, photo, face), lift=lift)
@@ -463,13 +495,15 @@ def public_request(
     request: Request,
     kind: str = Form(..., description="access, erasure or objection"),
     contact: str = Form(..., description="an e-mail address for the answer"),
-    photo: UploadFile = File(...),
+    photo: list[UploadFile] = File(..., description="a photo of your face, or up to 5 (all of your face, "
+                                   "together at most the upload limit)"),
 ) -> dict[str, Any]:
     """A person asks what is held about them, or for erasure or objection, with a photo of
-    their face. Creates a request for the data-protection officer; shows no result."""
+    their face (or several). Creates a request for the data-protection officer; shows no result."""
     client = client_key(request)
+    probes = probe_uploads(request, photo)
     return {
-        **engine_of(request).submit_public_request(kind=kind, photo=photo_bytes(request, photo), contact=contact, client=client),
+        **engine_of(request).submit_public_request(kind=kind, photo=probes, contact=contact, client=client),
         "message": "Your request is registered. The data-protection officer will answer at the address you "
         "gave within one month. Your photo was used only to find your face and was not kept.",
     }

@@ -35,7 +35,7 @@ from ..report import access_report_html, clock
 from ..store.accounts import Role
 from .access import ApiError, engine_of
 from .clients import client_key, scheme_of
-from .routes import MAX_ID, ingest_uploads, photo_bytes
+from .routes import MAX_ID, ingest_uploads, probe_uploads
 from .signin import LOGIN_COOKIE, MAX_FAILURES, WINDOW_SECONDS, FailureLimiter, LoginCsrf, name_key, same_token
 
 web = APIRouter()
@@ -212,7 +212,7 @@ def search_page(request: Request) -> HTMLResponse:
 
 
 @web.post("/ui/search", response_class=HTMLResponse, include_in_schema=False)
-def search_submit(request: Request, photo: UploadFile = File(...), purpose: str = Form(""), case: str = Form(""),
+def search_submit(request: Request, photo: list[UploadFile] = File(...), purpose: str = Form(""), case: str = Form(""),
                   category: str = Form(""), csrf: str = Form("")) -> HTMLResponse:
     session = _signed_in(request, Role.INVESTIGATOR)
     _check_csrf(session, csrf)
@@ -220,7 +220,7 @@ def search_submit(request: Request, photo: UploadFile = File(...), purpose: str 
     form = {"purpose": purpose, "case": case, "category": category, **_categories(request)}
     try:
         with engine.acting_as(session["account"].name):
-            result = engine.search(photo_bytes(request, photo), purpose=purpose, case=case, category=category or None)
+            result = engine.search(probe_uploads(request, photo), purpose=purpose, case=case, category=category or None)
     except ApiError as exc:
         return _page("search.html", "Search", session, exc.status, result=None, error=exc.message, **form)
     except VultusError as exc:
@@ -371,11 +371,11 @@ def public_page(request: Request) -> HTMLResponse:
 
 @web.post("/request", response_class=HTMLResponse, include_in_schema=False)
 def public_submit(request: Request, kind: str = Form(...), contact: str = Form(...),
-                  photo: UploadFile = File(...)) -> HTMLResponse:
+                  photo: list[UploadFile] = File(...)) -> HTMLResponse:
     client = client_key(request)
     try:
         done = engine_of(request).submit_public_request(
-            kind=kind, photo=photo_bytes(request, photo), contact=contact, client=client)
+            kind=kind, photo=probe_uploads(request, photo), contact=contact, client=client)
     except ApiError as exc:
         return _page("public.html", "Your data: a request", error=exc.message, status=exc.status)
     except RateLimitedError as exc:
@@ -383,7 +383,7 @@ def public_submit(request: Request, kind: str = Form(...), contact: str = Form(.
     except VultusError as exc:
         return _page("public.html", "Your data: a request", error=str(exc), status=422)
     return _page("public_done.html", "Request received", request_id=done["request_id"], contact=contact,
-                 due=done["due_at"][:10])
+                 due=done["due_at"][:10], photos=len(photo))
 
 
 def install(app: Any) -> None:

@@ -197,7 +197,9 @@ class Registers:
         self, *, kind: str, template: np.ndarray, model_id: str, contact: str,
         received_at: str, due_at: str, probe_sha256: str, attempt_id: int,
     ) -> int:
-        """Register a public request (template and contact sealed) for its reserved attempt."""
+        """Register a public request (template and contact sealed) for its reserved attempt.
+
+        ``template`` may hold one row per probe photo: its rows are sealed one after the other."""
         conn = self.session.current()
         request_id = int(
             conn.execute(
@@ -255,7 +257,8 @@ class Registers:
             return int(conn.execute(select(func.max(public_attempts.c.id))).scalar_one())
 
     def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
-        """An open public request, its requester's template and the template's model id."""
+        """An open public request, its requester's template (flat: several photos' rows one after
+        the other) and the template's model id."""
         request = self.get_request(request_id)
         with self.session.read() as conn:
             row = conn.execute(select(requests.c.template, requests.c.model_id).where(requests.c.id == request_id)).first()
