@@ -1,7 +1,7 @@
 """People: grouping a collection's faces into people, measured on the shared faces and at scale.
 
     .venv/bin/python bench/people.py                   # every section (about 4 minutes on 2 busy cores)
-    .venv/bin/python bench/people.py clusters          # some: clusters, speed
+    .venv/bin/python bench/people.py clusters          # some: clusters, speed, probes, store
     .venv/bin/python bench/people.py speed --sizes 1000,10000
 
 clusters  Every identity photo of DATA_ROOT/faces ingested with the default analyzer (as
@@ -19,7 +19,12 @@ speed     Synthetic faces shaped like the real ones (bench/speed.py (c)'s model:
           time at each size on one core, of which the neighbour search, with pairwise precision
           and recall on them; then `assign` latency against the people found at the largest size.
 
-Everything runs on one thread (OMP_NUM_THREADS=1 unless set), as "one core" in the figures.
+probes    Recall@10 with an identity's first 1, 2 and 3 photos as probes of one person, under
+          each fusion (bench/people_probes.py, which runs on its own too, with its options).
+store     What keeping groups in the store costs around the method: a full run, a re-run,
+          placing at ingest, a merge, an erasure's settling (bench/people_store.py).
+
+Everything in clusters and speed runs on one thread (OMP_NUM_THREADS=1 unless set), as "one core" in the figures.
 """
 
 from __future__ import annotations
@@ -320,7 +325,7 @@ def speed_section(faces: IdentityFaces, distance: float, sizes: list[int]) -> No
     print(f"peak memory, this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n")
 
 
-SECTIONS = ("clusters", "speed")
+SECTIONS = ("clusters", "speed", "probes", "store")
 
 
 def main() -> int:
@@ -338,11 +343,22 @@ def main() -> int:
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
         parser.error(f"no section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    faces, distance = shared_faces(Path(args.data_root))
-    if "clusters" in chosen:
-        clusters_section(faces, distance)
-    if "speed" in chosen:
-        speed_section(faces, distance, [int(s) for s in args.sizes.split(",")])
+    if "clusters" in chosen or "speed" in chosen:
+        faces, distance = shared_faces(Path(args.data_root))
+        if "clusters" in chosen:
+            clusters_section(faces, distance)
+        if "speed" in chosen:
+            speed_section(faces, distance, [int(s) for s in args.sizes.split(",")])
+    # Their own scripts, with their default options (each also runs alone).
+    sys.path.insert(0, str(REPO / "bench"))
+    if "probes" in chosen:
+        import people_probes
+
+        people_probes.main(["--data-root", args.data_root])
+    if "store" in chosen:
+        import people_store
+
+        people_store.main([])
     return 0
 
 

@@ -34,14 +34,14 @@ from vultus.evaluation import identity_photos, several_probes
 from vultus.search import FUSION, FUSIONS
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_root = os.environ.get("VULTUS_TEST_DATA") or str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     parser.add_argument("--data-root", default=default_root)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--fusion", default=",".join(FUSIONS), help="fusions to measure, comma-separated")
     parser.add_argument("--small", default="32,24", help="face widths (px) of the shrunk probes, comma-separated")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     faces_root = Path(args.data_root) / "faces"
     if not faces_root.is_dir():
         print(f"No test data at {faces_root}; pass --data-root or set VULTUS_TEST_DATA.", file=sys.stderr)

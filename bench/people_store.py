@@ -95,11 +95,11 @@ def run(n: int, per_person: int, folder: Path) -> list[tuple[str, str]]:
         store.close()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--per-person", type=int, default=10)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     table = []
     for n in args.faces:
         with tempfile.TemporaryDirectory() as folder:
