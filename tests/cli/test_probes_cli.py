@@ -108,6 +108,6 @@ def test_objection_with_two_photos_makes_one_suppression_entry_per_face(data: Pa
 
 def test_the_help_of_each_command_taking_photos_says_several_may_be_given():
     for command in ("search", "access", "erase", "object", "restrict"):
-        text = CliRunner().invoke(cli, [command, "--help"]).output
+        text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())  # as read, not as wrapped
         assert "PHOTO [PHOTO...]" in text, command
         assert "one PHOTO only" in text, command  # --face

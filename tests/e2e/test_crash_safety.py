@@ -156,7 +156,8 @@ def test_an_erasure_killed_part_way_is_finished_by_the_next_read_command(tmp_pat
         [(pending, fields, completed)] = conn.execute("SELECT pending, receipt, completed_at FROM erasures").fetchall()
     assert completed is None and set(json.loads(pending)) == {"blob_keys", "face_ids"}
     assert set(json.loads(pending)["face_ids"]) == erased_faces
-    assert set(json.loads(fields)) == {"receipt", "version", "kind", "request_id", "removed_images", "faces_removed"}
+    assert set(json.loads(fields)) == {"receipt", "version", "kind", "request_id", "removed_images", "faces_removed",
+                                        "probe_sha256s"}
 
     _cli(data, "stats")  # a read command, not a writer
 
