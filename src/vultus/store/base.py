@@ -115,6 +115,32 @@ class MetadataStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
+    # whole tables, for moving a deployment into another store (`vultus migrate`); table names
+    # are those of ``vultus.store.schema.metadata``, rows {column: value} with values as stored
+    # (sealed columns as their ciphertext, audit entries with their hashes)
+    def row_counts(self) -> dict[str, int]:
+        """Rows in every table of the schema, by table name."""
+        ...
+
+    def export_rows(self, table: str, *, chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """Every row of ``table``, ordered by its primary key (by every column where it has none),
+        in lists of up to ``chunk`` rows."""
+        ...
+
+    def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows as :meth:`export_rows` gives them, ids included, inside the open transaction
+        (refused outside one); how many. ``meta`` is written with :meth:`set_meta` instead."""
+        ...
+
+    def id_sequences(self) -> dict[str, int]:
+        """For tables whose ids are never reused, the highest id each ever gave out."""
+        ...
+
+    def set_id_sequences(self, values: dict[str, int]) -> None:
+        """Inside the open transaction, make each named table's next id higher than its value and
+        than every id it holds (never lower than it is)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StoreBackend:

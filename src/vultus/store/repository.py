@@ -25,6 +25,7 @@ from .people import People
 from .purposes import PurposeRows, write_purposes
 from .records import FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, iso, utcnow
 from .registers import Registers
+from .rows import TableRows
 from .session import Session
 from .schema import audit, faces, images, meta, requests, search_hits, sources
 from .videos import VideoRows, face_values
@@ -33,11 +34,12 @@ __all__ = ["SQLiteStore", "Store", "SourceRecord", "NewFace", "NewAppearance", "
            "RemovedVideo", "utcnow", "iso"]
 
 
-class SQLiteStore(VideoRows, PurposeRows):
+class SQLiteStore(VideoRows, PurposeRows, TableRows):
     """The embedded metadata store: one SQLite file, written in short transactions
     (a :class:`~vultus.store.base.MetadataStore`, registered for ``sqlite:///PATH`` URLs).
     Videos' rows are written and removed by :class:`~vultus.store.videos.VideoRows`, sources'
-    search categories by :class:`~vultus.store.purposes.PurposeRows`."""
+    search categories by :class:`~vultus.store.purposes.PurposeRows`, whole tables (for
+    `vultus migrate`) by :class:`~vultus.store.rows.TableRows`."""
 
     def __init__(self, db_path: Path, cipher: Cipher, *, pool: type[Pool] | None = None):
         self.path = Path(db_path)
