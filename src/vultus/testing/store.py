@@ -42,8 +42,9 @@ class MemoryStore(SQLiteStore):
         self.name = name
         try:
             # SQLAlchemy hands "uri=true" to sqlite3, which then reads the file: URI above.
-            # A pool of connections, as for a file: the keeper holds the database between them.
-            super().__init__(Path(_target(name) + "&uri=true"), cipher, pool=QueuePool)
+            # A pool of connections, as for a file: the keeper holds the database between them;
+            # shared between threads as a file's are (a search opens the index in another thread).
+            super().__init__(Path(_target(name) + "&uri=true&check_same_thread=false"), cipher, pool=QueuePool)
         except BaseException:
             self._release()
             raise
