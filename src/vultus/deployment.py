@@ -56,6 +56,8 @@ class Deployment:
         # A key file is made only with a new deployment: a missing one for existing data is
         # an error, never a silent new key that would leave the data unreadable.
         store_url = settings.store.url or default_store_url(self.data_dir)
+        #: Where the metadata store is: the setting, else SQLite in DATA/vultus.db.
+        self.store_url = store_url
         #: Where the vector index is: the setting, else FAISS files in DATA/index.
         self.index_url = settings.index.url or default_index_url(self.data_dir)
         index_backend(self.index_url)  # an unknown scheme is refused before anything is made

@@ -25,6 +25,7 @@ from .faces import FaceAnalyzer
 from .index import VectorIndex
 from .ingest import IngestSummary, ingest_paths
 from .maintenance import Stats
+from .migration import SAMPLE, MigrationReport, migrate_deployment
 from .people import PeopleDesk
 from .probes import PhotoArg, Probe, read_probes
 from .reembed import ModelChange
@@ -320,6 +321,15 @@ class Engine:
         with self.deployment.writing():
             return maintenance.change_model(embedder, settings=self.settings, store=self.store, blobs=self.blobs,
                                             gallery=self.gallery, actor=self.actor, progress=progress)
+
+    def migrate(self, *, to_store: str, to_index: str, replace_index: bool = False, sample: int = SAMPLE,
+                progress: Callable[[str, int, int], None] | None = None) -> MigrationReport:
+        """Copy this deployment into the store at ``to_store`` and build its index at ``to_index``,
+        verified, and audited on both sides (see :mod:`~vultus.migration`); the key file and the blobs
+        stay in the data directory. ``progress(step, done, total)``: a table's name, ``index`` or ``verify``."""
+        return migrate_deployment(deployment=self.deployment, gallery=self.gallery, settings=self.settings,
+                                  to_store=to_store, to_index=to_index, actor=self.actor, replace_index=replace_index,
+                                  sample=sample, progress=progress)
 
     def stats(self) -> Stats:
         """Counts and sizes of this deployment."""

@@ -55,7 +55,8 @@ The hierarchy::
     ├── AccountError               a bad user name or role
     │   └── UnknownAccountError    no user has that name
     ├── TamperedDataError          stored encrypted data fails its integrity check
-    └── IndexCorruptError          the vector index file cannot be read
+    ├── IndexCorruptError          the vector index file cannot be read
+    └── MigrationError             `vultus migrate` refused a target, or its checks failed
 
 Library code raises these; the CLI turns them into ``click.ClickException`` at
 the edge, so the message is all a user sees.
@@ -119,6 +120,7 @@ __all__ = [
     "UnknownAccountError",
     "TamperedDataError",
     "IndexCorruptError",
+    "MigrationError",
 ]
 
 
@@ -337,6 +339,10 @@ class ClusteringOffError(PeopleError):
 
 class IndexCorruptError(VultusError):
     """The vector index file cannot be read; `vultus reindex` rebuilds it."""
+
+
+class MigrationError(VultusError):
+    """`vultus migrate` refused its target (not empty, the deployment's own) or its checks failed."""
 
 
 def storage_error(exc: BaseException, where: object = "the data directory") -> "DataDirError | None":

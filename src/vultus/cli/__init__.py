@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import commands, people, rights, sources  # noqa: F401 - importing them registers their commands on `cli`
+from . import commands, migrate, people, rights, sources  # noqa: F401 - importing them registers their commands on `cli`
 from .base import cli
 
 __all__ = ["cli", "main"]

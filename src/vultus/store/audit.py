@@ -62,6 +62,8 @@ class AuditAction(StrEnum):
     PEOPLE_MERGE = "people.merge"
     PEOPLE_SPLIT = "people.split"
     PEOPLE_FORGET = "people.forget"
+    #: The deployment copied into another store and index (`vultus migrate`): logged on both.
+    DEPLOYMENT_MIGRATE = "deployment.migrate"
 
 
 @dataclass(frozen=True)
