@@ -236,7 +236,8 @@ class Registers:
 
         The count and the insert are one SQL statement, so concurrent requests cannot all
         pass the check before any of them is counted (SQLite runs a writing statement under
-        the database's write lock, from its first read to its commit).
+        the database's write lock, from its first read to its commit; on PostgreSQL, whose
+        statements read a snapshot, the dialect's lock serializes the attempts).
         """
         contact_hash = self._hash("contact", contact.strip().lower())
         client_hash = self._hash("client", client)
@@ -248,6 +249,7 @@ class Registers:
         )
         values = select(literal(at), literal(contact_hash), literal(client_hash)).where(recent < limit)
         with self.session.write() as conn:
+            self.session.dialect.serialize(conn, "public_attempts")
             conn.execute(delete(public_attempts).where(public_attempts.c.at < since))
             inserted = conn.execute(
                 public_attempts.insert().from_select(["at", "contact_hash", "client_hash"], values)
