@@ -251,12 +251,12 @@ class Registers:
         with self.session.write() as conn:
             self.session.dialect.serialize(conn, "public_attempts")
             conn.execute(delete(public_attempts).where(public_attempts.c.at < since))
+            # RETURNING, not rowcount (which drivers need not report for an INSERT ... SELECT).
             inserted = conn.execute(
                 public_attempts.insert().from_select(["at", "contact_hash", "client_hash"], values)
-            )
-            if not inserted.rowcount:
-                return None
-            return int(conn.execute(select(func.max(public_attempts.c.id))).scalar_one())
+                .returning(public_attempts.c.id)
+            ).scalar()
+            return None if inserted is None else int(inserted)
 
     def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
         """An open public request, its requester's template (flat: several photos' rows one after
