@@ -189,6 +189,26 @@ def test_purge_refuses_to_run_inside_the_deleting_transaction(store: PostgresSto
             store.purge_deleted()
 
 
+def test_purge_refuses_when_the_role_may_not_vacuum_the_tables(store: PostgresStore, db: str, keys: Keyring):
+    _sql(db, "DROP ROLE IF EXISTS vultus_reader")
+    _sql(db, "CREATE ROLE vultus_reader")
+    try:
+        _sql(db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO vultus_reader")
+        _sql(db, "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO vultus_reader")
+        # Connected as vultus, acting as the role (the trial server lets only vultus log in).
+        as_reader = make_url(db).update_query_dict({"options": "-crole=vultus_reader"})
+        other = open_store(as_reader.render_as_string(hide_password=False), keys)
+        try:
+            with pytest.raises(DataDirError, match="may not VACUUM.*owner"):
+                other.purge_deleted()
+        finally:
+            other.close()
+        store.purge_deleted()  # the owner may
+    finally:
+        _sql(db, "DROP OWNED BY vultus_reader")
+        _sql(db, "DROP ROLE vultus_reader")
+
+
 # -- sealed templates and ids ----------------------------------------------------------------------
 
 

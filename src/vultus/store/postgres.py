@@ -164,6 +164,19 @@ class PostgresStore(SQLStore):
         if self.session._joined() is not None:
             raise RuntimeError("purge_deleted() runs after the transaction that deleted the rows has committed.")
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # VACUUM skips, with a mere warning, a table the role may not vacuum: say so instead.
+            barred = conn.execute(text(
+                "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[])) "
+                "AND NOT pg_has_role(c.relowner, 'USAGE') "
+                "AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+                "AND NOT pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')"
+            ), {"tables": list(PERSONAL_TABLES)}).scalars().all()
+            if barred:
+                raise DataDirError(
+                    f"The role of {self.label} may not VACUUM {', '.join(sorted(barred))}, so deleted rows would stay "
+                    "in the database's files: make it the owner of Vultus's tables (ALTER TABLE ... OWNER TO), then run "
+                    "the command again (an unfinished erasure is finished then)."
+                )
             for table in PERSONAL_TABLES:
                 conn.exec_driver_sql(f'VACUUM (INDEX_CLEANUP ON) "{table}"')
 

@@ -195,11 +195,12 @@ class SQLStore(VideoRows, PurposeRows):
                         blob_key=blob_key,
                     )
                 ).inserted_primary_key[0]
-                face_ids = [
-                    conn.execute(faces.insert().values(image_id=image_id, **face_values(face, self._seal)))
-                    .inserted_primary_key[0]
-                    for face in new_faces
-                ]
+                # One executemany with RETURNING, the ids in the faces' order: on PostgreSQL a third
+                # to a half of a round trip per face less than an INSERT each (bench/store_cost.py).
+                face_ids = list(conn.execute(
+                    faces.insert().returning(faces.c.id, sort_by_parameter_order=True),
+                    [{"image_id": image_id, **face_values(face, self._seal)} for face in new_faces],
+                ).scalars()) if new_faces else []
         except IntegrityError:
             return None
         return face_ids
