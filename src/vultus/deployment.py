@@ -88,6 +88,7 @@ class Deployment:
         self.blobs = BlobStore(self.data_dir / "blobs", self.keys)
         self.index: Callable[[], VectorIndex] | None = None
         self._lock_fd: int | None = None
+        self._store_release: Callable[[], None] | None = None
         # The server shares one engine between threads: one writer at a time.
         self._write_mutex = threading.Lock()
 
@@ -149,7 +150,8 @@ class Deployment:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the data directory's writer lock: one writer at a time, across processes
-        (a lock file) and across the threads of this process (a mutex)."""
+        (a lock file) and across the threads of this process (a mutex), and the store's
+        own (PostgreSQL: an advisory lock, across hosts)."""
         busy = DataDirLockedError(
             f"Another Vultus operation is writing to {self.data_dir} (an ingest, erasure, purge, "
             "key rotation or reindex). Wait for it to finish, then run this again."
@@ -164,6 +166,11 @@ class Deployment:
             self._write_mutex.release()
             raise busy from None
         self._lock_fd = fd
+        try:
+            self._store_release = self.store.hold_writer()
+        except BaseException:
+            self._release_lock()
+            raise
         marker = self.data_dir / DIRTY_MARKER
         try:
             assert self.index is not None, "the index opener is wired before anything is written"
@@ -196,6 +203,9 @@ class Deployment:
                 self.blobs.delete(key)
 
     def _release_lock(self) -> None:
+        release, self._store_release = self._store_release, None
+        if release is not None:
+            release()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

@@ -9,6 +9,8 @@ audit entries inside them, sealed templates, physical deletion and a chain that 
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +27,24 @@ URLS: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda folder: f"sqlite:///{folder / 'contract.db'}",
     # A name of its own per test: an in-memory store lives as long as one is open.
     "memory": lambda folder: f"memory://contract_{abs(hash(folder))}",
+    # A database of its own per test on the server VULTUS_TEST_STORE_URL names (dropped after).
+    "postgresql+psycopg": lambda folder: _fresh_postgres(folder),
 }
 FAKE = "memory"
+#: Backends on a server run only when the server is named (scripts/services.sh start prints it);
+#: tests/services/ fails, not skips, without it.
+ON_SERVERS = {"postgresql+psycopg": "VULTUS_TEST_STORE_URL"}
+
+
+def _fresh_postgres(folder: Path) -> str:
+    from vultus.testing.postgres import fresh_database
+
+    return fresh_database(os.environ["VULTUS_TEST_STORE_URL"],
+                          "contract_" + hashlib.sha256(str(folder).encode()).hexdigest()[:16])
+
+
+def _schemes() -> list[str]:
+    return sorted(s for s in {*store_schemes(), FAKE} if s not in ON_SERVERS or os.environ.get(ON_SERVERS[s]))
 
 
 def test_every_registered_backend_is_covered_here():
@@ -35,11 +53,16 @@ def test_every_registered_backend_is_covered_here():
     assert set(store_schemes()) <= set(URLS), "give the new store backend a URL in URLS"
 
 
-@pytest.fixture(params=sorted({*store_schemes(), FAKE}))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=_schemes())
+def url(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == FAKE:
         import vultus.testing  # noqa: F401 - registers memory://
-    return URLS[request.param](tmp_path)
+    made = URLS[request.param](tmp_path)
+    yield made
+    if request.param in ON_SERVERS:
+        from vultus.testing.postgres import drop_database
+
+        drop_database(made, server_url=os.environ[ON_SERVERS[request.param]])
 
 
 @pytest.fixture

@@ -8,23 +8,30 @@ made in a folder of its own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_store_contract import FAKE, URLS, _add_image, _add_video, _appearance, _vector
+from test_store_contract import FAKE, ON_SERVERS, URLS, _add_image, _add_video, _appearance, _schemes, _vector
 
 from vultus.crypto import Keyring
-from vultus.store import AuditAction, MetadataStore, open_store, store_schemes
+from vultus.store import AuditAction, MetadataStore, open_store
 from vultus.store.schema import metadata
 
 
-@pytest.fixture(params=sorted({*store_schemes(), FAKE}))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new store of each backend, as in test_store_contract.py."""
+@pytest.fixture(params=_schemes())
+def url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A new store of each backend, as in test_store_contract.py (one on a server only when it is named)."""
     if request.param == FAKE:
         import vultus.testing  # noqa: F401 - registers memory://
-    return URLS[request.param](tmp_path)
+    made = URLS[request.param](tmp_path)
+    yield made
+    if request.param in ON_SERVERS:
+        from vultus.testing.postgres import drop_database
+
+        drop_database(made, server_url=os.environ[ON_SERVERS[request.param]])
+        drop_database(URLS[request.param](tmp_path / "other"), server_url=os.environ[ON_SERVERS[request.param]])
 
 
 @pytest.fixture

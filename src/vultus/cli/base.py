@@ -128,7 +128,7 @@ def _environment_epilog() -> str:
 @click.option(
     "--store-url",
     help=f"Where the metadata store is, as a URL (env {env_name('store.url')}; default: SQLite in the data "
-    "directory, DATA/vultus.db). Known: sqlite:///PATH.",
+    "directory, DATA/vultus.db). Known: sqlite:///PATH, postgresql+psycopg://USER@HOST:PORT/DATABASE.",
 )
 @click.option(
     "--index-url",

@@ -3,9 +3,11 @@
 from .blobs import BlobStore, write_atomic
 from .audit import AuditAction, AuditEntry, Verification
 from .base import MetadataStore, StoreBackend, default_store_url, open_store, register_store, store_exists, store_schemes
-# The built-in backend registers itself for sqlite:/// URLs; base.py imports none.
+# The built-in backends register themselves (sqlite:///PATH, postgresql+psycopg://...); base.py
+# imports none. psycopg itself is imported only when a PostgreSQL store is opened.
 from .repository import (FaceHit, NewAppearance, NewFace, RemovedImage, RemovedVideo, SourceRecord, SQLiteStore, Store,
                          iso, utcnow)
+from .postgres import PostgresStore
 
 __all__ = [
     "AuditAction",
@@ -13,6 +15,7 @@ __all__ = [
     "BlobStore",
     "FaceHit",
     "MetadataStore",
+    "PostgresStore",
     "SQLiteStore",
     "StoreBackend",
     "default_store_url",

@@ -60,7 +60,7 @@ class Accounts:
             raise AccountError(f"Unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.") from None
         token = "vx_" + secrets.token_urlsafe(32)
         try:
-            with self.session.write() as conn:
+            with self.session.attempt() as conn:
                 conn.execute(users.insert().values(name=name, role=parsed.value, token_hash=_hash(token), created_at=at))
         except IntegrityError:
             raise AccountError(f"A user named {name!r} already exists.") from None

@@ -123,14 +123,20 @@ class AuditLog:
         self, conn: Connection, *, at: str, actor: str, action: AuditAction, details: dict[str, Any]
     ) -> int:
         """Add an entry inside ``conn``'s transaction; return its id."""
-        # Writing first takes SQLite's write lock, so two processes cannot both chain
-        # onto the same previous entry.
+        # Writing first takes SQLite's write lock (PostgreSQL: the head row's lock, until the
+        # commit), so two processes cannot both chain onto the same previous entry.
         conn.execute(update(meta).where(meta.c.key == _HEAD_KEY).values(value=meta.c.value))
         last = conn.execute(select(audit.c.id, audit.c.hash).order_by(audit.c.id.desc()).limit(1)).first()
         prev_hash = last.hash if last else GENESIS
-        entry_id = conn.execute(
-            audit.insert().values(at=at, actor=actor, action=str(action), details="{}", prev_hash=prev_hash, hash="")
-        ).inserted_primary_key[0]
+        # The id is the next after both the last entry and the signed head: no gap when a
+        # transaction rolls back (a PostgreSQL sequence would skip the id it gave out, and the
+        # chain would read as an entry removed), and still a gap after entries were deleted
+        # from the end, so that truncation shows.
+        head = conn.execute(select(meta.c.value).where(meta.c.key == _HEAD_KEY)).scalar() or ""
+        head_id = int(head.split(":", 1)[0]) if head[:1].isdigit() else 0
+        entry_id = max(last.id if last else 0, head_id) + 1
+        conn.execute(audit.insert().values(id=entry_id, at=at, actor=actor, action=str(action), details="{}",
+                                           prev_hash=prev_hash, hash=""))
         text = canonical(entry_id, at, actor, str(action), details)
         digest = chain_hash(prev_hash, text)
         stored_details = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -101,7 +101,14 @@ class MetadataStore(Protocol):
         ...
 
     def purge_deleted(self) -> None:
-        """Leave no copy of deleted rows in the backend's files, as far as it can."""
+        """Leave no copy of deleted rows in the backend's files, as far as it can (SQLite: a WAL
+        checkpoint; PostgreSQL: VACUUM of the tables that held personal data)."""
+        ...
+
+    def hold_writer(self) -> Callable[[], None]:
+        """Take the store's own writer lock, for a store several hosts share (PostgreSQL: an
+        advisory lock); the returned function releases it. The deployment holds it with its lock
+        file while a writer runs; DataDirLockedError when another writer holds it."""
         ...
 
     # audit

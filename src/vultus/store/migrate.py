@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from ..errors import DataDirError, storage_error
 from .schema import SCHEMA_VERSION
 
-__all__ = ["MIGRATIONS", "BASELINE", "current_revisions", "upgrade_database"]
+__all__ = ["MIGRATIONS", "BASELINE", "current_revisions", "upgrade_database", "upgrade_locked"]
 
 #: The folder of Alembic's environment and revisions, shipped with the package.
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -29,7 +29,7 @@ BASELINE = "3"
 
 def current_revisions(conn: Connection) -> set[str] | None:
     """The revisions stamped in the database, or None when it has no ``alembic_version`` table."""
-    if conn.execute(text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'")).first() is None:
+    if not inspect(conn).has_table("alembic_version"):
         return None
     return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
@@ -76,7 +76,18 @@ def upgrade_database(
         engine.dispose()
 
 
-def _upgrade(conn: Connection, path: Path, migrations: Path) -> None:
+def upgrade_locked(conn: Connection, where: str, *, migrations: Path = MIGRATIONS, head: str = SCHEMA_VERSION) -> None:
+    """Bring the database of ``conn`` to the newest revision inside ``conn``'s open transaction.
+
+    For a server database (PostgreSQL): the caller holds a lock that keeps a concurrent upgrade
+    out, and commits (PostgreSQL's DDL is transactional, so a failed revision leaves nothing).
+    ``where`` names the database in messages. Refuses what :func:`upgrade_database` refuses.
+    """
+    if current_revisions(conn) != {head}:
+        _upgrade(conn, where, migrations)
+
+
+def _upgrade(conn: Connection, path: Path | str, migrations: Path) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -108,7 +119,8 @@ def _upgrade(conn: Connection, path: Path, migrations: Path) -> None:
     try:
         command.upgrade(config, "head")
     except Exception as exc:
-        if isinstance(exc, OperationalError) and (known := storage_error(exc, path.parent)) is not None:
+        if (isinstance(exc, OperationalError) and isinstance(path, Path)
+                and (known := storage_error(exc, path.parent)) is not None):
             raise known from exc
         raise DataDirError(
             f"Upgrading the database {path} to revision {head} failed ({type(exc).__name__}: {exc}). "
@@ -117,7 +129,7 @@ def _upgrade(conn: Connection, path: Path, migrations: Path) -> None:
         ) from exc
 
 
-def _check_baseline(conn: Connection, path: Path, baseline) -> None:  # noqa: ANN001 - a revision module
+def _check_baseline(conn: Connection, path: Path | str, baseline) -> None:  # noqa: ANN001 - a revision module
     """Make sure a database without revisions is one that schema version 3 wrote, or refuse it.
 
     Tables that version 3 added along the way are created when missing, as Vultus did on open.

@@ -34,7 +34,7 @@ def _in_vocabulary_order(categories: Sequence[str]) -> tuple[str, ...]:
 
 
 class PurposeRows:
-    """The purposes part of the SQL store (mixed into :class:`~vultus.store.repository.SQLiteStore`)."""
+    """The purposes part of the SQL store (mixed into :class:`~vultus.store.sqlstore.SQLStore`)."""
 
     session: Session
     get_source: Callable[[str], Any]

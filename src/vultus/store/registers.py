@@ -236,7 +236,8 @@ class Registers:
 
         The count and the insert are one SQL statement, so concurrent requests cannot all
         pass the check before any of them is counted (SQLite runs a writing statement under
-        the database's write lock, from its first read to its commit).
+        the database's write lock, from its first read to its commit; on PostgreSQL, whose
+        statements read a snapshot, the dialect's lock serializes the attempts).
         """
         contact_hash = self._hash("contact", contact.strip().lower())
         client_hash = self._hash("client", client)
@@ -248,13 +249,14 @@ class Registers:
         )
         values = select(literal(at), literal(contact_hash), literal(client_hash)).where(recent < limit)
         with self.session.write() as conn:
+            self.session.dialect.serialize(conn, "public_attempts")
             conn.execute(delete(public_attempts).where(public_attempts.c.at < since))
+            # RETURNING, not rowcount (which drivers need not report for an INSERT ... SELECT).
             inserted = conn.execute(
                 public_attempts.insert().from_select(["at", "contact_hash", "client_hash"], values)
-            )
-            if not inserted.rowcount:
-                return None
-            return int(conn.execute(select(func.max(public_attempts.c.id))).scalar_one())
+                .returning(public_attempts.c.id)
+            ).scalar()
+            return None if inserted is None else int(inserted)
 
     def public_request_template(self, request_id: int) -> tuple[Request, np.ndarray, str]:
         """An open public request, its requester's template (flat: several photos' rows one after

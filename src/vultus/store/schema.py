@@ -6,6 +6,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    BigInteger,
     Integer,
     LargeBinary,
     MetaData,
@@ -37,6 +38,11 @@ __all__ = [
 
 SCHEMA_VERSION = "6"
 
+#: Ids and what refers to them, and counts that may pass 2**31: INTEGER on SQLite (its
+#: INTEGER PRIMARY KEY is 64-bit already, and AUTOINCREMENT needs that exact type), BIGINT
+#: (BIGSERIAL for an id) on PostgreSQL, whose INTEGER is 32-bit.
+ID = Integer().with_variant(BigInteger(), "postgresql")
+
 metadata = MetaData()
 
 #: Key/value facts about the deployment (schema version, ...).
@@ -52,7 +58,7 @@ meta = Table(
 sources = Table(
     "sources",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("controller", Text, nullable=False),
     Column("legal_basis", String(32), nullable=False),
@@ -67,7 +73,7 @@ sources = Table(
 source_purposes = Table(
     "source_purposes",
     metadata,
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", ID, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("category", String(32), primary_key=True),
 )
 
@@ -78,11 +84,11 @@ source_purposes = Table(
 images = Table(
     "images",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("sha256", String(64), nullable=False, unique=True),
-    Column("source_id", Integer, ForeignKey("sources.id"), nullable=False, index=True),
+    Column("source_id", ID, ForeignKey("sources.id"), nullable=False, index=True),
     Column("original_path", Text, nullable=False),
-    Column("size_bytes", Integer, nullable=False),
+    Column("size_bytes", ID, nullable=False),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("format", String(16), nullable=False),
@@ -105,8 +111,8 @@ images = Table(
 faces = Table(
     "faces",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("id", ID, primary_key=True),
+    Column("image_id", ID, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("box_left", Integer, nullable=False),
     Column("box_top", Integer, nullable=False),
     Column("box_right", Integer, nullable=False),
@@ -139,7 +145,7 @@ faces = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("at", String(32), nullable=False, index=True),
     Column("actor", Text, nullable=False),
     Column("action", String(32), nullable=False, index=True),
@@ -153,9 +159,9 @@ audit = Table(
 search_hits = Table(
     "search_hits",
     metadata,
-    Column("audit_id", Integer, ForeignKey("audit.id"), nullable=False, index=True),
+    Column("audit_id", ID, ForeignKey("audit.id"), nullable=False, index=True),
     Column("image_sha256", String(64), nullable=False, index=True),
-    Column("face_id", Integer, nullable=False),
+    Column("face_id", ID, nullable=False),
 )
 
 #: Faces whose owners objected (GDPR Art. 21): the template, sealed, never searchable;
@@ -163,7 +169,7 @@ search_hits = Table(
 suppressions = Table(
     "suppressions",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("created_at", String(32), nullable=False),
     Column("template", LargeBinary),
     Column("model_id", String(64), nullable=False),
@@ -175,7 +181,7 @@ suppressions = Table(
 requests = Table(
     "requests",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("received_at", String(32), nullable=False),
     Column("due_at", String(32), nullable=False, index=True),
@@ -202,11 +208,11 @@ requests = Table(
 public_attempts = Table(
     "public_attempts",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("at", String(32), nullable=False, index=True),
     Column("contact_hash", String(64), nullable=False, index=True),
     Column("client_hash", String(64), nullable=False, index=True),
-    Column("request_id", Integer),
+    Column("request_id", ID),
 )
 
 #: Accounts of the people who use the server: no anonymous use (ACLU v. Clearview).
@@ -214,7 +220,7 @@ public_attempts = Table(
 users = Table(
     "users",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
@@ -233,9 +239,9 @@ users = Table(
 erasures = Table(
     "erasures",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", ID, primary_key=True),
     Column("kind", String(16), nullable=False),
-    Column("request_id", Integer),
+    Column("request_id", ID),
     Column("started_at", String(32), nullable=False),
     # JSON {"blob_keys": [...], "face_ids": [...]}; cleared once done.
     Column("pending", Text),
@@ -251,7 +257,7 @@ erasures = Table(
 clustering_sources = Table(
     "clustering_sources",
     metadata,
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", ID, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("enabled_at", String(32), nullable=False),
     Column("enabled_by", Text, nullable=False),
     Column("legal_basis", String(32), nullable=False),
@@ -267,15 +273,15 @@ clustering_sources = Table(
 people = Table(
     "people",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("id", ID, primary_key=True),
+    Column("source_id", ID, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("name", LargeBinary),
-    Column("cover_face_id", Integer, ForeignKey("faces.id", ondelete="SET NULL")),
+    Column("cover_face_id", ID, ForeignKey("faces.id", ondelete="SET NULL")),
     Column("centroid", LargeBinary),
     Column("model_id", String(64)),
     Column("size", Integer, nullable=False, server_default="0"),
     Column("face_count", Integer, nullable=False, server_default="0"),
-    Column("face_sum", Integer, nullable=False, server_default="0"),
+    Column("face_sum", ID, nullable=False, server_default="0"),
     Column("dirty", Integer, nullable=False, server_default="0"),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
@@ -289,8 +295,8 @@ people = Table(
 person_faces = Table(
     "person_faces",
     metadata,
-    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
-    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("person_id", ID, ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("pinned", Integer, nullable=False, server_default="0"),
 )
 
@@ -299,6 +305,6 @@ person_faces = Table(
 forgotten_faces = Table(
     "forgotten_faces",
     metadata,
-    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("face_id", ID, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
     Column("forgotten_at", String(32), nullable=False),
 )

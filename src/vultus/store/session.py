@@ -14,6 +14,8 @@ from typing import Iterator
 
 from sqlalchemy.engine import Connection, Engine
 
+from .dialects import SQLITE, Dialect
+
 __all__ = ["Session"]
 
 #: The open transactions of this thread (or task): (session, connection) pairs, innermost last,
@@ -23,10 +25,14 @@ _OPEN: ContextVar["tuple[tuple[Session, Connection], ...]"] = ContextVar("vultus
 
 
 class Session:
-    """One database's connections, with the transaction of the current context shared."""
+    """One database's connections, with the transaction of the current context shared.
 
-    def __init__(self, engine: Engine):
+    ``dialect`` holds what differs between databases (:mod:`vultus.store.dialects`).
+    """
+
+    def __init__(self, engine: Engine, dialect: Dialect = SQLITE):
         self.engine = engine
+        self.dialect = dialect
 
     def _joined(self) -> Connection | None:
         for session, conn in reversed(_OPEN.get()):
@@ -59,6 +65,18 @@ class Session:
             return
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def attempt(self) -> Iterator[Connection]:
+        """Like :meth:`write`, for a statement that may fail on a constraint (a duplicate): when it
+        fails inside a joined transaction, that transaction can go on (the dialect's savepoint)."""
+        joined = self._joined()
+        if joined is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.dialect.guarded(joined):
+            yield joined
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

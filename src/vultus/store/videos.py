@@ -45,7 +45,7 @@ def _seconds(value: float) -> float:
 
 
 class VideoRows:
-    """The video part of the SQL store (mixed into :class:`~vultus.store.repository.SQLiteStore`)."""
+    """The video part of the SQL store (mixed into :class:`~vultus.store.sqlstore.SQLStore`)."""
 
     session: Session
     _seal: Callable[[np.ndarray], bytes]
@@ -72,7 +72,7 @@ class VideoRows:
         with no appearance is stored too (so that it is skipped when ingested again).
         """
         try:
-            with self.session.write() as conn:
+            with self.session.attempt() as conn:
                 image_id = conn.execute(
                     images.insert().values(
                         sha256=sha256, source_id=source_id, original_path=original_path, size_bytes=size_bytes,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    BigInteger,
     Integer,
     LargeBinary,
     MetaData,
@@ -29,6 +30,11 @@ depends_on = None
 #: and Vultus created them on open, as stamping it does.
 ADDED_AT_VERSION_3 = ("public_attempts", "erasures")
 
+#: Ids and what refers to them, and counts that may pass 2**31: INTEGER on SQLite (its
+#: INTEGER PRIMARY KEY is 64-bit already, and AUTOINCREMENT needs that exact type), BIGINT
+#: (BIGSERIAL for an id) on PostgreSQL, whose INTEGER is 32-bit.
+_BIG = Integer().with_variant(BigInteger(), "postgresql")
+
 tables = MetaData()
 
 #: Key/value facts about the deployment (schema version, ...).
@@ -44,7 +50,7 @@ meta = Table(
 sources = Table(
     "sources",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("controller", Text, nullable=False),
     Column("legal_basis", String(32), nullable=False),
@@ -59,11 +65,11 @@ sources = Table(
 images = Table(
     "images",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("sha256", String(64), nullable=False, unique=True),
-    Column("source_id", Integer, ForeignKey("sources.id"), nullable=False, index=True),
+    Column("source_id", _BIG, ForeignKey("sources.id"), nullable=False, index=True),
     Column("original_path", Text, nullable=False),
-    Column("size_bytes", Integer, nullable=False),
+    Column("size_bytes", _BIG, nullable=False),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("format", String(16), nullable=False),
@@ -79,8 +85,8 @@ images = Table(
 faces = Table(
     "faces",
     tables,
-    Column("id", Integer, primary_key=True),
-    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("id", _BIG, primary_key=True),
+    Column("image_id", _BIG, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("box_left", Integer, nullable=False),
     Column("box_top", Integer, nullable=False),
     Column("box_right", Integer, nullable=False),
@@ -101,7 +107,7 @@ faces = Table(
 audit = Table(
     "audit",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("at", String(32), nullable=False, index=True),
     Column("actor", Text, nullable=False),
     Column("action", String(32), nullable=False, index=True),
@@ -115,9 +121,9 @@ audit = Table(
 search_hits = Table(
     "search_hits",
     tables,
-    Column("audit_id", Integer, ForeignKey("audit.id"), nullable=False, index=True),
+    Column("audit_id", _BIG, ForeignKey("audit.id"), nullable=False, index=True),
     Column("image_sha256", String(64), nullable=False, index=True),
-    Column("face_id", Integer, nullable=False),
+    Column("face_id", _BIG, nullable=False),
 )
 
 #: Faces whose owners objected (GDPR Art. 21): the template, sealed, never searchable;
@@ -125,7 +131,7 @@ search_hits = Table(
 suppressions = Table(
     "suppressions",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("created_at", String(32), nullable=False),
     Column("template", LargeBinary),
     Column("model_id", String(64), nullable=False),
@@ -137,7 +143,7 @@ suppressions = Table(
 requests = Table(
     "requests",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("received_at", String(32), nullable=False),
     Column("due_at", String(32), nullable=False, index=True),
@@ -164,11 +170,11 @@ requests = Table(
 public_attempts = Table(
     "public_attempts",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("at", String(32), nullable=False, index=True),
     Column("contact_hash", String(64), nullable=False, index=True),
     Column("client_hash", String(64), nullable=False, index=True),
-    Column("request_id", Integer),
+    Column("request_id", _BIG),
 )
 
 #: Accounts of the people who use the server: no anonymous use (ACLU v. Clearview).
@@ -176,7 +182,7 @@ public_attempts = Table(
 users = Table(
     "users",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
@@ -195,9 +201,9 @@ users = Table(
 erasures = Table(
     "erasures",
     tables,
-    Column("id", Integer, primary_key=True),
+    Column("id", _BIG, primary_key=True),
     Column("kind", String(16), nullable=False),
-    Column("request_id", Integer),
+    Column("request_id", _BIG),
     Column("started_at", String(32), nullable=False),
     # JSON {"blob_keys": [...], "face_ids": [...]}; cleared once done.
     Column("pending", Text),

@@ -6,7 +6,8 @@ COLUMN appends the column after the table's constraints, so an upgraded database
 have the same tables as a new one. Their rows are copied through a plain copy table, ids and
 the AUTOINCREMENT counters kept (ids are never reused: a stale index entry must not come to
 mean another face). ``faces`` goes first and ``images`` after it, so dropping ``images``
-cascades to nothing. The tables are frozen here, as in the baseline.
+cascades to nothing. The tables are frozen here, as in the baseline. On PostgreSQL the
+columns are added in place (its ALTER TABLE has no such limit, and its sequences stay).
 """
 
 from __future__ import annotations
@@ -79,6 +80,16 @@ _V3_COLUMNS = {
 
 def upgrade() -> None:
     bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        # PostgreSQL: its ADD COLUMN gives the same tables as a new database's (a table's
+        # column order is not part of what Vultus compares there), and the id sequences stay.
+        for table in (images, faces):
+            for column in table.columns:
+                if column.name not in _V3_COLUMNS[table.name]:
+                    op.add_column(table.name, Column(column.name, column.type, nullable=column.nullable,
+                                                     server_default=column.server_default))
+        op.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        return
     counters = {name: bind.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :n"), {"n": name}).scalar()
                 for name in ("images", "faces")}
     for name in ("faces", "images"):  # the child first: dropping images then cascades to nothing

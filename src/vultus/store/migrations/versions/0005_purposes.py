@@ -25,22 +25,27 @@ from __future__ import annotations
 import re
 
 from alembic import op
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, text
 
 revision = "5"
 down_revision = "4"
 branch_labels = None
 depends_on = None
 
+#: Ids and what refers to them, and counts that may pass 2**31: INTEGER on SQLite (its
+#: INTEGER PRIMARY KEY is 64-bit already, and AUTOINCREMENT needs that exact type), BIGINT
+#: (BIGSERIAL for an id) on PostgreSQL, whose INTEGER is 32-bit.
+_BIG = Integer().with_variant(BigInteger(), "postgresql")
+
 tables = MetaData()
 
 # Referred to by the new table's foreign key only; it is not changed here.
-Table("sources", tables, Column("id", Integer, primary_key=True))
+Table("sources", tables, Column("id", _BIG, primary_key=True))
 
 source_purposes = Table(
     "source_purposes",
     tables,
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", _BIG, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("category", String(32), primary_key=True),
 )
 

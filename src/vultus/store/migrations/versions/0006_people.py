@@ -8,23 +8,28 @@ frozen here, as in the baseline; ``sources`` and ``faces`` are named only for th
 from __future__ import annotations
 
 from alembic import op
-from sqlalchemy import Column, ForeignKey, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, LargeBinary, MetaData, String, Table, Text
 
 revision = "6"
 down_revision = "5"
 branch_labels = None
 depends_on = None
 
+#: Ids and what refers to them, and counts that may pass 2**31: INTEGER on SQLite (its
+#: INTEGER PRIMARY KEY is 64-bit already, and AUTOINCREMENT needs that exact type), BIGINT
+#: (BIGSERIAL for an id) on PostgreSQL, whose INTEGER is 32-bit.
+_BIG = Integer().with_variant(BigInteger(), "postgresql")
+
 tables = MetaData()
 
 # Referred to by the foreign keys only; not changed here.
-Table("sources", tables, Column("id", Integer, primary_key=True))
-Table("faces", tables, Column("id", Integer, primary_key=True))
+Table("sources", tables, Column("id", _BIG, primary_key=True))
+Table("faces", tables, Column("id", _BIG, primary_key=True))
 
 clustering_sources = Table(
     "clustering_sources",
     tables,
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", _BIG, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("enabled_at", String(32), nullable=False),
     Column("enabled_by", Text, nullable=False),
     Column("legal_basis", String(32), nullable=False),
@@ -34,15 +39,15 @@ clustering_sources = Table(
 people = Table(
     "people",
     tables,
-    Column("id", Integer, primary_key=True),
-    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("id", _BIG, primary_key=True),
+    Column("source_id", _BIG, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("name", LargeBinary),
-    Column("cover_face_id", Integer, ForeignKey("faces.id", ondelete="SET NULL")),
+    Column("cover_face_id", _BIG, ForeignKey("faces.id", ondelete="SET NULL")),
     Column("centroid", LargeBinary),
     Column("model_id", String(64)),
     Column("size", Integer, nullable=False, server_default="0"),
     Column("face_count", Integer, nullable=False, server_default="0"),
-    Column("face_sum", Integer, nullable=False, server_default="0"),
+    Column("face_sum", _BIG, nullable=False, server_default="0"),
     Column("dirty", Integer, nullable=False, server_default="0"),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
@@ -52,15 +57,15 @@ people = Table(
 person_faces = Table(
     "person_faces",
     tables,
-    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
-    Column("person_id", Integer, ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("face_id", _BIG, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("person_id", _BIG, ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("pinned", Integer, nullable=False, server_default="0"),
 )
 
 forgotten_faces = Table(
     "forgotten_faces",
     tables,
-    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("face_id", _BIG, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
     Column("forgotten_at", String(32), nullable=False),
 )
 
