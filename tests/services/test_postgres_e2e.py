@@ -108,3 +108,27 @@ def test_erasure_by_face_on_postgresql_leaves_the_person_unfound_and_the_audit_v
     finally:
         db.dispose()
     assert left == 0 and dead == 0  # the rows are gone, and VACUUM took their dead tuples
+
+
+def test_vultus_migrate_moves_the_sqlite_gallery_into_postgresql_with_the_same_results(
+        galleries: dict, faces_root: Path, server: str, tmp_path: Path):
+    """`vultus migrate` from the SQLite deployment into a fresh PostgreSQL database and a new FAISS
+    folder: every check passes, the target finds what the source finds, and its chain verifies.
+    (It once failed there: a streamed read joined to the move's transaction made PostgreSQL run
+    the move's audit entry through a server-side cursor.)"""
+    lite = galleries["sqlite"]
+    target = fresh_database(server, "moved_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
+    index = f"faiss://{tmp_path / 'moved-index'}"
+    try:
+        probes = [photo for person in PEOPLE for photo in _photos(faces_root, person)[:2]]
+        with vultus.open(lite["data"], actor="dpo") as engine:
+            before = [_results(engine, probe) for probe in probes]
+            report = engine.migrate(to_store=target, to_index=index)
+        assert report.ok and [c.name for c in report.checks if not c.ok] == []
+        with vultus.open(lite["data"], actor="dpo", store={"url": target}, index={"url": index}) as moved:
+            assert moved.stats().faces == moved.stats().index_vectors == report.index_vectors > 0
+            assert moved.audit_entries()[-1].action == "deployment.migrate"
+            assert [_results(moved, probe) for probe in probes] == before
+            assert moved.verify_audit().ok
+    finally:
+        drop_database(target, server_url=server)

@@ -44,7 +44,11 @@ class TableRows:
         found = table_named(table)
         order = list(found.primary_key.columns) or list(found.columns)
         with self.session.read() as conn:
-            result = conn.execution_options(yield_per=chunk).execute(select(found).order_by(*order))
+            # On the statement, not the connection: Connection.execution_options() changes the
+            # connection itself, and a read joined to the open transaction would then send every
+            # later statement of that transaction through a server-side cursor (PostgreSQL refuses
+            # an UPDATE there).
+            result = conn.execute(select(found).order_by(*order).execution_options(yield_per=chunk))
             for part in result.mappings().partitions(chunk):
                 yield [dict(row) for row in part]
 

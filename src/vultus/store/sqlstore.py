@@ -216,8 +216,10 @@ class SQLStore(VideoRows, PurposeRows):
         wanted = None if ids is None else [int(i) for i in ids]
         with self.session.read() as conn:
             if wanted is None:
-                result = conn.execution_options(yield_per=chunk).execute(
-                    select(faces.c.id, faces.c.embedding).order_by(faces.c.id)
+                # Streamed by the statement's option, never the connection's: a read joined to an
+                # open transaction would otherwise stream every later statement of it.
+                result = conn.execute(
+                    select(faces.c.id, faces.c.embedding).order_by(faces.c.id).execution_options(yield_per=chunk)
                 )
                 for part in result.partitions(chunk):
                     yield self._unpack(part)
