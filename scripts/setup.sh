@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv in the repository and install Vultus into it; with --test, its test tools too;
+# Create .venv in the repository and install Vultus into it; with --test, its test tools and the
+# client libraries of the services (PostgreSQL, Milvus, Ray) too; with --services, only those;
 # with --bench, also the face_recognition package that bench/speed.py compares against.
 # Safe to run again: it reinstalls only when pyproject.toml (or the choice of extras) changed.
 set -euo pipefail
@@ -31,7 +32,11 @@ fi
 
 target=.
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
-  target=".[test]"
+  # The tests also run the backends beyond one machine (PostgreSQL, Milvus, Ray), so their
+  # client libraries come with the test tools.
+  target=".[test,services]"
+elif [ "${1:-}" = "--services" ]; then
+  target=".[services]"
 fi
 stamp=.venv/.vultus-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $target"

@@ -28,4 +28,32 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-exec .venv/bin/python -m pytest "$@"
+
+# The services the second pass runs on (scripts/services.sh), in a folder of this run's own,
+# stopped and deleted at the end whatever happens.
+services=(${VULTUS_TEST_SERVICES:-postgres})
+export VULTUS_SERVICES_DIR="${VULTUS_TEST_SERVICES_DIR:-$(mktemp -d /tmp/vultus-services.XXXXXX)}"
+chmod 755 "$VULTUS_SERVICES_DIR"  # PostgreSQL runs as its own system user when this runs as root
+finish() {
+  "$repo/scripts/services.sh" reset "${services[@]}" >/dev/null 2>&1 || true
+  rm -rf "$VULTUS_SERVICES_DIR"
+}
+on_services() {
+  trap finish EXIT
+  eval "$("$repo/scripts/services.sh" start "${services[@]}")"
+  # The tests name each service themselves (VULTUS_TEST_*); a deployment the suite opens must
+  # not follow the user-facing variables to a shared server.
+  unset VULTUS_STORE__URL VULTUS_INDEX__URL VULTUS_INGEST_EXECUTOR VULTUS_RAY_ADDRESS
+  .venv/bin/python -m pytest "$@"
+}
+
+if [ $# -gt 0 ]; then
+  # Chosen tests: run them once, with the services up (tests/services needs them).
+  on_services "$@"
+  exit
+fi
+# First pass: everything that runs on the embedded default (SQLite + FAISS, the process pool).
+.venv/bin/python -m pytest --ignore=tests/services
+# Second pass: the store and index contract suites and the services' own tests (search, erasure,
+# audit and migration journeys on real faces) on the local services.
+on_services tests/services tests/contract
