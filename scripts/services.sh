@@ -10,7 +10,8 @@
 #   scripts/services.sh status [SERVICE...]  say which are up
 #   scripts/services.sh reset [SERVICE...]   stop them, then delete their data
 #
-# SERVICE is one of: postgres, milvus, ray. Each lives in scripts/services/SERVICE.sh, which
+# SERVICE is one of: postgres, milvus, ray (those with a script under scripts/services/; only
+# postgres so far). Each lives in scripts/services/SERVICE.sh, which
 # defines SERVICE_start, SERVICE_stop, SERVICE_status (exit 0 when up) and SERVICE_exports.
 # Messages go to stderr; stdout carries only the export lines, so that eval is safe.
 set -euo pipefail
@@ -26,7 +27,10 @@ usage() {
 [ $# -ge 1 ] || usage
 action="$1"; shift
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=("${ALL[@]}")
+if [ ${#services[@]} -eq 0 ]; then
+  # By default, every service this checkout has a script for.
+  for s in "${ALL[@]}"; do [ -f "$repo/scripts/services/$s.sh" ] && services+=("$s"); done
+fi
 for s in "${services[@]}"; do
   case " ${ALL[*]} " in *" $s "*) ;; *) echo "Unknown service '$s': choose from ${ALL[*]}." >&2; exit 2 ;; esac
   [ -f "$repo/scripts/services/$s.sh" ] || { echo "Service '$s' is not available yet (no scripts/services/$s.sh)." >&2; exit 2; }

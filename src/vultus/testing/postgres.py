@@ -8,25 +8,17 @@ a test left open. The role of the URL needs CREATEDB (the trial server's ``vultu
 
 from __future__ import annotations
 
-import os
 import re
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-__all__ = ["TEST_STORE_ENV", "test_server_url", "fresh_database", "drop_database"]
+__all__ = ["TEST_STORE_ENV", "fresh_database", "drop_database"]
 
-#: The environment variable naming the test server (a database on it, e.g. its ``vultus``).
+#: The environment variable naming the test server (a database on it, e.g. its ``vultus``); the tests
+#: read it (vultus.config is the only module of the package that reads the environment).
 TEST_STORE_ENV = "VULTUS_TEST_STORE_URL"
-
-
-def test_server_url() -> str | None:
-    """The test server's URL from the environment, or None when it is not set."""
-    return os.environ.get(TEST_STORE_ENV) or None
-
-
-test_server_url.__test__ = False  # a helper, not a test, for pytest's collector
 
 
 def _admin(url: str):  # noqa: ANN202 - an Engine
