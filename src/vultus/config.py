@@ -11,7 +11,7 @@ import os
 import types
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Mapping, Union, get_args, get_origin
+from typing import Any, Literal, Mapping, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsError as SourceError
@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     embedder: str | None = None
     #: Ingest worker processes; 0 means one per CPU core.
     workers: int = 0
+    #: Where ingest analyses photos: ``pool`` (worker processes on this machine) or ``ray``
+    #: (tasks on a Ray cluster; see vultus.executors).
+    ingest_executor: Literal["pool", "ray"] = "pool"
+    #: The Ray cluster's address (``HOST:PORT`` of its head) for ``ingest_executor=ray``; None
+    #: starts a local Ray instance for the ingest.
+    ray_address: str | None = None
     #: Images with more pixels than this are refused (decompression-bomb guard).
     max_pixels: int = 120_000_000
     #: Memory, in MiB, that decoding one photo may take (estimated from its header before

@@ -51,6 +51,7 @@ The hierarchy::
     │       ├── UnknownPersonError no person group has that id
     │       └── ClusteringOffError the source's registration does not allow grouping its faces
     ├── WorkerCrashedError         an ingest worker process died
+    ├── ExecutorError              the ingest executor cannot be used (Ray missing or unreachable)
     ├── ReceiptError               a receipt is malformed or its signature fails
     ├── AccountError               a bad user name or role
     │   └── UnknownAccountError    no user has that name
@@ -115,6 +116,7 @@ __all__ = [
     "UnknownPersonError",
     "ClusteringOffError",
     "WorkerCrashedError",
+    "ExecutorError",
     "ReceiptError",
     "AccountError",
     "UnknownAccountError",
@@ -295,6 +297,10 @@ class OutputPathError(PolicyError):
 
 class WorkerCrashedError(VultusError):
     """An ingest worker process died; what was stored before it is kept."""
+
+
+class ExecutorError(VultusError):
+    """The ingest executor asked for cannot be used: unknown, not installed, or its cluster unreachable."""
 
 
 class ReceiptError(VultusError):

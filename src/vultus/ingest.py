@@ -36,7 +36,8 @@ from .policy import SuppressionCheck, check_gallery_model, refuse_remote
 from .store import AuditAction, BlobStore, NewFace, SourceRecord, MetadataStore, iso, utcnow
 from .video_ingest import (VideoAnalysis, VideoLimits, VideoProgress, analyze_video, progress_queue, relay_progress,
                            set_worker_queue, store_video, worker_reporter)
-from .workers import main_is_importable, worker_pool
+from .executors import open_executor
+from .workers import main_is_importable
 
 if TYPE_CHECKING:  # the parts an ingest runs on; they import this module's types
     from .config import Settings
@@ -187,8 +188,12 @@ class Ingestor:
         gate: QualityGate | None = None,
         video: VideoLimits | None = None,
         group_distance: float | None = None,
+        executor: str = "pool",
+        ray_address: str | None = None,
     ):
         self.store = store
+        #: Where photos are analysed (vultus.executors): ``pool`` or ``ray``, at ``ray_address``.
+        self.executor, self.ray_address = executor, ray_address
         self.blobs = blobs
         self.index = index
         self._analyzer = analyzer
@@ -247,7 +252,7 @@ class Ingestor:
         started = time.monotonic()
         state = _RunState(total=len(found.items), progress=progress)
         try:
-            if workers <= 1 or not main_is_importable():
+            if self.executor == "pool" and (workers <= 1 or not main_is_importable()):
                 self._run_inline(found.items, src, summary, state)
             else:
                 self._run_pool(found.items, src, summary, state, workers)
@@ -328,8 +333,11 @@ class Ingestor:
         try:
             # Spawned workers with their share of the cores, which exit when this process dies;
             # the pool lives inside this call, on one thread (see worker_pool).
-            self._queue = progress_queue() if self._video_progress is not None else None
-            with worker_pool(workers, _init_worker, (self._queue, *self._names)) as pool:
+            # (a video's progress is relayed from local workers only: a Ray task cannot reach this queue)
+            local = self.executor == "pool"
+            self._queue = progress_queue() if self._video_progress is not None and local else None
+            with open_executor(self.executor, workers=workers, initializer=_init_worker,
+                               args=(self._queue, *self._names), ray_address=self.ray_address) as pool:
                 for item, media in self._candidates(items, summary, state):
                     # The media item is what the worker gets: a photo's bytes, or a location.
                     pending[pool.submit(_work, media)] = (item, media)
@@ -481,6 +489,7 @@ def ingest_paths(paths: Iterable[str], *, source: str, settings: "Settings", dep
             gate=QualityGate(settings.min_face_size, settings.min_detector_score),
             video=VideoLimits(settings.video_sample_rate, settings.max_video_seconds, settings.max_video_pixels),
             group_distance=gallery.embedder.spec.match_distance,
+            executor=settings.ingest_executor, ray_address=settings.ray_address,
         )
         try:
             summary = ingestor.run(list(paths), source=source, workers=workers, progress=progress, rename=rename,

@@ -22,12 +22,17 @@ from .base import CATEGORY_CHOICES, _engine, _friendly, _json_option, _size, _ta
 @click.option("--source", "source_name", required=True, help="Registered source the photos and videos belong to.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Worker processes (default or 0: one per CPU core; 1 runs in this process).")
+@click.option("--executor", type=click.Choice(["pool", "ray"]), default=None,
+              help="Where photos are analysed: pool (worker processes here, the default) or ray (tasks on a Ray "
+                   "cluster; every node must read the media at the same paths). Env VULTUS_INGEST_EXECUTOR.")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="The Ray cluster's head for --executor ray (env VULTUS_RAY_ADDRESS; default: a local Ray for this ingest).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when on a terminal).")
 @_json_option
 @click.pass_context
 @_friendly
-def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers: int | None,
-           progress: bool | None, as_json: bool) -> None:
+def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers: int | None, executor: str | None,
+           ray_address: str | None, progress: bool | None, as_json: bool) -> None:
     """Index the photos and videos in PATHS: files, folders (recursively), zip and tar archives.
 
     Videos (MP4, MOV, M4V, MKV, WebM, AVI) are sampled VULTUS_VIDEO_SAMPLE_RATE frames a
@@ -39,6 +44,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], source_name: str, workers
     """
     from tqdm import tqdm
 
+    obj = ctx.find_root().obj
+    obj["settings"] = obj["settings"].with_(ingest_executor=executor, ray_address=ray_address)
     engine = _engine(ctx)
     bar = tqdm(total=0, unit="img", desc="Ingesting", file=sys.stderr, disable=(not progress) if progress is not None else None)
 
