@@ -10,8 +10,7 @@
 #   scripts/services.sh status [SERVICE...]  say which are up
 #   scripts/services.sh reset [SERVICE...]   stop them, then delete their data
 #
-# SERVICE is one of: postgres, milvus, ray (those with a script under scripts/services/; only
-# postgres so far). Each lives in scripts/services/SERVICE.sh, which
+# SERVICE is one of: postgres, milvus, ray. Each lives in scripts/services/SERVICE.sh, which
 # defines SERVICE_start, SERVICE_stop, SERVICE_status (exit 0 when up) and SERVICE_exports.
 # Messages go to stderr; stdout carries only the export lines, so that eval is safe.
 set -euo pipefail

@@ -31,7 +31,7 @@ fi
 
 # The services the second pass runs on (scripts/services.sh), in a folder of this run's own,
 # stopped and deleted at the end whatever happens.
-services=(${VULTUS_TEST_SERVICES:-postgres})
+services=(${VULTUS_TEST_SERVICES:-postgres milvus ray})
 export VULTUS_SERVICES_DIR="${VULTUS_TEST_SERVICES_DIR:-$(mktemp -d /tmp/vultus-services.XXXXXX)}"
 chmod 755 "$VULTUS_SERVICES_DIR"  # PostgreSQL runs as its own system user when this runs as root
 finish() {
@@ -44,7 +44,7 @@ on_services() {
   # The tests name each service themselves (VULTUS_TEST_*); a deployment the suite opens must
   # not follow the user-facing variables to a shared server.
   unset VULTUS_STORE__URL VULTUS_INDEX__URL VULTUS_INGEST_EXECUTOR VULTUS_RAY_ADDRESS
-  .venv/bin/python -m pytest "$@"
+  .venv/bin/python -m pytest --durations=15 "$@"
 }
 
 if [ $# -gt 0 ]; then
@@ -53,7 +53,7 @@ if [ $# -gt 0 ]; then
   exit
 fi
 # First pass: everything that runs on the embedded default (SQLite + FAISS, the process pool).
-.venv/bin/python -m pytest --ignore=tests/services
+.venv/bin/python -m pytest --durations=15 --ignore=tests/services
 # Second pass: the store and index contract suites and the services' own tests (search, erasure,
-# audit and migration journeys on real faces) on the local services.
+# audit and migration journeys on real faces) on the local PostgreSQL, Milvus and Ray head.
 on_services tests/services tests/contract

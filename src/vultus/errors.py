@@ -57,6 +57,8 @@ The hierarchy::
     │   └── UnknownAccountError    no user has that name
     ├── TamperedDataError          stored encrypted data fails its integrity check
     ├── IndexCorruptError          the vector index file cannot be read
+    ├── IndexUnavailableError      the vector index's server (Milvus) does not answer
+    ├── IndexErasureError          a removed template still comes back from the index after its flush
     └── MigrationError             `vultus migrate` refused a target, or its checks failed
 
 Library code raises these; the CLI turns them into ``click.ClickException`` at
@@ -122,6 +124,8 @@ __all__ = [
     "UnknownAccountError",
     "TamperedDataError",
     "IndexCorruptError",
+    "IndexUnavailableError",
+    "IndexErasureError",
     "MigrationError",
 ]
 
@@ -345,6 +349,14 @@ class ClusteringOffError(PeopleError):
 
 class IndexCorruptError(VultusError):
     """The vector index file cannot be read; `vultus reindex` rebuilds it."""
+
+
+class IndexUnavailableError(VultusError):
+    """The vector index's server (Milvus) does not answer; the store still holds every template."""
+
+
+class IndexErasureError(VultusError):
+    """A removed template still comes back from the index after it was flushed: the erasure is not finished."""
 
 
 class MigrationError(VultusError):

@@ -10,6 +10,8 @@ must not see.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -46,10 +48,20 @@ class Backend:
     files: bool
 
 
+def _milvus(folder: Path) -> str:
+    # Collections of their own per test (a prefix from the folder) on the server
+    # VULTUS_TEST_INDEX_URL names; dropped after the test.
+    return f"{os.environ['VULTUS_TEST_INDEX_URL'].rstrip('/')}/t{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
+
+
 BACKENDS: dict[str, Backend] = {
     "faiss": Backend(lambda folder: f"faiss://{folder}", files=True),
     FAKE: Backend(lambda folder: f"memory://{folder}", files=True),
+    "milvus": Backend(_milvus, files=False),
 }
+#: Backends on a server run only when the server is named (scripts/services.sh start prints it);
+#: tests/services/ fails, not skips, without it.
+ON_SERVERS = {"milvus": "VULTUS_TEST_INDEX_URL"}
 
 
 def test_every_registered_backend_is_covered_here():
@@ -78,11 +90,20 @@ class Subject:
         return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()) if folder.is_dir() else b""
 
 
-@pytest.fixture(params=sorted({*index_schemes(), FAKE}))
-def open_index(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
+def _schemes() -> list[str]:
+    return sorted(s for s in {*index_schemes(), FAKE} if s not in ON_SERVERS or os.environ.get(ON_SERVERS[s]))
+
+
+@pytest.fixture(params=_schemes())
+def open_index(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == FAKE:
         import vultus.testing  # noqa: F401 - registers the fake's scheme, at run time, not at collection
-    return Subject(request.param, tmp_path)
+    subject = Subject(request.param, tmp_path)
+    yield subject
+    if request.param == "milvus":
+        from vultus.testing.milvus import drop_prefix
+
+        drop_prefix(subject.target().url)
 
 
 def _vectors(count: int, seed: int = 0) -> np.ndarray:

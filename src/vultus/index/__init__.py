@@ -16,8 +16,8 @@ from .base import (
     register_index,
 )
 
-# The built-in backend registers itself (faiss loads when an index is opened).
-from . import faiss_index  # noqa: E402,F401  isort: skip
+# The built-in backends register themselves (faiss and pymilvus load when an index is opened).
+from . import faiss_index, milvus_index  # noqa: E402,F401  isort: skip
 
 __all__ = ["RERANK", "Capabilities", "IdFilter", "IndexBackend", "IndexTarget", "LockedIndex", "Resizable", "VectorIndex",
            "default_index_url", "index_backend", "index_schemes", "open_index", "register_index"]

@@ -111,8 +111,8 @@ class _SequenceRows(TableRows):
             given = {}
             for name, sequence in self._sequences(conn).items():
                 last, called = conn.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
-                if called:
-                    given[name] = int(last)
+                # A sequence not used yet has given out nothing: 0, as in SQLite's sqlite_sequence.
+                given[name] = int(last) if called else 0
             return given
 
     def set_id_sequences(self, values: dict[str, int]) -> None:
@@ -129,6 +129,12 @@ class _SequenceRows(TableRows):
             wanted = max(int(value), int(top), int(last) if called else 0)
             if wanted > 0:
                 conn.execute(text("SELECT setval(:s, :v, true)"), {"s": sequences[name], "v": wanted})
+        # Tables whose ids SQLite may reuse (no AUTOINCREMENT, so not in ``values``) were copied with
+        # their ids as well: their sequences must pass those ids, or the next insert (a new source
+        # after a move) collides with a copied row.
+        serial = [table for name, table in metadata.tables.items() if name not in sequences and "id" in table.c
+                  and conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": name}).scalar()]
+        POSTGRESQL.sync_ids(conn, serial)
 
 
 class PostgresStore(SQLStore, _SequenceRows):

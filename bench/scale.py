@@ -1,0 +1,137 @@
+"""Beyond one machine: Milvus at a million faces, and ingest on Ray against the process pool.
+
+Usage: python bench/scale.py [--sections milvus ray] [--faces 1000000] [--queries 1000]
+                             [--ef 32 64 128] [--index-url milvus://HOST:PORT]
+
+- ``milvus``: a synthetic gallery of ``--faces`` 128-d templates shaped like the shared faces'
+  (as bench/speed.py (c) makes them: people with the real between- and within-person spread)
+  is added through Vultus's Milvus index (a fresh generation: insert, flush and alias swap;
+  then the HNSW index build is waited for). Then ``--queries`` single-face searches, each as
+  vultus.search asks an approximate index: RERANK x 10 candidates, re-ranked by their exact
+  templates (here from memory); p50 / p99 latency in ms and recall@10 against exact search
+  (FAISS flat), for each ``--ef``. Needs a Milvus server (``eval "$(scripts/services.sh start
+  milvus)"``; the URL defaults to VULTUS_TEST_INDEX_URL); its collections are dropped at the end.
+- ``ray``: the shared faces ingested with the process pool and with the Ray executor (a local
+  Ray started by the ingest, as without --ray-address), side by side: photos per second.
+
+The store-side cost of an ingest on PostgreSQL against SQLite is bench/store_cost.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def _real_templates() -> tuple[np.ndarray, list[str]]:
+    from speed import real_chips  # bench/speed.py: one face of each shared photo, aligned
+
+    from vultus.faces import FaceAnalyzer
+
+    chips, labels = real_chips()
+    embedder = FaceAnalyzer.from_names("hog", "dlib-resnet-v1").embedder
+    return np.asarray(embedder.embed(list(chips)), dtype=np.float32), labels
+
+
+def milvus(url: str, faces: int, queries: int, efs: list[int]) -> str:
+    import faiss
+    from pymilvus import utility
+    from speed import synthetic
+
+    from vultus.index import RERANK, IndexTarget, open_index
+    from vultus.testing.milvus import drop_prefix
+
+    templates, labels = _real_templates()
+    gallery, sample = synthetic(templates, labels, faces)
+    ids = np.arange(1, faces + 1, dtype=np.int64)
+    probes = sample(queries)
+    exact = faiss.IndexFlatL2(gallery.shape[1])
+    exact.add(gallery)
+    _, rows = exact.search(probes, 10)
+    truth = ids[rows]
+    base = f"{url.rstrip('/')}/bench{os.getpid()}"
+    target = IndexTarget(base, gallery.shape[1], None, "bench-model")
+    figures = []
+    try:
+        index = open_index(target, fresh=True)
+        started = time.perf_counter()
+        index.add(ids, gallery)
+        inserted = time.perf_counter() - started
+        started = time.perf_counter()
+        index.flush()  # seal and swap the alias to the new generation
+        utility.wait_for_index_building_complete(index._base, using=index._using)
+        built = time.perf_counter() - started
+        figures.append(("insert", f"{faces / inserted:,.0f} faces/s", f"{inserted:.1f} s for {faces:,}"))
+        figures.append(("flush + HNSW build (M 16, efConstruction 200)", f"{built:.1f} s", ""))
+        for ef in efs:
+            searched = open_index(IndexTarget(f"{base}?ef={ef}", gallery.shape[1], None, "bench-model"))
+            for q in probes[:20]:  # warm-up: segments loaded, connections open
+                searched.search(q[None], RERANK * 10)
+            times, found = [], []
+            for q in probes:
+                started = time.perf_counter()
+                _, hit = searched.search(q[None], RERANK * 10)
+                picked = hit[0][hit[0] >= 0] - 1  # ids are row + 1
+                order = np.argsort(np.linalg.norm(gallery[picked] - q, axis=1))[:10]
+                times.append((time.perf_counter() - started) * 1000)
+                found.append(picked[order] + 1)
+            recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+            figures.append((f"search ef {ef}: p50 / p99 ms, recall@10",
+                            f"{np.percentile(times, 50):.2f} / {np.percentile(times, 99):.2f}", f"{recall:.4f}"))
+    finally:
+        drop_prefix(base)
+    return _table(figures, (f"Milvus standalone, {faces:,} faces, {queries} queries", "figure", "detail"))
+
+
+def ray_against_pool(data_root: Path) -> str:
+    import vultus
+    from vultus.evaluation import identity_photos
+
+    folders = [data_root / "faces" / name for name in identity_photos(data_root / "faces")]
+    rows = []
+    for executor in ("pool", "ray"):
+        with tempfile.TemporaryDirectory(prefix=f"vultus-{executor}-") as work:
+            with vultus.open(Path(work) / "data", actor="bench", ingest_executor=executor) as engine:
+                engine.add_source("bench", basis="legitimate-interests", purpose="bench", retention="1d")
+                started = time.perf_counter()
+                summary = engine.ingest(folders, source="bench", workers=2)
+                seconds = time.perf_counter() - started
+        rows.append((executor, f"{summary.images}", f"{summary.faces}", f"{seconds:.1f}",
+                     f"{summary.images / seconds:.2f}"))
+    return _table(rows, ("executor (2 workers)", "photos", "faces", "seconds", "photos/s"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", default=["milvus", "ray"], choices=["milvus", "ray"])
+    parser.add_argument("--faces", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--index-url", default=os.environ.get("VULTUS_TEST_INDEX_URL"),
+                        help="the Milvus server (default: VULTUS_TEST_INDEX_URL)")
+    args = parser.parse_args()
+    data_root = Path(os.environ.get("VULTUS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if "milvus" in args.sections:
+        if not args.index_url:
+            parser.error("no Milvus: start one with `eval \"$(scripts/services.sh start milvus)\"` or pass --index-url")
+        print(milvus(args.index_url, args.faces, args.queries, args.ef), "\n")
+    if "ray" in args.sections:
+        print(ray_against_pool(data_root))
+
+
+if __name__ == "__main__":
+    main()
