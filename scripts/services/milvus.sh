@@ -24,12 +24,10 @@ _mv_version=2.3.5
 # What an erasure leaves on the server's disk, made short-lived (see the README's "Templates on
 # Milvus"): the segment files a compaction replaced are deleted 10 minutes after it (default 3 h,
 # checked hourly), and the message queue keeps insert messages 10 minutes (default 3 days).
-# Compaction does not wait for the segments' indexes to be built (an erasure's flush waits for it).
 _mv_config=(
   --extra-config dataCoord.gc.interval=60
   --extra-config dataCoord.gc.dropTolerance=600
   --extra-config rocksmq.retentionTimeInMinutes=10
-  --extra-config dataCoord.compaction.indexBasedCompaction=false
 )
 
 _mv_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

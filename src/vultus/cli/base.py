@@ -133,7 +133,8 @@ def _environment_epilog() -> str:
 @click.option(
     "--index-url",
     help=f"Where the vector index is, as a URL (env {env_name('index.url')}; default: FAISS files in the data "
-    "directory, DATA/index/faces.faiss). Known: faiss:///FOLDER (the file faces.faiss inside).",
+    "directory, DATA/index/faces.faiss). Known: faiss:///FOLDER (the file faces.faiss inside), "
+    "milvus://[USER:PASSWORD@]HOST:PORT[/PREFIX][?ef=N] (a Milvus server).",
 )
 @click.version_option(package_name="vultus")
 @click.pass_context
