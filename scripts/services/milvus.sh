@@ -30,7 +30,15 @@ _mv_config=(
   --extra-config rocksmq.retentionTimeInMinutes=10
 )
 
-_mv_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the process group a pid file names is alive and is this script's (one of its processes
+# names this service's folder or the relay): a pid left by a reboot may belong to another program now.
+_mv_alive() {
+  [ -f "$1" ] || return 1
+  local pid
+  pid="$(cat "$1")"
+  [ -n "$pid" ] && kill -0 -- "-$pid" 2>/dev/null || return 1
+  pgrep -g "$pid" -f -- "$(_mv_dir)/data|scripts/services/relay.py" >/dev/null 2>&1
+}
 
 # Whether Milvus answers its health check (inside its namespace, when it has one).
 _mv_healthy() {
@@ -43,7 +51,9 @@ _mv_healthy() {
     # The server's own process (a child of the wrapper) holds the namespace as well.
     nsenter --net="/proc/$pid/ns/net" "${check[@]}" 2>/dev/null
   else
-    "${check[@]}" 2>/dev/null
+    # On the host its metrics port is the first free one from 9091 (another Milvus may hold 9091):
+    # ask its client port instead, which this script chose.
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $(_mv_port)), 2).close()" 2>/dev/null
   fi
 }
 
@@ -76,17 +86,18 @@ milvus_start() {
   _mv_install || return 1
   mkdir -p "$dir/data"
   rm -f "$dir/netns"
-  local isolate=()
+  local isolate=() client=()
   if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
     isolate=(unshare --net)
     touch "$dir/netns"
   else
     echo "milvus: not root, so no network namespace: its ports are open on every interface of this host"
+    client=(--proxy-port "$port")  # no relay: the server itself takes the client port
   fi
   # A process group of its own (setsid), so that stop reaches the server behind the wrapper.
   # In the namespace, loopback starts down: bring it up before the server binds.
   setsid "${isolate[@]}" sh -c '[ -z "$1" ] || ip link set lo up || exit 1; shift; exec "$@"' sh \
-    "${isolate:+up}" "$venv/bin/milvus-server" --data "$dir/data" "${_mv_config[@]}" >"$dir/milvus.log" 2>&1 < /dev/null &
+    "${isolate:+up}" "$venv/bin/milvus-server" --data "$dir/data" "${client[@]}" "${_mv_config[@]}" >"$dir/milvus.log" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$dir/pid"
   local waited=0
@@ -100,7 +111,7 @@ milvus_start() {
     sleep 0.5; waited=$((waited + 1))
   done
   if [ -f "$dir/netns" ]; then
-    python3 "$repo/scripts/services/relay.py" "$port" "/proc/$pid/ns/net" 19530 >"$dir/relay.log" 2>&1 < /dev/null &
+    setsid python3 "$repo/scripts/services/relay.py" "$port" "/proc/$pid/ns/net" 19530 >"$dir/relay.log" 2>&1 < /dev/null &
     echo $! > "$dir/relay.pid"
     waited=0
     until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null; do
@@ -119,7 +130,7 @@ milvus_start() {
 milvus_stop() {
   local dir pid
   dir="$(_mv_dir)"
-  if _mv_alive "$dir/relay.pid"; then kill "$(cat "$dir/relay.pid")" 2>/dev/null || true; fi
+  if _mv_alive "$dir/relay.pid"; then kill -- "-$(cat "$dir/relay.pid")" 2>/dev/null || true; fi
   rm -f "$dir/relay.pid"
   if ! _mv_alive "$dir/pid"; then
     rm -f "$dir/pid"

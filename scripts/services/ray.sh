@@ -19,7 +19,8 @@ _ray_dir() { echo "$VULTUS_SERVICES_DIR/ray"; }
 _ray_port() { echo "${VULTUS_RAY_PORT:-6380}"; }
 _ray_bin() { echo "$repo/.venv/bin/ray"; }
 
-_ray_pids() { pgrep -f -- "$(_ray_dir)/tmp" || true; }
+# This head's processes: Ray passes each of them its session folder, under the --temp-dir given here.
+_ray_pids() { pgrep -f -- "$(_ray_dir)/tmp/session_" || true; }
 
 ray_status() {
   [ -n "$(_ray_pids)" ] || return 1

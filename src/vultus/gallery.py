@@ -159,7 +159,7 @@ class Gallery:
         signature = self.store.face_signature()
         if self._index is not None and signature == self._index_signature:
             return self._index
-        unreadable = False
+        unreadable, reopened = False, self._index is not None
         if self._index is None:
             try:
                 self._index = self._open_backend(fresh=False)
@@ -168,7 +168,14 @@ class Gallery:
                     raise
                 # Rebuilt from the store below, and flushed over the unreadable copy.
                 self._index, unreadable = self._open_backend(fresh=True), True
-        if (reconcile(self._index, self.store) or unreadable) and writable:
+        if self._index.capabilities.shared and not writable:
+            # A server's index is every process's: a reader changing it could race a writer's
+            # erasure or rebuild. Its searches re-rank by the store's templates, so a face the store
+            # no longer holds is never shown; one not indexed yet waits for the next writer. Opened
+            # again, it counts what the server holds now (searches size themselves by it).
+            if reopened:
+                self._index = self._open_backend(fresh=False)
+        elif (reconcile(self._index, self.store) or unreadable) and writable:
             self._index.flush()
         self._index_signature = signature
         return self._index

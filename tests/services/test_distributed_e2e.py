@@ -124,13 +124,17 @@ def test_photos_ingested_into_postgresql_and_milvus_are_found_as_on_sqlite_and_f
     group = sorted((faces_root / "_group").iterdir())[:4]
     found = {}
     on_ray = {**deployments["settings"], "ingest_executor": "ray", "ray_address": ray_head}
-    for name, settings in (("lite", {}), ("services", on_ray)):
-        with vultus.open(deployments[name], actor="archivist", **settings) as engine:
-            engine.add_source("events", basis="legitimate-interests", purpose="testing", retention="30d")
-            summary = engine.ingest(group, source="events", workers=2)
-            stats = engine.stats()
-            assert stats.faces == stats.index_vectors
-            found[name] = (summary.images, summary.faces, [_results(engine, p, "events") for p in group])
+    # A reader that opened the shared index before the ingest finds what the ingest added.
+    with vultus.open(deployments["services"], actor="investigator", **deployments["settings"]) as reader:
+        assert reader.search(group[0], purpose="evaluation", case="DIST-2").candidates is not None
+        for name, settings in (("lite", {}), ("services", on_ray)):
+            with vultus.open(deployments[name], actor="archivist", **settings) as engine:
+                engine.add_source("events", basis="legitimate-interests", purpose="testing", retention="30d")
+                summary = engine.ingest(group, source="events", workers=2)
+                stats = engine.stats()
+                assert stats.faces == stats.index_vectors
+                found[name] = (summary.images, summary.faces, [_results(engine, p, "events") for p in group])
+        assert [_results(reader, p, "events") for p in group] == found["services"][2]
     assert found["services"] == found["lite"]
     assert found["services"][1] >= 8 and all(found["services"][2])
 

@@ -46,6 +46,9 @@ class Capabilities:
     persistent: bool
     #: Words for `vultus stats`, e.g. ``exact`` or ``ivf (nprobe 12)``.
     description: str
+    #: One index that every process and host uses (a server's), not a copy of each process's own:
+    #: only a writer, under the writer lock, brings it in line with the store.
+    shared: bool = False
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import hashlib
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,6 +58,8 @@ _MAX_TOP = 16384
 _BATCH = 8192
 #: Seconds a call may take before the server is reported unavailable.
 _TIMEOUT = 60.0
+#: Seconds an erasure's flush keeps compacting until Milvus's segments hold no deleted row.
+_COMPACTION_WAIT = 180.0
 #: Seconds to wait for a TCP connection before saying the server does not answer.
 _CONNECT_TIMEOUT = 5.0
 _FIELDS = ("id", "vector")
@@ -91,9 +94,11 @@ def parse_url(url: str) -> MilvusURL:
     if parts.scheme.lower() != SCHEME or not parts.hostname:
         raise SettingsError(f"A Milvus index URL is {form}, not {_label(url)}; set VULTUS_INDEX__URL (--index-url).")
     prefix = unquote(parts.path.strip("/")) or DEFAULT_PREFIX
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", prefix):
+    # No _ in it: a collection's name is PREFIX_MODEL_HASH_gN, and with one, deployments whose
+    # prefixes overlap (vultus, vultus_x) could take each other's collections for their own.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,62}", prefix):
         raise SettingsError(f"The collection prefix {prefix!r} in {_label(url)} must start with a letter and hold only "
-                            "letters, digits and _ (at most 63), as Milvus's collection names do.")
+                            "letters and digits (at most 63).")
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"ef"})
     if unknown:
@@ -183,13 +188,16 @@ class MilvusIndex:
     """One model's templates in a Milvus collection, reached through its alias (see the module's docstring)."""
 
     def __init__(self, target: IndexTarget, *, fresh: bool = False):
+        self.where = parse_url(target.url)
+        self.dim = target.dim
+        self._using = _connect(self.where)  # first: it says what to install when pymilvus is missing
         from pymilvus import Collection  # heavy import kept out of `import vultus`
 
         self._Collection = Collection
-        self.where = parse_url(target.url)
-        self.dim = target.dim
-        self._using = _connect(self.where)
         self._base = _base_name(self.where.prefix, target.model_id)
+        # Ids asked to be removed since the last flush (with their templates, where they were
+        # still there to read), whether or not this call found them: another process may have
+        # deleted them first, or this one before a crash, and only a compaction makes it physical.
         self._removed: dict[int, np.ndarray] = {}
         self._strong_next = False
         self._init(fresh)
@@ -306,6 +314,8 @@ class MilvusIndex:
     def remove(self, ids: np.ndarray) -> int:
         ids = np.unique(np.ascontiguousarray(ids, dtype=np.int64).reshape(-1))
         present = self._rows(ids, with_vectors=True)
+        for face_id in ids.tolist():
+            self._removed.setdefault(int(face_id), np.zeros(0, dtype=np.float32))
         if present:
             for start in range(0, len(present), _BATCH):
                 chunk = list(present)[start:start + _BATCH]
@@ -347,34 +357,32 @@ class MilvusIndex:
 
     @_guarded
     def range_search(self, vector: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-        """Every (distance, id) within ``radius``, by pages of range searches (no cap), nearest first.
+        """Every (distance, id) within ``radius``, nearest first, found by reading every template.
 
-        HNSW is approximate here too: rights requests search a wider radius and keep only what
-        the store's exact templates put inside it (vultus.rights).
+        A rights request must find every face of the person, and HNSW's own range search walks a
+        graph that may miss some; so this reads the collection in batches and measures each
+        template here (about a second per 100,000 faces on 2 cores, over loopback). Rights
+        requests are rare; searches never come here.
         """
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        squared = float(radius) ** 2
-        page = max(1, min(self._count, _MAX_TOP))
-        level = self._level()
-        seen: dict[int, float] = {}
-        low = None
-        while self._count:
-            params: dict[str, Any] = {"ef": max(self.where.ef, page), "radius": squared}
-            if low is not None:
-                params["range_filter"] = low  # the next page: from the farthest found so far
-            hits = self._collection.search(query, "vector", {"metric_type": "L2", "params": params}, limit=page,
-                                           consistency_level=level, timeout=_TIMEOUT)[0]
-            fresh = 0
-            for face_id, distance in zip(hits.ids, hits.distances):
-                if int(face_id) not in seen:
-                    seen[int(face_id)], fresh = float(distance), fresh + 1
-            if len(hits.ids) < page or not fresh:
-                break
-            low = float(max(hits.distances))
-        order = sorted(seen.items(), key=lambda item: item[1])
-        ids = np.asarray([i for i, _ in order], dtype=np.int64)
-        distances = np.sqrt(np.maximum(np.asarray([d for _, d in order], dtype=np.float32), 0.0))
-        return distances, ids
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        limit = float(radius)
+        found_ids, found_d = [], []
+        iterator = self._collection.query_iterator(batch_size=_BATCH, expr="", output_fields=list(_FIELDS),
+                                                   consistency_level=self._level(), timeout=_TIMEOUT)
+        try:
+            while batch := iterator.next():
+                ids = np.fromiter((row["id"] for row in batch), dtype=np.int64, count=len(batch))
+                vectors = np.asarray([row["vector"] for row in batch], dtype=np.float32).reshape(len(batch), self.dim)
+                distances = np.linalg.norm(vectors - query, axis=1)
+                inside = distances <= limit
+                found_ids.append(ids[inside])
+                found_d.append(distances[inside])
+        finally:
+            iterator.close()
+        ids = np.concatenate(found_ids) if found_ids else np.zeros(0, dtype=np.int64)
+        distances = np.concatenate(found_d).astype(np.float32) if found_d else np.zeros(0, dtype=np.float32)
+        order = np.argsort(distances, kind="stable")
+        return distances[order], ids[order]
 
     @_guarded
     def ids(self) -> np.ndarray:
@@ -404,10 +412,37 @@ class MilvusIndex:
         if not self._removed:
             return
         self._collection.flush(timeout=_TIMEOUT)
-        self._collection.compact(timeout=_TIMEOUT)
-        self._collection.wait_for_compaction_completed(timeout=_TIMEOUT * 5)
+        deadline = time.monotonic() + _COMPACTION_WAIT
+        while True:
+            # Milvus compacts only segments whose index is built (dataCoord.compaction.indexBasedCompaction):
+            # a face stored just before its erasure sits in a segment sealed a moment ago, and a
+            # compaction planned before its index was registered leaves it as it is.
+            self._utility.wait_for_index_building_complete(self._collection.name, using=self._using,
+                                                           timeout=_TIMEOUT * 5)
+            self._collection.compact(timeout=_TIMEOUT)
+            self._collection.wait_for_compaction_completed(timeout=_TIMEOUT * 5)
+            # Physically gone: the segments Milvus keeps hold no more rows than queries can see.
+            stored, live = self._persisted_rows(), self._strong_count()
+            if stored <= live:
+                break
+            if time.monotonic() > deadline:
+                raise IndexErasureError(
+                    f"Milvus's segments still hold {stored - live} deleted row(s) after {_COMPACTION_WAIT:.0f} s of "
+                    "compaction. The erasure is not finished and has no receipt; the next command that writes "
+                    "(any `vultus` command but a search) finishes it once the Milvus server has caught up."
+                )
+            time.sleep(2)
+        self._count = live
         self._verify_removed()
         self._removed.clear()
+
+    def _persisted_rows(self) -> int:
+        """Rows in the segments Milvus has persisted for the collection (a deleted row counts until compacted)."""
+        from pymilvus import connections
+
+        handler = connections._fetch_handler(self._using)  # pymilvus's ORM has no public call for it
+        return sum(int(s.num_rows) for s in handler.get_persistent_segment_infos(self._collection.name,
+                                                                                 timeout=_TIMEOUT))
 
     def _verify_removed(self) -> None:
         removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
@@ -422,8 +457,8 @@ class MilvusIndex:
         if back:
             raise IndexErasureError(
                 f"Milvus still returns {len(back)} removed face(s) (ids {sorted(back)[:5]}) after delete, flush and "
-                "compaction. The erasure is not finished and has no receipt; run `vultus rights finish` (or the "
-                "command again) once the Milvus server is healthy."
+                "compaction. The erasure is not finished and has no receipt; the next command that writes (any "
+                "`vultus` command but a search) finishes it once the Milvus server is healthy."
             )
 
     def size_on_disk(self) -> None:
@@ -431,7 +466,7 @@ class MilvusIndex:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(exact=False, physical_removal=True, persistent=True,
+        return Capabilities(exact=False, physical_removal=True, persistent=True, shared=True,
                             description=f"milvus hnsw (M {HNSW_M}, ef {self.where.ef}) at {self.where.address}")
 
 
