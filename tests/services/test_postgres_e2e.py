@@ -132,8 +132,8 @@ def test_vultus_migrate_moves_the_sqlite_gallery_into_postgresql_with_the_same_r
             assert moved.verify_audit().ok
             # Every table's ids went on from the copied ones: a new source does not collide with a copied
             # row (sources, whose SQLite ids have no AUTOINCREMENT, once did).
-            moved.add_source("after the move", basis="legitimate-interests", purpose="archive research",
+            moved.add_source("after-the-move", basis="legitimate-interests", purpose="archive research",
                              retention="365d")
-            assert {s.name for s in moved.store.list_sources()} == {"news", "after the move"}
+            assert {s.name for s in moved.store.list_sources()} == {"news", "after-the-move"}
     finally:
         drop_database(target, server_url=server)
