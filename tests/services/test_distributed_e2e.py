@@ -15,7 +15,6 @@ Needs VULTUS_TEST_STORE_URL, VULTUS_TEST_INDEX_URL and VULTUS_TEST_RAY_ADDRESS (
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -24,26 +23,17 @@ import pytest
 
 import vultus
 from vultus.evaluation import identity_photos, leave_one_out
-from vultus.testing.milvus import TEST_INDEX_ENV, collections_under, drop_prefix
-from vultus.testing.postgres import TEST_STORE_ENV, drop_database, fresh_database
+from vultus.testing.milvus import collections_under, drop_prefix
+from vultus.testing.postgres import drop_database, fresh_database
 
 pytestmark = pytest.mark.services
 
 SOURCE = "identities"
 
 
-def _server(variable: str, service: str) -> str:
-    url = os.environ.get(variable)
-    if not url:
-        pytest.fail(f"{variable} is not set: start the services with `eval \"$(scripts/services.sh start {service})\"` "
-                    "(it prints the variable), then run these tests again.", pytrace=False)
-    return url
-
-
 @pytest.fixture(scope="module")
-def deployments(tmp_path_factory: pytest.TempPathFactory, faces_root: Path):
+def deployments(tmp_path_factory: pytest.TempPathFactory, faces_root: Path, pg_server: str, milvus_server: str):
     """The SQLite + FAISS deployment of every identity folder, and its copy on PostgreSQL + Milvus."""
-    pg_server, milvus_server = _server(TEST_STORE_ENV, "postgres"), _server(TEST_INDEX_ENV, "milvus")
     root = tmp_path_factory.mktemp("distributed")
     tag = hashlib.sha256(str(root).encode()).hexdigest()[:16]
     store_url = fresh_database(pg_server, "dist_" + tag)
@@ -117,10 +107,9 @@ def test_the_leave_one_out_search_gives_the_same_rank1_and_recall_on_postgresql_
 
 
 def test_photos_ingested_into_postgresql_and_milvus_are_found_as_on_sqlite_and_faiss(
-        deployments: dict, faces_root: Path):
+        deployments: dict, faces_root: Path, ray_head: str):
     """Into the services through the Ray head, as a deployment beyond one machine ingests; on the
     process pool into SQLite + FAISS."""
-    ray_head = _server("VULTUS_TEST_RAY_ADDRESS", "ray")
     group = sorted((faces_root / "_group").iterdir())[:4]
     found = {}
     on_ray = {**deployments["settings"], "ingest_executor": "ray", "ray_address": ray_head}

@@ -22,14 +22,6 @@ pytestmark = pytest.mark.services
 MILVUS_OWN_PORTS = [19530, 19529, 2379, 9091]
 
 
-def _url(variable: str) -> str:
-    url = os.environ.get(variable)
-    if not url:
-        pytest.fail(f"{variable} is not set: start the services with `eval \"$(scripts/services.sh start)\"`.",
-                    pytrace=False)
-    return url
-
-
 def _answers(host: str, port: int) -> bool:
     try:
         socket.create_connection((host, port), timeout=2).close()
@@ -45,8 +37,8 @@ def _host_addresses() -> list[str]:
     return [a for a in found if not a.startswith("127.")]
 
 
-def test_milvus_is_reached_through_loopback_only():
-    where = urlsplit(_url("VULTUS_TEST_INDEX_URL"))
+def test_milvus_is_reached_through_loopback_only(milvus_server: str):
+    where = urlsplit(milvus_server)
     assert where.hostname == "127.0.0.1" and _answers("127.0.0.1", where.port)
     outside = _host_addresses()
     assert outside, "this host has no address besides loopback to check from"
@@ -63,8 +55,8 @@ def test_milvus_is_reached_through_loopback_only():
         assert not (services / "milvus" / "netns").exists()
 
 
-def test_postgresql_listens_on_loopback_only():
-    where = urlsplit(_url("VULTUS_TEST_STORE_URL").replace("postgresql+psycopg", "postgresql"))
+def test_postgresql_listens_on_loopback_only(pg_server: str):
+    where = urlsplit(pg_server.replace("postgresql+psycopg", "postgresql"))
     assert _answers("127.0.0.1", where.port)
     for address in _host_addresses():
         assert not _answers(address, where.port), f"PostgreSQL answers on {address}"

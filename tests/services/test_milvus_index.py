@@ -11,7 +11,6 @@ start milvus)"``).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 
 from vultus.errors import IndexUnavailableError, SettingsError
 from vultus.index import IndexTarget, open_index
-from vultus.testing.milvus import TEST_INDEX_ENV, drop_prefix
+from vultus.testing.milvus import drop_prefix
 
 pytestmark = pytest.mark.services
 
@@ -27,12 +26,8 @@ DIM = 16
 
 
 @pytest.fixture
-def url(tmp_path: Path):
-    server = os.environ.get(TEST_INDEX_ENV)
-    if not server:
-        pytest.fail(f"{TEST_INDEX_ENV} is not set: start Milvus with `eval \"$(scripts/services.sh start milvus)\"`.",
-                    pytrace=False)
-    made = f"{server.rstrip('/')}/m{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]}"
+def url(tmp_path: Path, milvus_server: str):
+    made = f"{milvus_server.rstrip('/')}/m{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]}"
     yield made
     drop_prefix(made)
 
@@ -74,6 +69,23 @@ def test_a_face_erased_just_after_it_was_stored_is_gone_from_the_segments(url: s
     assert index.remove(np.array([99], dtype=np.int64)) == 1
     index.flush()
     assert _stored_rows(index) == 30 and 99 not in index.ids()
+
+
+def test_a_reader_opening_before_the_first_build_lands_leaves_that_build_alone(url: str):
+    """`vultus migrate` fills a first generation that no alias points at yet; a `vultus serve`
+    opened meanwhile must not replace it with an empty one (it used to drop it)."""
+    build = _open(url, fresh=True)
+    ids = np.arange(1, 41, dtype=np.int64)
+    vectors = _vectors(40, seed=3)
+    build.add(ids, vectors)
+    reader = _open(url)
+    assert len(reader) == 0  # nothing is published yet
+    build.flush()
+    after = _open(url)
+    assert len(after) == 40 and sorted(after.ids().tolist()) == ids.tolist()
+    _, found = after.search(vectors[:1], 1)
+    assert found[0, 0] == 1
+    assert sorted(reader.ids().tolist()) == ids.tolist()  # the reader follows the alias to the build
 
 
 def test_a_rights_search_finds_every_face_within_the_radius(url: str):

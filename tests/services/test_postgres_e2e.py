@@ -13,7 +13,6 @@ photos (VULTUS_TEST_DATA).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 import vultus
-from vultus.testing.postgres import TEST_STORE_ENV, drop_database, fresh_database
+from vultus.testing.postgres import drop_database, fresh_database
 
 pytestmark = pytest.mark.services
 
@@ -30,20 +29,11 @@ PEOPLE = ["facerec_obama", "facerec_biden", "deepface_jack", "deepface_sundar", 
 
 
 @pytest.fixture(scope="module")
-def server() -> str:
-    url = os.environ.get(TEST_STORE_ENV)
-    if not url:
-        pytest.fail(f"{TEST_STORE_ENV} is not set: start PostgreSQL with `eval \"$(scripts/services.sh start postgres)\"` "
-                    "(it prints the variable), then run these tests again.", pytrace=False)
-    return url
-
-
-@pytest.fixture(scope="module")
-def pg_url(server: str, tmp_path_factory: pytest.TempPathFactory):
+def pg_url(pg_server: str, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("pg-e2e")
-    made = fresh_database(server, "e2e_" + hashlib.sha256(str(folder).encode()).hexdigest()[:16])
+    made = fresh_database(pg_server, "e2e_" + hashlib.sha256(str(folder).encode()).hexdigest()[:16])
     yield made
-    drop_database(made, server_url=server)
+    drop_database(made, server_url=pg_server)
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +101,13 @@ def test_erasure_by_face_on_postgresql_leaves_the_person_unfound_and_the_audit_v
 
 
 def test_vultus_migrate_moves_the_sqlite_gallery_into_postgresql_with_the_same_results(
-        galleries: dict, faces_root: Path, server: str, tmp_path: Path):
+        galleries: dict, faces_root: Path, pg_server: str, tmp_path: Path):
     """`vultus migrate` from the SQLite deployment into a fresh PostgreSQL database and a new FAISS
     folder: every check passes, the target finds what the source finds, and its chain verifies.
     (It once failed there: a streamed read joined to the move's transaction made PostgreSQL run
     the move's audit entry through a server-side cursor.)"""
     lite = galleries["sqlite"]
-    target = fresh_database(server, "moved_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
+    target = fresh_database(pg_server, "moved_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
     index = f"faiss://{tmp_path / 'moved-index'}"
     try:
         probes = [photo for person in PEOPLE for photo in _photos(faces_root, person)[:2]]
@@ -136,4 +126,4 @@ def test_vultus_migrate_moves_the_sqlite_gallery_into_postgresql_with_the_same_r
                              retention="365d")
             assert {s.name for s in moved.store.list_sources()} == {"news", "after-the-move"}
     finally:
-        drop_database(target, server_url=server)
+        drop_database(target, server_url=pg_server)

@@ -28,27 +28,18 @@ from vultus.errors import DataDirError, DataDirLockedError, SettingsError
 from vultus.store import AuditAction, NewFace, PostgresStore, iso, open_store, store_exists, utcnow
 from vultus.store.dialects import POSTGRESQL
 from vultus.store.schema import faces
-from vultus.testing.postgres import TEST_STORE_ENV, drop_database, fresh_database
+from vultus.testing.postgres import drop_database, fresh_database
 
 pytestmark = pytest.mark.services
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-@pytest.fixture(scope="module")
-def server() -> str:
-    url = os.environ.get(TEST_STORE_ENV)
-    if not url:
-        pytest.fail(f"{TEST_STORE_ENV} is not set: start PostgreSQL with `eval \"$(scripts/services.sh start postgres)\"` "
-                    "(it prints the variable), then run these tests again.", pytrace=False)
-    return url
-
-
 @pytest.fixture
-def db(server: str, tmp_path: Path):
-    made = fresh_database(server, "pgstore_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
+def db(pg_server: str, tmp_path: Path):
+    made = fresh_database(pg_server, "pgstore_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
     yield made
-    drop_database(made, server_url=server)
+    drop_database(made, server_url=pg_server)
 
 
 @pytest.fixture
@@ -297,7 +288,7 @@ def _columns(url: str) -> list[tuple]:
                      "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2")
 
 
-def test_a_revision_3_database_is_upgraded_to_the_same_schema_as_a_new_one(server: str, db: str, keys: Keyring,
+def test_a_revision_3_database_is_upgraded_to_the_same_schema_as_a_new_one(pg_server: str, db: str, keys: Keyring,
                                                                           tmp_path: Path):
     from alembic import command
     from alembic.config import Config
@@ -324,18 +315,18 @@ def test_a_revision_3_database_is_upgraded_to_the_same_schema_as_a_new_one(serve
         assert _add(upgraded, "f" * 64, [1], "old") and max(upgraded.images_of_faces(upgraded.searchable_face_ids())) == 2
     finally:
         upgraded.close()
-    new = fresh_database(server, "pgnew_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
+    new = fresh_database(pg_server, "pgnew_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16])
     try:
         open_store(new, keys).close()
         assert _columns(db) == _columns(new)
         assert _sql(db, "SELECT version_num FROM alembic_version") == _sql(new, "SELECT version_num FROM alembic_version")
     finally:
-        drop_database(new, server_url=server)
+        drop_database(new, server_url=pg_server)
 
 
-def test_a_database_that_does_not_sort_as_bytes_is_refused_unchanged(server: str, db: str, keys: Keyring):
+def test_a_database_that_does_not_sort_as_bytes_is_refused_unchanged(pg_server: str, db: str, keys: Keyring):
     name = make_url(db).database + "_icu"
-    _sql(server, f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+    _sql(pg_server, f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
                  "LC_COLLATE 'C' LC_CTYPE 'C'")
     icu = make_url(db).set(database=name).render_as_string(hide_password=False)
     try:
@@ -343,7 +334,7 @@ def test_a_database_that_does_not_sort_as_bytes_is_refused_unchanged(server: str
             open_store(icu, keys)
         assert _sql(icu, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
     finally:
-        drop_database(icu, server_url=server)
+        drop_database(icu, server_url=pg_server)
 
 
 def test_an_unreachable_server_or_missing_database_says_what_to_do(db: str, keys: Keyring):
