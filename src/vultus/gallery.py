@@ -19,7 +19,7 @@ from .config import Settings
 from .crypto import Keyring
 from .errors import IndexCorruptError, ModelError, SettingsError
 from .faces import Embedder, FaceAnalyzer, create_aligner, create_detector, create_embedder
-from .index import IndexTarget, LockedIndex, Resizable, VectorIndex, index_backend
+from .index import IndexTarget, LockedIndex, Resizable, Shared, VectorIndex, index_backend
 from .policy import SuppressionCheck, check_gallery_model
 from .store import MetadataStore
 
@@ -171,9 +171,11 @@ class Gallery:
         if self._index.capabilities.shared and not writable:
             # A server's index is every process's: a reader changing it could race a writer's
             # erasure or rebuild. Its searches re-rank by the store's templates, so a face the store
-            # no longer holds is never shown; one not indexed yet waits for the next writer. Opened
-            # again, it counts what the server holds now (searches size themselves by it).
-            if reopened:
+            # no longer holds is never shown; one not indexed yet waits for the next writer.
+            # Refreshed, it counts what the server holds now (searches size themselves by it).
+            if reopened and isinstance(self._index, Shared):
+                self._index.refresh()
+            elif reopened:
                 self._index = self._open_backend(fresh=False)
         elif (reconcile(self._index, self.store) or unreadable) and writable:
             self._index.flush()

@@ -8,6 +8,7 @@ from .base import (
     IndexTarget,
     LockedIndex,
     Resizable,
+    Shared,
     VectorIndex,
     default_index_url,
     index_backend,
@@ -19,5 +20,5 @@ from .base import (
 # The built-in backends register themselves (faiss and pymilvus load when an index is opened).
 from . import faiss_index, milvus_index  # noqa: E402,F401  isort: skip
 
-__all__ = ["RERANK", "Capabilities", "IdFilter", "IndexBackend", "IndexTarget", "LockedIndex", "Resizable", "VectorIndex",
-           "default_index_url", "index_backend", "index_schemes", "open_index", "register_index"]
+__all__ = ["RERANK", "Capabilities", "IdFilter", "IndexBackend", "IndexTarget", "LockedIndex", "Resizable", "Shared",
+           "VectorIndex", "default_index_url", "index_backend", "index_schemes", "open_index", "register_index"]

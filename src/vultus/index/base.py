@@ -47,7 +47,8 @@ class Capabilities:
     #: Words for `vultus stats`, e.g. ``exact`` or ``ivf (nprobe 12)``.
     description: str
     #: One index that every process and host uses (a server's), not a copy of each process's own:
-    #: only a writer, under the writer lock, brings it in line with the store.
+    #: only a writer, under the writer lock, brings it in line with the store; a reader calls
+    #: :meth:`Shared.refresh` when the store has changed.
     shared: bool = False
 
 
@@ -126,6 +127,16 @@ class VectorIndex(Protocol):
     @property
     def capabilities(self) -> Capabilities:
         """What it can do now (an index that changes structure with its size may change them)."""
+        ...
+
+
+@runtime_checkable
+class Shared(Protocol):
+    """A shared index (``capabilities.shared``) that other processes write to."""
+
+    def refresh(self) -> None:
+        """Catch up with what other processes wrote: its size (searches size themselves by it),
+        and the generation its name points at now."""
         ...
 
 

@@ -131,7 +131,7 @@ def _generation(name: str, base: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-_CONNECTIONS: dict[str, str] = {}
+_CONNECTIONS: set[str] = set()
 _CONNECT_LOCK = threading.Lock()
 
 
@@ -156,7 +156,7 @@ def _connect(where: MilvusURL) -> str:
                                 password=where.password or "", timeout=_CONNECT_TIMEOUT * 2)
         except Exception as exc:  # pymilvus raises MilvusException, grpc errors or its own
             raise _unavailable(where, exc) from None
-        _CONNECTIONS[key] = key
+        _CONNECTIONS.add(key)
         return key
 
 
@@ -213,7 +213,9 @@ class MilvusIndex:
             self._collection = self._create(self._next_name())
             self._pending = self._collection.name
             if current is None and not fresh:
-                self._swap()
+                # Published empty at once, and nothing else dropped: an unaliased generation may be
+                # another process's first build (`vultus migrate`), which its flush will publish.
+                self._swap(drop_others=False)
         else:
             self._pending = None
             self._collection = self._Collection(self._base, using=self._using)
@@ -264,15 +266,15 @@ class MilvusIndex:
                 return int(field["params"]["dim"])
         return -1
 
-    def _swap(self) -> None:
-        """Point the alias at the pending generation and drop every other one."""
+    def _swap(self, *, drop_others: bool = True) -> None:
+        """Point the alias at the pending generation and (by default) drop every other one."""
         new = self._pending
         current = self._current()
         if current is None:
             self._utility.create_alias(new, self._base, using=self._using, timeout=_TIMEOUT)
         elif current != new:
             self._utility.alter_alias(new, self._base, using=self._using, timeout=_TIMEOUT)
-        for _, name in self._generations():
+        for _, name in self._generations() if drop_others else ():
             if name != new:
                 self._utility.drop_collection(name, using=self._using, timeout=_TIMEOUT)
         self._pending = None
@@ -383,6 +385,13 @@ class MilvusIndex:
         distances = np.concatenate(found_d).astype(np.float32) if found_d else np.zeros(0, dtype=np.float32)
         order = np.argsort(distances, kind="stable")
         return distances[order], ids[order]
+
+    @_guarded
+    def refresh(self) -> None:
+        """Count what the server holds now, other processes' writes included (a strong read:
+        about one Milvus time tick). The alias is resolved by the server at every call, so a
+        rebuild another process published is searched without reopening."""
+        self._count = self._strong_count()
 
     @_guarded
     def ids(self) -> np.ndarray:
