@@ -20,7 +20,6 @@ import pytest
 pytestmark = pytest.mark.services
 
 
-
 def _vultus(data: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a local instance for this test only
     env.pop("VULTUS_RAY_ADDRESS", None)
@@ -92,3 +91,16 @@ def test_ray_ingest_refuses_an_unreachable_head_without_a_traceback(tmp_path: Pa
     assert proc.returncode == 1, output
     assert "No Ray head answers at 127.0.0.1:1" in output and "Traceback" not in output
     assert _stored(tmp_path / "vultus.db") == []
+
+
+def test_a_task_whose_worker_dies_at_every_try_is_reported_as_a_crashed_worker(ray_head: str):
+    """After Ray's retries, what ingest reports for a dead pool worker (WorkerCrashedError's
+    advice), not Ray's own exception."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from vultus.executors import RAY_RETRIES, open_executor
+
+    with open_executor("ray", workers=1, initializer=int, args=(), ray_address=ray_head) as executor:
+        assert executor.submit(abs, -3).result(timeout=120) == 3
+        with pytest.raises(BrokenProcessPool, match=f"{RAY_RETRIES + 1} tries"):
+            executor.submit(os._exit, 1).result(timeout=300)  # the worker process exits mid-task
