@@ -7,7 +7,8 @@ runs there; the store is written by the process that runs the ingest, one photo 
 as results come back, so skipping what is stored already and recovering from a crash are
 the same whichever executor ran it.
 
-On Ray, each task is retried (``RAY_RETRIES`` times) when its worker or node dies, and every
+On Ray, each task is retried (``RAY_RETRIES`` times) when its worker or node dies (then the
+ingest stops as when a pool worker dies: :class:`RayTaskLost`, a BrokenProcessPool), and every
 node must be able to read the media: the task gets the photo's bytes, or for a video its path,
 which must be the same path on every node (a shared filesystem).
 """
@@ -15,13 +16,14 @@ which must be the same path on every node (a shared filesystem).
 from __future__ import annotations
 
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Protocol
 
 from .errors import ExecutorError
 from .workers import worker_pool
 
-__all__ = ["EXECUTORS", "Executor", "open_executor", "RAY_RETRIES"]
+__all__ = ["EXECUTORS", "Executor", "open_executor", "RAY_RETRIES", "RayTaskLost"]
 
 #: The executors ``--executor`` / ``VULTUS_INGEST_EXECUTOR`` may name.
 EXECUTORS = ("pool", "ray")
@@ -85,16 +87,39 @@ def _reachable(address: str) -> None:
                             "(VULTUS_RAY_ADDRESS), or ingest with --executor pool.") from exc
 
 
+class RayTaskLost(BrokenProcessPool):
+    """A Ray task's worker or node died at every try: what a dead pool worker is to ingest
+    (which reports it as :class:`~vultus.errors.WorkerCrashedError`)."""
+
+
 class _RayExecutor:
-    def __init__(self, ray: Any, workers: int, initializer: Callable[..., None], args: tuple[Any, ...]):
-        self._ray = ray
+    def __init__(self, ray: Any, initializer: Callable[..., None], args: tuple[Any, ...]):
         self._remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_ray_task)
         # The set-up arguments travel once to the cluster's object store, not with every task.
         self._setup = (ray.put(initializer), ray.put(args))
-        self.workers = workers
+        from ray.exceptions import RayTaskError, RayError
+
+        self._lost, self._raised = RayError, RayTaskError
 
     def submit(self, fn: Callable[[Any], Any], item: Any) -> Future:
-        return self._remote.remote(*self._setup, fn, item).future()
+        ray_future = self._remote.remote(*self._setup, fn, item).future()
+        result: Future = Future()
+
+        def settle(done: Future) -> None:
+            error = done.exception()
+            if error is None:
+                result.set_result(done.result())
+            elif isinstance(error, self._lost) and not isinstance(error, self._raised):
+                # Ray's own failures (worker crashed, node died, object lost), once its retries are spent;
+                # an exception the task itself raised passes as it is.
+                lost = RayTaskLost(f"A Ray task was lost {RAY_RETRIES + 1} tries in a row "
+                                   f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]})")
+                result.set_exception(lost)
+            else:
+                result.set_exception(error)
+
+        ray_future.add_done_callback(settle)
+        return result
 
 
 @contextmanager
@@ -120,7 +145,7 @@ def _ray_executor(workers: int, initializer: Callable[..., None], args: tuple[An
             raise ExecutorError(f"Could not reach {where} ({type(exc).__name__}: {exc}); check --ray-address "
                                 "(VULTUS_RAY_ADDRESS) and that its head is up, or ingest with --executor pool.") from exc
     try:
-        yield _RayExecutor(ray, workers, initializer, args)
+        yield _RayExecutor(ray, initializer, args)
     finally:
         if started_here:
             ray.shutdown()
