@@ -1,7 +1,7 @@
 """Beyond one machine: Milvus at a million faces, and ingest on Ray against the process pool.
 
-Usage: python bench/scale.py [--sections milvus ray] [--faces 1000000] [--queries 1000]
-                             [--ef 32 64 128] [--index-url milvus://HOST:PORT]
+Usage: python bench/scale.py [--sections fixed milvus ray] [--faces 1000000] [--queries 1000]
+                             [--ef 64 80 96] [--index-url milvus://HOST:PORT]
 
 - ``milvus``: a synthetic gallery of ``--faces`` 128-d templates shaped like the shared faces'
   (as bench/speed.py (c) makes them: people with the real between- and within-person spread)
@@ -11,6 +11,9 @@ Usage: python bench/scale.py [--sections milvus ray] [--faces 1000000] [--querie
   templates (here from memory); p50 / p99 latency in ms and recall@10 against exact search
   (FAISS flat), for each ``--ef``. Needs a Milvus server (``eval "$(scripts/services.sh start
   milvus)"``; the URL defaults to VULTUS_TEST_INDEX_URL); its collections are dropped at the end.
+- ``fixed``: what any search costs whatever the gallery's size: a 2,000-face collection, then
+  p50 / p99 of a bare request (``has_collection``) and of a Vultus search (20 candidates, the default ef).
+  Through scripts/services.sh's loopback relay, that includes the relay's hop.
 - ``ray``: the shared faces ingested with the process pool and with the Ray executor (a local
   Ray started by the ingest, as without --ray-address), side by side: photos per second.
 
@@ -57,6 +60,45 @@ def _wait_for_loaded_index(utility, name: str, using: str, faces: int) -> None: 
         time.sleep(1)
 
 
+def _percentiles(call, repeats: int) -> tuple[float, float]:  # noqa: ANN001
+    """p50 and p99 in ms of ``repeats`` calls, after 20 unmeasured ones (connections, caches)."""
+    for _ in range(20):
+        call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def fixed_cost(url: str, repeats: int) -> str:
+    from pymilvus import utility
+
+    from vultus.index import RERANK, IndexTarget, open_index
+    from vultus.index.milvus_index import DEFAULT_EF
+    from vultus.testing.milvus import drop_prefix
+
+    # 2,000: Milvus indexes no segment under 1,024 rows (queryNode.segment.minSegmentNumRowsToEnableIndex)
+    vectors = np.random.default_rng(0).normal(size=(2000, 128)).astype(np.float32)
+    base = f"{url.rstrip('/')}/fixed{os.getpid()}"
+    try:
+        index = open_index(IndexTarget(base, 128, None, "bench-model"), fresh=True)
+        index.add(np.arange(1, 2001, dtype=np.int64), vectors)
+        index.flush()
+        utility.wait_for_index_building_complete(index._base, using=index._using)
+        _wait_for_loaded_index(utility, index._base, index._using, 2000)
+        rows = []
+        for label, call in (("a bare request (has_collection)", lambda: utility.has_collection(index._base,
+                                                                                                using=index._using)),
+                            (f"a search ({RERANK * 10} candidates, ef {DEFAULT_EF})", lambda: index.search(vectors[:1], RERANK * 10))):
+            p50, p99 = _percentiles(call, repeats)
+            rows.append((label, f"{p50:.2f}", f"{p99:.2f}"))
+    finally:
+        drop_prefix(base)
+    return _table(rows, ("Milvus, 2,000 faces: fixed cost of", "p50 ms", "p99 ms"))
+
+
 def milvus(url: str, faces: int, queries: int, efs: list[int]) -> str:
     import faiss
     from pymilvus import utility
@@ -87,7 +129,9 @@ def milvus(url: str, faces: int, queries: int, efs: list[int]) -> str:
         _wait_for_loaded_index(utility, index._base, index._using, faces)
         built = time.perf_counter() - started
         figures.append(("insert", f"{faces / inserted:,.0f} faces/s", f"{inserted:.1f} s for {faces:,}"))
-        figures.append(("flush, HNSW build (M 16, efConstruction 200), loaded", f"{built:.1f} s", ""))
+        segments = len(utility.get_query_segment_info(index._base, using=index._using))
+        figures.append(("flush, HNSW build (M 16, efConstruction 200), loaded", f"{built:.1f} s",
+                        f"{segments} segments"))
         for ef in efs:
             searched = open_index(IndexTarget(f"{base}?ef={ef}", gallery.shape[1], None, "bench-model"))
             for q in probes[:20]:  # warm-up: segments loaded, connections open
@@ -128,17 +172,19 @@ def ray_against_pool(data_root: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="+", default=["milvus", "ray"], choices=["milvus", "ray"])
+    parser.add_argument("--sections", nargs="+", default=["fixed", "milvus", "ray"], choices=["fixed", "milvus", "ray"])
     parser.add_argument("--faces", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--ef", type=int, nargs="+", default=[64, 80, 96])
     parser.add_argument("--index-url", default=os.environ.get("VULTUS_TEST_INDEX_URL"),
                         help="the Milvus server (default: VULTUS_TEST_INDEX_URL)")
     args = parser.parse_args()
     data_root = Path(os.environ.get("VULTUS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if {"fixed", "milvus"} & set(args.sections) and not args.index_url:
+        parser.error("no Milvus: start one with `eval \"$(scripts/services.sh start milvus)\"` or pass --index-url")
+    if "fixed" in args.sections:
+        print(fixed_cost(args.index_url, args.queries), "\n")
     if "milvus" in args.sections:
-        if not args.index_url:
-            parser.error("no Milvus: start one with `eval \"$(scripts/services.sh start milvus)\"` or pass --index-url")
         print(milvus(args.index_url, args.faces, args.queries, args.ef), "\n")
     if "ray" in args.sections:
         print(ray_against_pool(data_root))
