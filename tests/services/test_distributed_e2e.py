@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
 import vultus
+from vultus.errors import MigrationError
 from vultus.evaluation import identity_photos, leave_one_out
 from vultus.testing.milvus import collections_under, drop_prefix
 from vultus.testing.postgres import drop_database, fresh_database
@@ -126,6 +128,16 @@ def test_photos_ingested_into_postgresql_and_milvus_are_found_as_on_sqlite_and_f
         assert [_results(reader, p, "events") for p in group] == found["services"][2]
     assert found["services"] == found["lite"]
     assert found["services"][1] >= 8 and all(found["services"][2])
+
+
+def test_a_move_into_its_own_milvus_collections_written_otherwise_is_refused(deployments: dict, tmp_path: Path):
+    own = deployments["index_url"]
+    where = urlsplit(own)
+    written_otherwise = f"milvus://someone:pw@{where.hostname}:{where.port}{where.path}/?ef=96"
+    with vultus.open(deployments["services"], actor="dpo", **deployments["settings"]) as engine:
+        with pytest.raises(MigrationError, match="this deployment's own index"):
+            engine.migrate(to_store=f"sqlite:///{tmp_path / 'copy.db'}", to_index=written_otherwise)
+    assert not (tmp_path / "copy.db").exists()
 
 
 def test_erasure_by_face_on_postgresql_and_milvus_leaves_no_search_and_no_milvus_query_finding_the_person(

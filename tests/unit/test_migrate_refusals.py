@@ -215,3 +215,16 @@ def test_a_target_index_that_only_hides_removed_templates_is_refused(small, tmp_
         small.migrate(to_store=store_url, to_index="hiding://")
     assert not Path(store_url.removeprefix("sqlite://")).exists()
     _no_trace_of_a_move(small)
+
+
+def test_a_milvus_index_is_the_same_place_whatever_its_options_credentials_or_default_prefix():
+    """A move into the deployment's own Milvus collections, written with another ef or user, is
+    refused like one into its own FAISS folder (the check compared the URLs' text)."""
+    from vultus.migration import _index_place
+
+    own = _index_place("milvus://127.0.0.1:19530")
+    for same in ("milvus://127.0.0.1:19530/vultus", "milvus://reader:secret@127.0.0.1/vultus/?ef=96",
+                 "MILVUS://127.0.0.1:19530/vultus?ef=80"):
+        assert _index_place(same) == own, same
+    for other in ("milvus://127.0.0.1:19531", "milvus://127.0.0.1:19530/archive", "milvus://10.0.0.5:19530"):
+        assert _index_place(other) != own, other
