@@ -130,6 +130,12 @@ def _place(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path.rstrip("/") or path, parts.query, ""))
 
 
+def _index_place(url: str) -> str:
+    """What an index URL points at, as its backend reads it (a Milvus URL's ef or user do not count)."""
+    place = index_backend(url).place
+    return place(url) if place is not None else _place(url)
+
+
 def migrate_deployment(*, deployment: Deployment, gallery: Gallery, settings: Settings, to_store: str, to_index: str,
                        actor: str, replace_index: bool = False, sample: int = SAMPLE,
                        progress: Progress | None = None) -> MigrationReport:
@@ -148,7 +154,7 @@ def migrate_deployment(*, deployment: Deployment, gallery: Gallery, settings: Se
     if _place(to_store) == _place(deployment.store_url):
         raise MigrationError(f"{redact(to_store)} is this deployment's own store; --to-store names the store to copy "
                              "it into (a PostgreSQL database, another SQLite file). Nothing was copied.")
-    if _place(to_index) == _place(deployment.index_url):
+    if _index_place(to_index) == _index_place(deployment.index_url):
         raise MigrationError(f"{redact(to_index)} is this deployment's own index; --to-index names the index to build "
                              "for the target (a Milvus server, another FAISS folder). Nothing was copied.")
     source = deployment.store

@@ -233,6 +233,9 @@ class IndexBackend:
     drop: Callable[[IndexTarget], None]
     #: ``sweep(url)``: remove what a writer killed mid-flush left behind (temporary files).
     sweep: Callable[[str], None]
+    #: ``place(url)``: what the URL points at, equal for two URLs of the same index however they
+    #: are written (a server's options and credentials left out); None: its normalised text.
+    place: Callable[[str], str] | None = None
 
 
 _BACKENDS: dict[str, IndexBackend] = {}

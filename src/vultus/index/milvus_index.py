@@ -531,4 +531,11 @@ def _sweep(url: str) -> None:
         raise _unavailable(where, exc) from exc
 
 
-register_index(SCHEME, IndexBackend(open=_open, drop=_drop, sweep=_sweep))
+def _place(url: str) -> str:
+    """The server and the collections' prefix: what two URLs must share to name the same collections
+    (the user, the password and ef only say how they are reached and searched)."""
+    where = parse_url(url)
+    return f"{SCHEME}://{where.host.lower()}:{where.port}/{where.prefix}"
+
+
+register_index(SCHEME, IndexBackend(open=_open, drop=_drop, sweep=_sweep, place=_place))
