@@ -106,6 +106,8 @@ class _RayExecutor:
         result: Future = Future()
 
         def settle(done: Future) -> None:
+            if not result.set_running_or_notify_cancel():
+                return  # cancelled by the caller (an ingest stopping): nobody waits for it
             error = done.exception()
             if error is None:
                 result.set_result(done.result())
