@@ -9,8 +9,10 @@ listens on 127.0.0.1 only. Needs the services started (``eval "$(scripts/service
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,3 +62,44 @@ def test_postgresql_listens_on_loopback_only(pg_server: str):
     assert _answers("127.0.0.1", where.port)
     for address in _host_addresses():
         assert not _answers(address, where.port), f"PostgreSQL answers on {address}"
+
+
+def _holding_files_under(folder: Path) -> list[str]:
+    """The processes with a file open under ``folder``, as "pid name"."""
+    held = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(str(folder)) for fd in (proc / "fd").iterdir()):
+                held.append(f"{proc.name} {(proc / 'comm').read_text().strip()}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return held
+
+
+@pytest.fixture
+def short_dir():
+    """A folder with a short path: Ray's socket paths under it must fit AF_UNIX's 107 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_stopping_the_ray_head_ends_its_renamed_agents_too(short_dir: Path):
+    """Ray's agents rename themselves (ray::DashboardAgent) and its client server is told only the
+    head's address: stop must end them as well, or every run of the suite would leave them behind
+    (the client server listening on the host's address)."""
+    repo = Path(__file__).resolve().parents[2]
+    tmp_path = short_dir
+    env = {**os.environ, "VULTUS_SERVICES_DIR": str(tmp_path), "VULTUS_RAY_PORT": "6391", "VULTUS_RAY_CPUS": "1"}
+    started = subprocess.run([str(repo / "scripts" / "services.sh"), "start", "ray"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert any("ray::" in p for p in _holding_files_under(tmp_path / "ray")), "no agent to check with"
+    finally:
+        stopped = subprocess.run([str(repo / "scripts" / "services.sh"), "stop", "ray"], env=env, capture_output=True,
+                                 text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert _holding_files_under(tmp_path / "ray") == []
