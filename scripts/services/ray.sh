@@ -12,15 +12,28 @@
 # $VULTUS_SERVICES_DIR/ray/auth_token (owner-only), without which nothing can join it or submit
 # work; `start` prints RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH with the other exports, so that the
 # commands you run after `eval` present it. Stop ends only this head's processes (those whose
-# command line names its session folder), never another Ray on the machine: `ray stop` would
-# end them all.
+# command line names its session folder, and its renamed agents, workers and client server with
+# log files open there), never another Ray on the machine: `ray stop` would end them all.
 
 _ray_dir() { echo "$VULTUS_SERVICES_DIR/ray"; }
 _ray_port() { echo "${VULTUS_RAY_PORT:-6380}"; }
 _ray_bin() { echo "$repo/.venv/bin/ray"; }
 
-# This head's processes: Ray passes each of them its session folder, under the --temp-dir given here.
-_ray_pids() { pgrep -f -- "$(_ray_dir)/tmp/session_" || true; }
+# This head's processes: Ray passes most of them its session folder, under the --temp-dir given
+# here. Its agents and workers rename themselves (ray::DashboardAgent, ray::IDLE) and its client
+# server is given only the address, so for those their open log files say it (a driver's do
+# too, and is left alone: it is neither).
+_ray_pids() {
+  local sessions="$(_ray_dir)/tmp/session_"
+  {
+    pgrep -f -- "$sessions" || true
+    find /proc/[0-9]*/fd -maxdepth 1 -lname "$sessions*" 2>/dev/null | cut -d/ -f3 | sort -u | while read -r pid; do
+      case "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+        ray::* | *" -m ray.util.client.server "*) echo "$pid" ;;
+      esac
+    done
+  } | sort -u
+}
 
 ray_status() {
   [ -n "$(_ray_pids)" ] || return 1
