@@ -49,7 +49,7 @@ SCHEME = "milvus"
 DEFAULT_PORT = 19530
 DEFAULT_PREFIX = "vultus"
 #: Search breadth of the HNSW graph (results asked for are a floor). bench/scale.py at 1M faces
-#: on 2 cores: recall@10 0.990-0.992 at ef 64 (too close to 0.99), 0.994 at 80, p50 about 4.3 ms.
+#: on 2 cores: recall@10 0.990-0.992 at ef 64 (too close to 0.99), 0.994-0.995 at 80, p50 3.5-4.3 ms.
 DEFAULT_EF = 80
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
