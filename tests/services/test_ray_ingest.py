@@ -1,7 +1,8 @@
 """Ingest on Ray (``--executor ray``) stores what the process pool stores, and survives a kill -9.
 
-Each run starts a local Ray instance of its own (no ``--ray-address``), as a user trying the
-executor would; the head started by ``scripts/services.sh start ray`` is not needed here.
+Each ingest starts a local Ray instance of its own (no ``--ray-address``), as a user trying the
+executor would; only the check of a task lost at every try runs on the head started by
+``scripts/services.sh start ray``.
 Needs Ray (``pip install 'vultus[services]'``) and the shared photos (VULTUS_TEST_DATA).
 """
 
