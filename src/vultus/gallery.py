@@ -175,8 +175,6 @@ class Gallery:
             # Refreshed, it counts what the server holds now (searches size themselves by it).
             if reopened and isinstance(self._index, Shared):
                 self._index.refresh()
-            elif reopened:
-                self._index = self._open_backend(fresh=False)
         elif (reconcile(self._index, self.store) or unreadable) and writable:
             self._index.flush()
         self._index_signature = signature

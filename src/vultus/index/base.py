@@ -47,8 +47,8 @@ class Capabilities:
     #: Words for `vultus stats`, e.g. ``exact`` or ``ivf (nprobe 12)``.
     description: str
     #: One index that every process and host uses (a server's), not a copy of each process's own:
-    #: only a writer, under the writer lock, brings it in line with the store; a reader calls
-    #: :meth:`Shared.refresh` when the store has changed.
+    #: only a writer, under the writer lock, brings it in line with the store. Such an index
+    #: implements :class:`Shared` too: a reader calls its ``refresh`` when the store has changed.
     shared: bool = False
 
 
